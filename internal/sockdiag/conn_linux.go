@@ -1,0 +1,99 @@
+package sockdiag
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// MaxDumpAttempts bounds how often DumpConsistent restarts an interrupted dump.
+const MaxDumpAttempts = 5
+
+// Conn is a NETLINK_SOCK_DIAG socket. It belongs to the network namespace
+// of the thread that opened it, and can be used from any goroutine after,
+// but by one at a time.
+type Conn struct {
+	fd  int
+	seq uint32
+	buf []byte
+}
+
+// Dial opens a sock_diag socket in the calling thread's network namespace.
+func Dial() (*Conn, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return nil, &OpError{Op: "socket", Err: err}
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, &OpError{Op: "bind", Err: err}
+	}
+	// 32 KiB is the most one netlink dump skb carries (netlink_dump()).
+	return &Conn{fd: fd, buf: make([]byte, 64<<10)}, nil
+}
+
+// Close releases the socket.
+func (c *Conn) Close() error { return unix.Close(c.fd) }
+
+// Dump runs one dump and calls fn for every socket, streaming: memory does
+// not grow with the number of sockets. It returns ErrDumpInterrupted (after
+// reading the whole dump) if the kernel flagged it inconsistent.
+func (c *Conn) Dump(r Request, fn func(*Socket) error) error {
+	c.seq++
+	st := dumpState{seq: c.seq}
+	if err := unix.Sendto(c.fd, marshalRequest(c.seq, r), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return &OpError{Op: "send dump request", Err: err}
+	}
+	var ferr error
+	for !st.done {
+		n, _, flags, _, err := unix.Recvmsg(c.fd, c.buf, nil, 0)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			return &OpError{Op: "receive dump", Err: err}
+		}
+		if flags&unix.MSG_TRUNC != 0 {
+			return &OpError{Op: "receive dump", Err: fmt.Errorf("reply truncated at %d bytes", len(c.buf))}
+		}
+		err = st.parseBuffer(c.buf[:n], func(body []byte) error {
+			if ferr != nil {
+				return nil // drain the dump, keep the first error
+			}
+			s, err := UnmarshalSocket(body)
+			if err != nil {
+				ferr = err
+				return nil
+			}
+			ferr = fn(&s)
+			return nil
+		})
+		if err != nil {
+			// Drain nothing more: a malformed stream cannot be resynchronised,
+			// and the next request uses a new sequence number.
+			return &OpError{Op: "decode dump", Err: err}
+		}
+	}
+	if ferr != nil {
+		return ferr
+	}
+	if st.interrupted {
+		return ErrDumpInterrupted
+	}
+	return nil
+}
+
+// DumpConsistent runs Dump until the kernel reports it consistent, at most
+// MaxDumpAttempts times. begin is called before each attempt so the caller
+// can drop what an interrupted attempt delivered.
+func (c *Conn) DumpConsistent(r Request, begin func(), fn func(*Socket) error) error {
+	var err error
+	for range MaxDumpAttempts {
+		begin()
+		if err = c.Dump(r, fn); !errors.Is(err, ErrDumpInterrupted) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w %d times in a row; the socket tables are changing fast, try again", err, MaxDumpAttempts)
+}
