@@ -1,0 +1,166 @@
+// Package collect fills a snapshot from the kernel: sock_diag for listeners
+// and SYN queues, /proc for counters, sysctls and owners, one namespace at a
+// time on a thread that has entered it.
+package collect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/procfd"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+)
+
+// Target is a network namespace to collect.
+type Target struct {
+	// Path is an nsfs file (/proc/PID/ns/net, /run/netns/NAME). Empty means
+	// the caller's own namespace, read without setns (no privilege needed).
+	Path  string
+	Name  string
+	Inode uint64
+}
+
+// Options say what to collect and what to keep.
+type Options struct {
+	ProcRoot string   // procfs mount, "/proc" when empty
+	Targets  []Target // namespaces; the caller's own when empty
+	// Concurrency bounds how many namespaces are read at once (default 4).
+	Concurrency int
+
+	// Filters: a listener is kept when it matches every filter given.
+	Ports     []uint16
+	PIDs      []int
+	Processes []string // exact comm names
+
+	// NoOwners skips the /proc/*/fd walk.
+	NoOwners bool
+}
+
+func (o *Options) procRoot() string {
+	if o.ProcRoot == "" {
+		return "/proc"
+	}
+	return o.ProcRoot
+}
+
+// ErrNoNamespace means no namespace could be read at all.
+var ErrNoNamespace = errors.New("no network namespace could be read")
+
+// Collect takes one snapshot. A namespace that fails is recorded in its
+// Namespace.Error and the rest still complete; Collect fails only when no
+// namespace could be read or ctx ends.
+func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
+	snap := &snapshot.Snapshot{TakenAt: time.Now().UTC()}
+	targets := opts.Targets
+	if len(targets) == 0 {
+		targets = []Target{{}}
+	}
+	conc := opts.Concurrency
+	if conc <= 0 {
+		conc = 4
+	}
+
+	type result struct {
+		ns  snapshot.Namespace
+		ls  []snapshot.Listener
+		err error
+	}
+	results := make([]result, len(targets))
+	sem := make(chan struct{}, conc)
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		if ctx.Err() != nil {
+			results[i].err = ctx.Err()
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ns, ls, err := readNamespace(t, opts.procRoot())
+			results[i] = result{ns, ls, err}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	var failed []error
+	for i, r := range results {
+		ns := r.ns
+		if ns.Name == "" {
+			ns.Name = targets[i].Name
+		}
+		if ns.Inode == 0 {
+			ns.Inode = targets[i].Inode
+		}
+		if r.err != nil {
+			ns.Error = r.err.Error()
+			failed = append(failed, fmt.Errorf("namespace %s: %w", ns.Name, r.err))
+		}
+		snap.Namespaces = append(snap.Namespaces, ns)
+		snap.Listeners = append(snap.Listeners, filterPorts(r.ls, opts.Ports)...)
+	}
+	if len(failed) == len(targets) {
+		return nil, fmt.Errorf("%w: %w", ErrNoNamespace, errors.Join(failed...))
+	}
+
+	if !opts.NoOwners {
+		addOwners(snap, opts.procRoot())
+	}
+	snap.Listeners = filterOwners(snap.Listeners, opts.PIDs, opts.Processes)
+	snapshot.SortFullest(snap.Listeners)
+	return snap, nil
+}
+
+func filterPorts(ls []snapshot.Listener, ports []uint16) []snapshot.Listener {
+	if len(ports) == 0 {
+		return ls
+	}
+	return slices.DeleteFunc(ls, func(l snapshot.Listener) bool { return !slices.Contains(ports, l.Port) })
+}
+
+// addOwners walks /proc/*/fd once for all namespaces' listeners.
+func addOwners(snap *snapshot.Snapshot, procRoot string) {
+	want := make(map[uint32]struct{}, len(snap.Listeners))
+	for _, l := range snap.Listeners {
+		want[l.Inode] = struct{}{}
+	}
+	res, err := procfd.Walk(procRoot, want)
+	if err != nil {
+		snap.Warnings = append(snap.Warnings, fmt.Sprintf("owning processes unknown: %v", err))
+		return
+	}
+	for i := range snap.Listeners {
+		l := &snap.Listeners[i]
+		l.Processes = res.Owners[l.Inode]
+		if l.Processes == nil && res.Denied == 0 {
+			l.Processes = []snapshot.Process{} // looked everywhere: no owner
+		}
+	}
+	if res.Denied > 0 {
+		snap.Warnings = append(snap.Warnings, fmt.Sprintf(
+			"owners hidden: the descriptors of %d processes could not be read; run as root (or with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH) to see every owner", res.Denied))
+	}
+}
+
+// filterOwners keeps listeners owned by one of pids and one of comms.
+func filterOwners(ls []snapshot.Listener, pids []int, comms []string) []snapshot.Listener {
+	if len(pids) == 0 && len(comms) == 0 {
+		return ls
+	}
+	return slices.DeleteFunc(ls, func(l snapshot.Listener) bool {
+		pidOK, commOK := len(pids) == 0, len(comms) == 0
+		for _, p := range l.Processes {
+			pidOK = pidOK || slices.Contains(pids, p.PID)
+			commOK = commOK || slices.Contains(comms, p.Comm)
+		}
+		return !(pidOK && commOK)
+	})
+}

@@ -1,0 +1,151 @@
+package collect
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+
+	"github.com/backlog-dev/backlog/internal/netns"
+	"github.com/backlog-dev/backlog/internal/procnet"
+	"github.com/backlog-dev/backlog/internal/sockdiag"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/sysctl"
+	"golang.org/x/sys/unix"
+)
+
+var families = []uint8{unix.AF_INET, unix.AF_INET6}
+
+// readNamespace reads one namespace. Inside it (on a locked thread) it opens
+// the sock_diag socket and reads counters and sysctls, which resolve by the
+// thread's namespace; the dumps then run on that socket from here.
+func readNamespace(t Target, procRoot string) (snapshot.Namespace, []snapshot.Listener, error) {
+	var (
+		ns      = snapshot.Namespace{Name: t.Name, Inode: t.Inode}
+		conn    *sockdiag.Conn
+		partial []error
+	)
+	inside := func() error {
+		id, err := netns.Current()
+		if err != nil {
+			return err
+		}
+		ns.Inode = id.Inode
+		if ns.Name == "" {
+			ns.Name = ownName(procRoot, id)
+		}
+		// /proc/self/net follows the main thread: name this thread.
+		ns.Counters, err = procnet.ReadCounters(procRoot+"/self/task", unix.Gettid())
+		if err != nil {
+			partial = append(partial, err)
+		}
+		ns.Sysctls, err = sysctl.Read(procRoot + "/sys")
+		if err != nil {
+			partial = append(partial, err)
+		}
+		conn, err = sockdiag.Dial()
+		return err
+	}
+	var err error
+	if t.Path == "" {
+		err = onLockedThread(inside)
+	} else {
+		err = netns.Do(t.Path, inside)
+	}
+	if err != nil {
+		return ns, nil, err
+	}
+	defer conn.Close()
+
+	ls, err := dumpListeners(conn, ns.Inode)
+	if err != nil {
+		return ns, nil, err
+	}
+	if err := countSynQueues(conn, ls); err != nil {
+		return ns, nil, err
+	}
+	if len(partial) > 0 {
+		// Counters or sysctls missing: the listeners are still right.
+		ns.Error = fmt.Sprintf("partly read: %v", errors.Join(partial...))
+	}
+	return ns, ls, nil
+}
+
+// ownName names the caller's own namespace: "host" when it is init's.
+func ownName(procRoot string, id netns.ID) string {
+	if initID, err := netns.Stat(procRoot + "/1/ns/net"); err == nil && initID == id {
+		return "host"
+	}
+	return "self"
+}
+
+func onLockedThread(fn func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	return fn()
+}
+
+// dumpListeners dumps LISTEN sockets only: that walks the listening hash
+// alone, so its cost follows listeners, not connections (KERNEL.md).
+func dumpListeners(conn *sockdiag.Conn, nsInode uint64) ([]snapshot.Listener, error) {
+	var ls []snapshot.Listener
+	for _, fam := range families {
+		req := sockdiag.Request{
+			Family: fam, Protocol: unix.IPPROTO_TCP,
+			Ext:    sockdiag.ExtInfo | sockdiag.ExtSKMemInfo,
+			States: sockdiag.StateMask(sockdiag.StateListen),
+		}
+		start := len(ls)
+		err := conn.DumpConsistent(req, func() { ls = ls[:start] }, func(s *sockdiag.Socket) error {
+			ls = append(ls, listenerOf(s, nsInode))
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("listing listeners: %w", err)
+		}
+	}
+	return ls, nil
+}
+
+func listenerOf(s *sockdiag.Socket, nsInode uint64) snapshot.Listener {
+	l := snapshot.Listener{
+		Netns:       nsInode,
+		Family:      snapshot.FamilyInet,
+		Address:     s.Src.Addr(),
+		Port:        s.Src.Port(),
+		Inode:       s.Inode,
+		AcceptQueue: s.RQueue,
+		Backlog:     s.WQueue,
+		V6Only:      s.V6Only,
+	}
+	if s.Family == unix.AF_INET6 {
+		l.Family = snapshot.FamilyInet6
+	}
+	if d, ok := s.Drops(); ok {
+		v := uint64(d)
+		l.Drops = &v
+	}
+	return l
+}
+
+// countSynQueues dumps request sockets and adds each to its listener. This
+// dump walks the established hash too (any non-LISTEN state does), but only
+// request sockets come back; the kernel adds NEW_SYN_RECV to a SYN_RECV
+// mask itself (inet_diag_dump_icsk()).
+func countSynQueues(conn *sockdiag.Conn, ls []snapshot.Listener) error {
+	if len(ls) == 0 {
+		return nil
+	}
+	idx := newSynIndex(ls)
+	for _, fam := range families {
+		req := sockdiag.Request{Family: fam, Protocol: unix.IPPROTO_TCP, States: sockdiag.StateMask(sockdiag.StateSynRecv)}
+		err := conn.DumpConsistent(req, idx.reset, func(s *sockdiag.Socket) error {
+			idx.add(s.Src)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("counting SYN queues: %w", err)
+		}
+		idx.apply()
+	}
+	return nil
+}

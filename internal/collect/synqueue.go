@@ -1,0 +1,76 @@
+package collect
+
+import (
+	"net/netip"
+
+	"github.com/backlog-dev/backlog/internal/snapshot"
+)
+
+// synIndex attributes request sockets (SYN-RECV) to listeners of one
+// namespace. A request socket carries the concrete local address the SYN was
+// sent to, never the listener's wildcard, and no reference to its listener
+// (KERNEL.md), so it is matched by port and by address or wildcard, in the
+// order the kernel's lookup prefers (compute_score() in
+// net/ipv4/inet_hashtables.c): exact address, then same-family wildcard,
+// then a dual-stack IPv6 wildcard. SO_REUSEPORT siblings cannot be told
+// apart: the group's requests count on the first of them.
+type synIndex struct {
+	byPort map[uint16][]int
+	ls     []snapshot.Listener
+	counts []uint32 // per listener, applied by apply()
+}
+
+func newSynIndex(ls []snapshot.Listener) *synIndex {
+	idx := &synIndex{byPort: make(map[uint16][]int), ls: ls, counts: make([]uint32, len(ls))}
+	for i := range ls {
+		idx.byPort[ls[i].Port] = append(idx.byPort[ls[i].Port], i)
+	}
+	return idx
+}
+
+// add counts one request socket with local address addr; it reports
+// whether a listener took it.
+func (x *synIndex) add(local netip.AddrPort) bool {
+	best, bestScore := -1, 0
+	for _, i := range x.byPort[local.Port()] {
+		if s := matchScore(&x.ls[i], local.Addr()); s > bestScore {
+			best, bestScore = i, s
+		}
+	}
+	if best < 0 {
+		return false
+	}
+	x.counts[best]++
+	return true
+}
+
+// reset forgets what was added, for a dump that restarts.
+func (x *synIndex) reset() { clear(x.counts) }
+
+// apply adds the counted requests to the listeners' SynQueue.
+func (x *synIndex) apply() {
+	for i, n := range x.counts {
+		x.ls[i].SynQueue += n
+	}
+	x.reset()
+}
+
+// matchScore ranks how well listener l covers a request to addr; 0 means
+// it does not.
+func matchScore(l *snapshot.Listener, addr netip.Addr) int {
+	la := l.Address
+	if addr.Is4In6() {
+		addr = addr.Unmap()
+	}
+	switch {
+	case la == addr:
+		return 4
+	case la.Is4In6() && la.Unmap() == addr:
+		return 3
+	case la.IsUnspecified() && la.Is4() == addr.Is4():
+		return 2
+	case la.IsUnspecified() && la.Is6() && addr.Is4() && (l.V6Only == nil || !*l.V6Only):
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,109 @@
+// Package render turns snapshots into what people and programs read: an
+// aligned table and the JSON of docs/json.md.
+package render
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/backlog-dev/backlog/internal/snapshot"
+)
+
+// DropsHelp explains the DROPS column; it is printed under every table.
+const DropsHelp = "DROPS is the listener's sk_drops: dropped packets (each retransmitted SYN counts again), not refused clients."
+
+// JSON writes the snapshot as one indented JSON object.
+func JSON(w io.Writer, s *snapshot.Snapshot) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(s)
+}
+
+// Table writes one block per namespace: its listeners, fullest first, then
+// its sysctls and TcpExt listen counters.
+func Table(w io.Writer, s *snapshot.Snapshot) error {
+	for i, ns := range s.Namespaces {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s (netns %d)\n", ns.Name, ns.Inode)
+		if ns.Error != "" {
+			fmt.Fprintf(w, "  error: %s\n", ns.Error)
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  ADDRESS:PORT\tACCEPT-Q/BACKLOG\tFILL\tSYN-Q\tDROPS\tPROCESS")
+		n := 0
+		for i := range s.Listeners {
+			l := &s.Listeners[i]
+			if l.Netns != ns.Inode {
+				continue
+			}
+			n++
+			fmt.Fprintf(tw, "  %s\t%d/%d\t%s\t%d\t%s\t%s\n",
+				Endpoint(l.Address, l.Port), l.AcceptQueue, l.Backlog, Fill(l),
+				l.SynQueue, optional(l.Drops), Processes(l.Processes))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if n == 0 {
+			fmt.Fprintln(w, "  (no listeners)")
+		}
+		fmt.Fprintf(w, "  sysctls: %s\n", joinNamed(ns.Sysctls.Named()))
+		fmt.Fprintf(w, "  TcpExt:  %s\n", joinNamed(ns.Counters.Named()))
+	}
+	fmt.Fprintln(w, DropsHelp)
+	return nil
+}
+
+// Endpoint prints address:port, with brackets for IPv6.
+func Endpoint(a netip.Addr, port uint16) string {
+	return netip.AddrPortFrom(a, port).String()
+}
+
+// Fill prints the accept queue as a percentage of the backlog.
+func Fill(l *snapshot.Listener) string {
+	f, ok := l.Fill()
+	if !ok {
+		return "-"
+	}
+	return strconv.Itoa(int(f*100+0.5)) + "%"
+}
+
+// Processes prints owners as comm(pid),...; "?" when they are unknown.
+func Processes(ps []snapshot.Process) string {
+	if ps == nil {
+		return "?"
+	}
+	if len(ps) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		parts[i] = fmt.Sprintf("%s(%d)", p.Comm, p.PID)
+	}
+	return strings.Join(parts, ",")
+}
+
+func optional(p *uint64) string {
+	if p == nil {
+		return "-"
+	}
+	return strconv.FormatUint(*p, 10)
+}
+
+func joinNamed(nv []snapshot.NamedValue) string {
+	if len(nv) == 0 {
+		return "(not available)"
+	}
+	parts := make([]string, len(nv))
+	for i, v := range nv {
+		parts[i] = v.Name + "=" + strconv.FormatInt(v.Value, 10)
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,193 @@
+// Package snapshot is backlog's model of the listen path at one instant:
+// namespaces with their counters and sysctls, and listeners with their
+// queues. It does no I/O; sources fill it, views read it.
+package snapshot
+
+import (
+	"cmp"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Snapshot is everything one collection saw. Its JSON form is the contract
+// of `backlog ls --json` (docs/json.md): keys are added, never renamed.
+type Snapshot struct {
+	TakenAt    time.Time   `json:"taken_at"`
+	Namespaces []Namespace `json:"namespaces"`
+	Listeners  []Listener  `json:"listeners"`
+	// Warnings are things a person should know about the collection, such
+	// as owners that could not be read for lack of privilege.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Namespace is one network namespace with its listen-path settings.
+type Namespace struct {
+	Inode    uint64   `json:"inode"`
+	Name     string   `json:"name"`
+	Sysctls  Sysctls  `json:"sysctls"`
+	Counters Counters `json:"counters"`
+	// Error says why the namespace could not be read; its listeners are
+	// then missing from the snapshot.
+	Error string `json:"error,omitempty"`
+}
+
+// Sysctls are the per-namespace settings that cap the listen path. A nil
+// field is one the kernel does not have (or that could not be read).
+type Sysctls struct {
+	Somaxconn          *int64 `json:"somaxconn,omitempty"`
+	TCPMaxSynBacklog   *int64 `json:"tcp_max_syn_backlog,omitempty"`
+	TCPSyncookies      *int64 `json:"tcp_syncookies,omitempty"`
+	TCPAbortOnOverflow *int64 `json:"tcp_abort_on_overflow,omitempty"`
+	TCPSynackRetries   *int64 `json:"tcp_synack_retries,omitempty"`
+}
+
+// Counters are the TcpExt listen counters of /proc/net/netstat, spelled as
+// the kernel spells them. A nil field is one this kernel does not report.
+type Counters struct {
+	ListenOverflows           *uint64 `json:"ListenOverflows,omitempty"`
+	ListenDrops               *uint64 `json:"ListenDrops,omitempty"`
+	TCPReqQFullDrop           *uint64 `json:"TCPReqQFullDrop,omitempty"`
+	TCPReqQFullDoCookies      *uint64 `json:"TCPReqQFullDoCookies,omitempty"`
+	SyncookiesSent            *uint64 `json:"SyncookiesSent,omitempty"`
+	SyncookiesRecv            *uint64 `json:"SyncookiesRecv,omitempty"`
+	SyncookiesFailed          *uint64 `json:"SyncookiesFailed,omitempty"`
+	TCPFastOpenListenOverflow *uint64 `json:"TCPFastOpenListenOverflow,omitempty"`
+}
+
+// Named returns the counters with their kernel names, in a fixed order,
+// skipping those the kernel does not report.
+func (c Counters) Named() []NamedValue {
+	all := []struct {
+		name string
+		v    *uint64
+	}{
+		{"ListenOverflows", c.ListenOverflows},
+		{"ListenDrops", c.ListenDrops},
+		{"TCPReqQFullDrop", c.TCPReqQFullDrop},
+		{"TCPReqQFullDoCookies", c.TCPReqQFullDoCookies},
+		{"SyncookiesSent", c.SyncookiesSent},
+		{"SyncookiesRecv", c.SyncookiesRecv},
+		{"SyncookiesFailed", c.SyncookiesFailed},
+		{"TCPFastOpenListenOverflow", c.TCPFastOpenListenOverflow},
+	}
+	var out []NamedValue
+	for _, a := range all {
+		if a.v != nil {
+			out = append(out, NamedValue{a.name, int64(*a.v)})
+		}
+	}
+	return out
+}
+
+// Named returns the sysctls with their short names, in a fixed order,
+// skipping those the kernel does not have.
+func (s Sysctls) Named() []NamedValue {
+	all := []struct {
+		name string
+		v    *int64
+	}{
+		{"somaxconn", s.Somaxconn},
+		{"tcp_max_syn_backlog", s.TCPMaxSynBacklog},
+		{"tcp_syncookies", s.TCPSyncookies},
+		{"tcp_abort_on_overflow", s.TCPAbortOnOverflow},
+		{"tcp_synack_retries", s.TCPSynackRetries},
+	}
+	var out []NamedValue
+	for _, a := range all {
+		if a.v != nil {
+			out = append(out, NamedValue{a.name, *a.v})
+		}
+	}
+	return out
+}
+
+// NamedValue is one counter or sysctl.
+type NamedValue struct {
+	Name  string
+	Value int64
+}
+
+// Listener is one listening TCP socket.
+type Listener struct {
+	Netns   uint64     `json:"netns"`
+	Family  string     `json:"family"` // "inet" or "inet6"
+	Address netip.Addr `json:"address"`
+	Port    uint16     `json:"port"`
+	Inode   uint32     `json:"inode"`
+	// AcceptQueue is the number of finished handshakes waiting for
+	// accept(2); it can reach Backlog+1 (sk_acceptq_is_full() uses ">").
+	AcceptQueue uint32 `json:"accept_queue"`
+	// Backlog is the effective backlog: min(listen(2) backlog, somaxconn).
+	Backlog uint32 `json:"backlog"`
+	// SynQueue is the number of half-open handshakes (SYN-RECV) for it.
+	SynQueue uint32 `json:"syn_queue"`
+	// Drops is the listener's sk_drops: dropped packets, retransmitted
+	// SYNs included, not refused clients. Nil when the kernel did not say.
+	Drops  *uint64 `json:"drops,omitempty"`
+	V6Only *bool   `json:"v6only,omitempty"`
+	// Processes own the socket. Nil (JSON null) when owners could not be
+	// read; empty when none was found.
+	Processes []Process `json:"processes"`
+}
+
+// Process is an owner of a socket.
+type Process struct {
+	PID  int    `json:"pid"`
+	Comm string `json:"comm"`
+}
+
+// Family names used in Listener.Family.
+const (
+	FamilyInet  = "inet"
+	FamilyInet6 = "inet6"
+)
+
+// Fill is the accept queue as a fraction of the backlog; it exceeds 1 when
+// the queue holds backlog+1. ok is false for a zero backlog.
+func (l *Listener) Fill() (fill float64, ok bool) {
+	if l.Backlog == 0 {
+		return 0, false
+	}
+	return float64(l.AcceptQueue) / float64(l.Backlog), true
+}
+
+// Full reports whether the accept queue is at or past its backlog: the
+// next SYN or final ACK is dropped (sk_acceptq_is_full()).
+func (l *Listener) Full() bool { return l.AcceptQueue > l.Backlog }
+
+// SortFullest orders listeners with the fullest accept queues first, then by
+// SYN queue and drops, then by namespace, port and address for stability.
+func SortFullest(ls []Listener) {
+	slices.SortStableFunc(ls, func(a, b Listener) int {
+		fa, _ := a.Fill()
+		fb, _ := b.Fill()
+		return cmp.Or(
+			cmp.Compare(fb, fa),
+			cmp.Compare(b.AcceptQueue, a.AcceptQueue),
+			cmp.Compare(b.SynQueue, a.SynQueue),
+			cmp.Compare(deref(b.Drops), deref(a.Drops)),
+			cmp.Compare(a.Netns, b.Netns),
+			cmp.Compare(a.Port, b.Port),
+			a.Address.Compare(b.Address),
+			cmp.Compare(a.Inode, b.Inode),
+		)
+	})
+}
+
+func deref(p *uint64) uint64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// Namespace returns the namespace with the given inode, or nil.
+func (s *Snapshot) Namespace(inode uint64) *Namespace {
+	for i := range s.Namespaces {
+		if s.Namespaces[i].Inode == inode {
+			return &s.Namespaces[i]
+		}
+	}
+	return nil
+}
