@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/lab"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/testutil"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "backlog-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "backlog")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runIn runs the real binary inside a namespace (or here when ns is "").
+func runIn(t *testing.T, ns string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	argv := append([]string{binary}, args...)
+	if ns != "" {
+		argv = append([]string{"ip", "netns", "exec", ns}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return o.String(), e.String(), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), 0
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"nope"}, {"ls", "--port", "0"}, {"ls", "--port", "x"}, {"ls", "extra"}, {"ls", "--bogus"}, {"ls", "--pid", "-3"}} {
+		_, stderr, code := runIn(t, "", args...)
+		if code != exitUsage || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || stderr == "" {
+			t.Errorf("backlog %v: exit %d, stderr %q; want exit 2 and one line", args, code, stderr)
+		}
+	}
+	if out, _, code := runIn(t, "", "ls", "-h"); code != 0 || !strings.Contains(out, "-port") {
+		t.Errorf("ls -h: exit %d, %q", code, out)
+	}
+}
+
+// TestLsInNamespace drives the real binary in a namespace the test made:
+// backlog 5, 20 clients, never accepted.
+func TestLsInNamespace(t *testing.T) {
+	testutil.RequireRoot(t)
+	ns, err := lab.NewNamespace("bl-cli")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	l, err := ns.Listen(netip.MustParseAddrPort("127.0.0.1:0"), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := ns.Dial(netip.AddrPortFrom(l.Addr, l.Port), 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	port := strconv.Itoa(int(l.Port))
+
+	var snap snapshot.Snapshot
+	testutil.Eventually(t, 5*time.Second, func() error {
+		out, stderr, code := runIn(t, ns.Name, "ls", "--json", "--port", port)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		snap = snapshot.Snapshot{}
+		if err := json.Unmarshal([]byte(out), &snap); err != nil {
+			t.Fatalf("bad JSON: %v\n%s", err, out)
+		}
+		if len(snap.Listeners) != 1 || snap.Listeners[0].AcceptQueue != 6 {
+			return errorf("listeners %+v, want one with accept_queue 6", snap.Listeners)
+		}
+		return nil
+	})
+	got := snap.Listeners[0]
+	if got.Backlog != 5 || got.Drops == nil || *got.Drops == 0 || got.Processes == nil || got.Processes[0].PID != os.Getpid() {
+		t.Errorf("listener %+v", got)
+	}
+	if len(snap.Namespaces) != 1 || snap.Namespaces[0].Inode != got.Netns || snap.Namespaces[0].Counters.ListenOverflows == nil {
+		t.Errorf("namespaces %+v", snap.Namespaces)
+	}
+	// The raw JSON keeps the contract's key names.
+	out, _, _ := runIn(t, ns.Name, "ls", "--json", "--port", port)
+	for _, key := range []string{`"taken_at"`, `"accept_queue": 6`, `"backlog": 5`, `"syn_queue": 0`, `"ListenOverflows"`, `"somaxconn"`, `"processes": [`} {
+		if !strings.Contains(out, key) {
+			t.Errorf("JSON lacks %s:\n%s", key, out)
+		}
+	}
+
+	table, _, code := runIn(t, ns.Name, "ls", "--port", port)
+	if code != 0 {
+		t.Fatalf("ls exit %d", code)
+	}
+	row := "127.0.0.1:" + port
+	var line string
+	for _, ln := range strings.Split(table, "\n") {
+		if strings.Contains(ln, row) {
+			line = ln
+		}
+	}
+	f := strings.Fields(line)
+	if len(f) != 6 || f[1] != "6/5" || f[2] != "120%" || f[3] != "0" || f[4] == "0" {
+		t.Errorf("table row %q, want 6/5 120%% 0 and drops > 0\n%s", line, table)
+	}
+	if !strings.Contains(table, "ListenOverflows=") || !strings.Contains(table, "somaxconn=") || !strings.Contains(table, "not refused clients") {
+		t.Errorf("table lacks counters, sysctls or the DROPS help:\n%s", table)
+	}
+}
+
+func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }

@@ -1,0 +1,134 @@
+// Package testutil holds the helpers that decide whether a privileged or
+// kernel-dependent test can run, and the oracles (ss, nstat) tests compare
+// against.
+package testutil
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// RequireRoot skips the test unless it runs as root. CI runs as root, so
+// nothing skips there.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: it builds private network namespaces")
+	}
+}
+
+// RequireTool skips the test when a command is not installed.
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("needs %s (scripts/test.sh installs it)", name)
+	}
+	return p
+}
+
+// InNetns runs a command inside the named namespace (ip netns exec) and
+// returns its standard output; it fails the test on error.
+func InNetns(t testing.TB, ns string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("ip netns exec %s %s: %v: %s", ns, strings.Join(args, " "), err, stderr)
+	}
+	return string(out)
+}
+
+// Eventually polls cond every 50 ms until it returns nil or timeout passes.
+func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// SSListener is one listener as `ss -ltnm` prints it.
+type SSListener struct {
+	RecvQ, SendQ int
+	Local        string
+	Drops        int // skmem d<N>, -1 when absent
+}
+
+// SSListeners runs `ss -Hltnm` in the namespace, optionally with a filter
+// such as "sport = :8080".
+func SSListeners(t testing.TB, ns string, filter ...string) []SSListener {
+	t.Helper()
+	out := InNetns(t, ns, append([]string{"ss", "-Hltnm"}, filter...)...)
+	var ls []SSListener
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 4 && f[0] == "LISTEN" {
+			rq, _ := strconv.Atoi(f[1])
+			sq, _ := strconv.Atoi(f[2])
+			ls = append(ls, SSListener{RecvQ: rq, SendQ: sq, Local: f[3], Drops: -1})
+			continue
+		}
+		if i := strings.Index(sc.Text(), "skmem:("); i >= 0 && len(ls) > 0 {
+			for _, kv := range strings.Split(strings.Trim(sc.Text()[i+len("skmem:"):], "()\t "), ",") {
+				if v, ok := strings.CutPrefix(kv, "d"); ok {
+					ls[len(ls)-1].Drops, _ = strconv.Atoi(v)
+				}
+			}
+		}
+	}
+	return ls
+}
+
+// SSCount counts the sockets `ss -Hn state STATE FILTER` prints in ns.
+func SSCount(t testing.TB, ns, state string, filter ...string) int {
+	t.Helper()
+	out := InNetns(t, ns, append([]string{"ss", "-Hnt", "state", state}, filter...)...)
+	n := 0
+	for _, line := range strings.Split(out, "\n") {
+		if strings.TrimSpace(line) != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// Nstat returns the absolute TcpExt counters of ns as `nstat -asz` prints
+// them (without touching nstat's history), keyed by kernel name.
+func Nstat(t testing.TB, ns string) map[string]uint64 {
+	t.Helper()
+	out := InNetns(t, ns, "nstat", "-asz")
+	m := make(map[string]uint64)
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		name, ok := strings.CutPrefix(f[0], "TcpExt")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseUint(f[1], 10, 64)
+		if err == nil {
+			m[name] = v
+		}
+	}
+	return m
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs backlog's whole test suite. Installs what the tests need (Debian
+# packages, Go modules) first. Integration tests need root: they build
+# private network namespaces; without root they skip, with the reason.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The oracle tools and real peers the tests drive.
+packages=(iproute2 tmux)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" = 0 ]; then
+		echo "test.sh: installing ${missing[*]}"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	else
+		echo "test.sh: missing Debian packages ${missing[*]}; install them as root (apt-get install ${missing[*]})" >&2
+		exit 1
+	fi
+fi
+
+go mod download
+go vet ./...
+# -p 1: the integration tests read namespace-wide counters and must not
+# share the machine's two cores with another package's load.
+go test -count=1 -p 1 -timeout 30m ./... "$@"
