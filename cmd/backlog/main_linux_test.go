@@ -98,7 +98,7 @@ func TestLsInNamespace(t *testing.T) {
 			t.Fatalf("bad JSON: %v\n%s", err, out)
 		}
 		if len(snap.Listeners) != 1 || snap.Listeners[0].AcceptQueue != 6 {
-			return errorf("listeners %+v, want one with accept_queue 6", snap.Listeners)
+			return fmt.Errorf("listeners %+v, want one with accept_queue 6", snap.Listeners)
 		}
 		return nil
 	})
@@ -137,4 +137,3 @@ func TestLsInNamespace(t *testing.T) {
 	}
 }
 
-func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }

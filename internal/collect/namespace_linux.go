@@ -7,8 +7,8 @@ import (
 
 	"github.com/backlog-dev/backlog/internal/netns"
 	"github.com/backlog-dev/backlog/internal/procnet"
-	"github.com/backlog-dev/backlog/internal/sockdiag"
 	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/sockdiag"
 	"github.com/backlog-dev/backlog/internal/sysctl"
 	"golang.org/x/sys/unix"
 )

@@ -22,14 +22,14 @@ func TestSynIndex(t *testing.T) {
 		local string
 		ok    bool
 	}{
-		{"192.0.2.1:80", true},       // exact beats 0.0.0.0
-		{"192.0.2.9:80", true},       // wildcard
+		{"192.0.2.1:80", true},          // exact beats 0.0.0.0
+		{"192.0.2.9:80", true},          // wildcard
 		{"[::ffff:192.0.2.9]:80", true}, // v4-mapped request to the v4 wildcard
-		{"192.0.2.9:443", true},      // v4 client on a dual-stack listener
-		{"[2001:db8::5]:443", true},  // v6 client on ::
-		{"192.0.2.9:8443", false},    // v6only refuses v4
-		{"192.0.2.7:9000", true},     // v4-mapped listener address
-		{"[2001:db8::1]:80", true},   // v6 exact, not the v4 wildcard
+		{"192.0.2.9:443", true},         // v4 client on a dual-stack listener
+		{"[2001:db8::5]:443", true},     // v6 client on ::
+		{"192.0.2.9:8443", false},       // v6only refuses v4
+		{"192.0.2.7:9000", true},        // v4-mapped listener address
+		{"[2001:db8::1]:80", true},      // v6 exact, not the v4 wildcard
 		{"127.0.0.1:22", false},
 	} {
 		if got := x.add(netip.MustParseAddrPort(c.local)); got != c.ok {

@@ -19,7 +19,9 @@ func Dial() (*Conn, error) {
 func (c *Conn) Close() error { return nil }
 
 // Dump is not supported on this system.
-func (c *Conn) Dump(Request, func(*Socket) error) error { return fmt.Errorf("sockdiag: not supported on %s", runtime.GOOS) }
+func (c *Conn) Dump(Request, func(*Socket) error) error {
+	return fmt.Errorf("sockdiag: not supported on %s", runtime.GOOS)
+}
 
 // DumpConsistent is not supported on this system.
 func (c *Conn) DumpConsistent(Request, func(), func(*Socket) error) error {
