@@ -136,4 +136,3 @@ func TestLsInNamespace(t *testing.T) {
 		t.Errorf("table lacks counters, sysctls or the DROPS help:\n%s", table)
 	}
 }
-
