@@ -1,12 +1,15 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 
 	"github.com/backlog-dev/backlog/internal/collect"
+	"github.com/backlog-dev/backlog/internal/netns"
 )
 
 // newFlagSet returns a flag set whose parse errors are usage errors and
@@ -39,19 +42,33 @@ func parse(fs *flag.FlagSet, args []string) error {
 
 // filterFlags are the filters of every command that lists listeners.
 type filterFlags struct {
+	netns     string
+	netnsDirs stringList
 	ports     portList
 	pids      intList
 	processes stringList
 }
 
 func (f *filterFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.netns, "netns", "", "network namespaces: `all` (default when permitted), self, a name under /run/netns, a path, or pid:N")
+	fs.Var(&f.netnsDirs, "netns-dir", "another `directory` of namespace bind mounts besides /run/netns (repeatable)")
 	fs.Var(&f.ports, "port", "only listeners on this local `port` (repeatable)")
 	fs.Var(&f.pids, "pid", "only listeners owned by this `pid` (repeatable)")
 	fs.Var(&f.processes, "process", "only listeners owned by a process with this command `name` (repeatable)")
 }
 
-func (f *filterFlags) apply(o *collect.Options) {
-	o.Ports, o.PIDs, o.Processes = f.ports, f.pids, f.processes
+// options resolves the namespaces and returns the collection options, with
+// a warning to show when the choice was narrowed for lack of privilege.
+func (f *filterFlags) options() (collect.Options, string, error) {
+	dirs := append(slices.Clone(netns.DefaultDirs), f.netnsDirs...)
+	targets, warning, err := collect.Resolve(f.netns, "", dirs)
+	if errors.Is(err, collect.ErrBadSpec) {
+		return collect.Options{}, "", usageError{fmt.Errorf("backlog: %w", err)}
+	}
+	if err != nil {
+		return collect.Options{}, "", err
+	}
+	return collect.Options{Targets: targets, Ports: f.ports, PIDs: f.pids, Processes: f.processes}, warning, nil
 }
 
 type portList []uint16

@@ -4,10 +4,25 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/backlog-dev/backlog/internal/collect"
 	"github.com/backlog-dev/backlog/internal/render"
+	"github.com/backlog-dev/backlog/internal/snapshot"
 )
+
+// report tells a person, on stderr, what the snapshot could not see: the
+// warnings on one line, then one line per namespace that failed.
+func report(stderr io.Writer, snap *snapshot.Snapshot) {
+	if len(snap.Warnings) > 0 {
+		fmt.Fprintf(stderr, "backlog: %s\n", strings.Join(snap.Warnings, "; "))
+	}
+	for _, ns := range snap.Namespaces {
+		if ns.Error != "" {
+			fmt.Fprintf(stderr, "backlog: namespace %s: %s\n", ns.Name, ns.Error)
+		}
+	}
+}
 
 func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("ls", stdout)
@@ -17,20 +32,18 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	var opts collect.Options
-	filters.apply(&opts)
+	opts, warning, err := filters.options()
+	if err != nil {
+		return err
+	}
 	snap, err := collect.Collect(ctx, opts)
 	if err != nil {
 		return err
 	}
-	for _, w := range snap.Warnings {
-		fmt.Fprintf(stderr, "backlog: %s\n", w)
+	if warning != "" {
+		snap.Warnings = append([]string{warning}, snap.Warnings...)
 	}
-	for _, ns := range snap.Namespaces {
-		if ns.Error != "" {
-			fmt.Fprintf(stderr, "backlog: namespace %s: %s\n", ns.Name, ns.Error)
-		}
-	}
+	report(stderr, snap)
 	if *asJSON {
 		return render.JSON(stdout, snap)
 	}

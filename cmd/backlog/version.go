@@ -6,8 +6,8 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strconv"
-	"strings"
+
+	"github.com/backlog-dev/backlog/internal/caps"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,12 +18,12 @@ var capNames = []struct {
 	name string
 	why  string
 }{
-	{unix.CAP_SYS_ADMIN, "CAP_SYS_ADMIN", "enter other network namespaces"},
-	{unix.CAP_SYS_PTRACE, "CAP_SYS_PTRACE", "see other users' sockets' owners"},
-	{unix.CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH", "read other users' /proc entries"},
-	{unix.CAP_NET_ADMIN, "CAP_NET_ADMIN", "build lab namespaces"},
-	{unix.CAP_BPF, "CAP_BPF", "load trace programs"},
-	{unix.CAP_PERFMON, "CAP_PERFMON", "attach trace programs"},
+	{caps.SysAdmin, "CAP_SYS_ADMIN", "enter other network namespaces"},
+	{caps.SysPtrace, "CAP_SYS_PTRACE", "see other users' sockets' owners"},
+	{caps.DacReadSearch, "CAP_DAC_READ_SEARCH", "read other users' /proc entries"},
+	{caps.NetAdmin, "CAP_NET_ADMIN", "build lab namespaces"},
+	{caps.BPF, "CAP_BPF", "load trace programs"},
+	{caps.Perfmon, "CAP_PERFMON", "attach trace programs"},
 }
 
 func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -37,14 +37,14 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		kernel = unix.ByteSliceToString(u.Release[:])
 	}
 	fmt.Fprintf(stdout, "backlog %s (%s, %s/%s)\nkernel %s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH, kernel)
-	eff, err := effectiveCaps()
+	eff, err := caps.Effective()
 	if err != nil {
 		fmt.Fprintf(stdout, "capabilities: unknown (%v)\n", err)
 		return nil
 	}
 	for _, c := range capNames {
 		state := "missing"
-		if eff&(1<<c.bit) != 0 {
+		if eff.Has(c.bit) {
 			state = "yes"
 		}
 		fmt.Fprintf(stdout, "%-20s %-7s to %s\n", c.name, state, c.why)
@@ -52,18 +52,4 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	_, err = os.Stat("/sys/kernel/btf/vmlinux")
 	fmt.Fprintf(stdout, "%-20s %-7s for trace\n", "kernel BTF", map[bool]string{true: "yes", false: "missing"}[err == nil])
 	return nil
-}
-
-// effectiveCaps reads CapEff from /proc/self/status.
-func effectiveCaps() (uint64, error) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
-			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-		}
-	}
-	return 0, fmt.Errorf("no CapEff line in /proc/self/status")
 }

@@ -3,6 +3,7 @@ package collect
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"runtime"
 
 	"github.com/backlog-dev/backlog/internal/netns"
@@ -51,6 +52,9 @@ func readNamespace(t Target, procRoot string) (snapshot.Namespace, []snapshot.Li
 	} else {
 		err = netns.Do(t.Path, inside)
 	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return ns, nil, fmt.Errorf("vanished before it could be read: %w", err)
+	}
 	if err != nil {
 		return ns, nil, err
 	}
@@ -72,7 +76,7 @@ func readNamespace(t Target, procRoot string) (snapshot.Namespace, []snapshot.Li
 
 // ownName names the caller's own namespace: "host" when it is init's.
 func ownName(procRoot string, id netns.ID) string {
-	if initID, err := netns.Stat(procRoot + "/1/ns/net"); err == nil && initID == id {
+	if initID, err := netns.InitID(procRoot); err == nil && initID == id {
 		return "host"
 	}
 	return "self"

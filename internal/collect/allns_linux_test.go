@@ -1,0 +1,167 @@
+package collect
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/backlog-dev/backlog/internal/netns"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+)
+
+func listenersIn(snap *snapshot.Snapshot, inode uint64) []snapshot.Listener {
+	var out []snapshot.Listener
+	for _, l := range snap.Listeners {
+		if l.Netns == inode {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func nsByName(snap *snapshot.Snapshot, name string) *snapshot.Namespace {
+	for i := range snap.Namespaces {
+		if snap.Namespaces[i].Name == name {
+			return &snap.Namespaces[i]
+		}
+	}
+	return nil
+}
+
+// TestAllNamespaces: two named namespaces and one held only by a process,
+// each with its own listener, sysctls and name; all found in one run.
+func TestAllNamespaces(t *testing.T) {
+	blue, green := newNS(t), newNS(t)
+	lb := listen(t, blue, "127.0.0.1:0", 5)
+	lg := listen(t, green, "[::]:0", 7)
+	if err := blue.SetSysctl("net.ipv4.tcp_syncookies", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := blue.SetSysctl("net.core.somaxconn", "111"); err != nil {
+		t.Fatal(err)
+	}
+	if err := green.SetSysctl("net.ipv4.tcp_syncookies", "2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := green.SetSysctl("net.core.somaxconn", "222"); err != nil {
+		t.Fatal(err)
+	}
+	pid, childPort := processNamespace(t)
+
+	targets, warning, err := Resolve("all", "", netns.DefaultDirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if warning != "" {
+		t.Logf("warning: %s", warning)
+	}
+	snap, err := Collect(context.Background(), Options{Targets: targets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]bool{}
+	for _, ns := range snap.Namespaces {
+		if seen[ns.Inode] {
+			t.Errorf("namespace %d (%s) listed twice", ns.Inode, ns.Name)
+		}
+		seen[ns.Inode] = true
+		if ns.Error != "" {
+			t.Errorf("namespace %s: %s", ns.Name, ns.Error)
+		}
+	}
+
+	for _, c := range []struct {
+		name      string
+		port      uint16
+		backlog   uint32
+		somaxconn int64
+		cookies   int64
+	}{
+		{blue.Name, lb.Port, 5, 111, 0},
+		{green.Name, lg.Port, 7, 222, 2},
+	} {
+		ns := nsByName(snap, c.name)
+		if ns == nil {
+			t.Fatalf("namespace %s not found among %d", c.name, len(snap.Namespaces))
+		}
+		ls := listenersIn(snap, ns.Inode)
+		if len(ls) != 1 || ls[0].Port != c.port || ls[0].Backlog != c.backlog {
+			t.Errorf("%s: listeners %+v, want port %d backlog %d", c.name, ls, c.port, c.backlog)
+		}
+		if *ns.Sysctls.Somaxconn != c.somaxconn || *ns.Sysctls.TCPSyncookies != c.cookies {
+			t.Errorf("%s: somaxconn %d syncookies %d, want %d %d", c.name, *ns.Sysctls.Somaxconn, *ns.Sysctls.TCPSyncookies, c.somaxconn, c.cookies)
+		}
+	}
+
+	childID, err := netns.Stat("/proc/" + strconv.Itoa(pid) + "/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := snap.Namespace(childID.Inode)
+	if ns == nil {
+		t.Fatalf("the process-held namespace %d was not found", childID.Inode)
+	}
+	if want := "pid:" + strconv.Itoa(pid) + " ("; !strings.HasPrefix(ns.Name, want) {
+		t.Errorf("process-held namespace named %q, want %s...)", ns.Name, want)
+	}
+	ls := listenersIn(snap, childID.Inode)
+	if len(ls) != 1 || ls[0].Port != childPort || ls[0].Backlog != 3 || len(ls[0].Processes) != 1 || ls[0].Processes[0].PID != pid {
+		t.Errorf("process-held namespace listeners %+v, want port %d backlog 3 owned by %d", ls, childPort, pid)
+	}
+}
+
+// TestNamespaceVanishes: a namespace deleted between discovery and reading
+// fails alone, with a clear message; the others are complete.
+func TestNamespaceVanishes(t *testing.T) {
+	stay, gone := newNS(t), newNS(t)
+	l := listen(t, stay, "127.0.0.1:0", 4)
+	targets, _, err := Resolve("all", "", netns.DefaultDirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gone.Close(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := Collect(context.Background(), Options{Targets: targets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := nsByName(snap, gone.Name)
+	if g == nil || !strings.Contains(g.Error, "vanished") {
+		t.Fatalf("deleted namespace: %+v, want an error saying it vanished", g)
+	}
+	s := nsByName(snap, stay.Name)
+	if s == nil || s.Error != "" || s.Counters.ListenOverflows == nil || s.Sysctls.Somaxconn == nil {
+		t.Fatalf("surviving namespace incomplete: %+v", s)
+	}
+	if ls := listenersIn(snap, s.Inode); len(ls) != 1 || ls[0].Port != l.Port {
+		t.Errorf("surviving namespace listeners %+v", ls)
+	}
+}
+
+func TestResolveSpecs(t *testing.T) {
+	ns := newNS(t)
+	for _, spec := range []string{ns.Name, ns.Path} {
+		ts, _, err := Resolve(spec, "", netns.DefaultDirs)
+		if err != nil || len(ts) != 1 || ts[0].Path == "" {
+			t.Errorf("Resolve(%q) = %+v, %v", spec, ts, err)
+		}
+		if ts[0].Name != ns.Name {
+			t.Errorf("Resolve(%q) named %q, want %q", spec, ts[0].Name, ns.Name)
+		}
+	}
+	pid, _ := processNamespace(t)
+	ts, _, err := Resolve("pid:"+strconv.Itoa(pid), "", nil)
+	if err != nil || len(ts) != 1 || !strings.HasPrefix(ts[0].Name, "pid:"+strconv.Itoa(pid)) {
+		t.Errorf("pid spec: %+v, %v", ts, err)
+	}
+	if ts, _, err := Resolve("self", "", nil); err != nil || len(ts) != 1 || ts[0].Path != "" {
+		t.Errorf("self: %+v %v", ts, err)
+	}
+	for _, bad := range []string{"no-such-namespace", "pid:x", "pid:-1", "/nonexistent/ns", "pid:999999999"} {
+		if _, _, err := Resolve(bad, "", netns.DefaultDirs); err == nil {
+			t.Errorf("Resolve(%q) accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package collect
+
+import (
+	"fmt"
+	"runtime"
+)
+
+// Resolve is not supported on this system.
+func Resolve(string, string, []string) ([]Target, string, error) {
+	return nil, "", fmt.Errorf("collect: network namespaces are Linux-only, not supported on %s", runtime.GOOS)
+}
