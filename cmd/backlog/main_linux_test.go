@@ -25,6 +25,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	os.Chmod(dir, 0o755) // the unprivileged test runs it as nobody
 	binary = filepath.Join(dir, "backlog")
 	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
 		os.Stderr.Write(out)
@@ -39,6 +40,9 @@ func TestMain(m *testing.M) {
 func runIn(t *testing.T, ns string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	argv := append([]string{binary}, args...)
+	if len(args) > 0 && args[0] == "--nobody" {
+		argv = append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--", binary}, args[1:]...)
+	}
 	if ns != "" {
 		argv = append([]string{"ip", "netns", "exec", ns}, argv...)
 	}
@@ -134,5 +138,53 @@ func TestLsInNamespace(t *testing.T) {
 	}
 	if !strings.Contains(table, "ListenOverflows=") || !strings.Contains(table, "somaxconn=") || !strings.Contains(table, "not refused clients") {
 		t.Errorf("table lacks counters, sysctls or the DROPS help:\n%s", table)
+	}
+}
+
+// TestUnprivileged runs the real binary as nobody inside a namespace the
+// test made: its own namespace only, the listener still shown, one line
+// about what is missing, exit 0.
+func TestUnprivileged(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTool(t, "setpriv")
+	ns, err := lab.NewNamespace("bl-nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	l, err := ns.Listen(netip.MustParseAddrPort("127.0.0.1:0"), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+
+	stdout, stderr, code := runIn(t, ns.Name, "--nobody", "ls")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if len(lines) != 1 || !strings.Contains(stderr, "CAP_SYS_ADMIN") || !strings.Contains(stderr, "this namespace only") {
+		t.Errorf("stderr %q: want one line saying other namespaces need CAP_SYS_ADMIN", stderr)
+	}
+	row := "127.0.0.1:" + strconv.Itoa(int(l.Port))
+	if !strings.Contains(stdout, row) || !strings.Contains(stdout, "0/5") {
+		t.Errorf("listener %s missing from\n%s", row, stdout)
+	}
+	if strings.Count(stdout, "(netns ") != 1 {
+		t.Errorf("want exactly one namespace:\n%s", stdout)
+	}
+	// Asking for all of them explicitly is an error, not a silent narrowing.
+	if _, stderr, code := runIn(t, ns.Name, "--nobody", "ls", "--netns", "all"); code != exitFailure || !strings.Contains(stderr, "CAP_SYS_ADMIN") {
+		t.Errorf("--netns all as nobody: exit %d, %q", code, stderr)
+	}
+}
+
+// TestVanishedNamespaceCLI: asking for a namespace that does not exist is a
+// usage error with one line.
+func TestMissingNamespaceCLI(t *testing.T) {
+	testutil.RequireRoot(t)
+	_, stderr, code := runIn(t, "", "ls", "--netns", "no-such-ns-"+strconv.Itoa(os.Getpid()))
+	if code != exitUsage || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "no namespace of that name") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
 }
