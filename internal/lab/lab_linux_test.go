@@ -242,34 +242,43 @@ func TestAcceptQueueFull(t *testing.T) {
 		countState(t, ns, "established", filter), countState(t, ns, "syn-sent", filter))
 }
 
-func TestSynQueueFullWithDroppedACKs(t *testing.T) {
-	srv := newNamespace(t, "lab-srv")
-	cli := newNamespace(t, "lab-cli")
+// halfOpenSetup joins a client and a server namespace (syncookies off) over
+// a veth pair and starts 50 clients against a backlog-16 listener.
+func halfOpenSetup(t *testing.T, dropACKs bool) (srv, cli *Namespace, l *Listener, c *Clients) {
+	t.Helper()
+	srv = newNamespace(t, "lab-srv")
+	cli = newNamespace(t, "lab-cli")
 	if err := Veth(cli, srv, netip.MustParsePrefix("192.0.2.1/24"), netip.MustParsePrefix("192.0.2.2/24")); err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.SetSysctl("net.ipv4.tcp_syncookies", "0"); err != nil {
 		t.Fatal(err)
 	}
-	if err := cli.DropBareACKs(); err != nil {
-		t.Fatal(err)
+	if dropACKs {
+		if err := cli.DropBareACKs(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cli.DropBareACKs(); err != nil {
+			t.Fatalf("second DropBareACKs: %v", err)
+		}
 	}
-	if err := cli.DropBareACKs(); err != nil {
-		t.Fatalf("second DropBareACKs: %v", err)
-	}
-	l := mustListen(t, srv, "192.0.2.2:0", 16)
-	c := mustDial(t, cli, netip.AddrPortFrom(l.Addr, l.Port), 50)
+	l = mustListen(t, srv, "192.0.2.2:0", 16)
+	c = mustDial(t, cli, netip.AddrPortFrom(l.Addr, l.Port), 50)
+	return srv, cli, l, c
+}
 
-	synRecv := fmt.Sprintf("sport = :%d", l.Port)
+func TestSynQueueFullWithDroppedACKs(t *testing.T) {
+	srv, cli, l, c := halfOpenSetup(t, true)
+	sport := fmt.Sprintf("sport = :%d", l.Port)
 	eventually(t, 5*time.Second, func() error {
-		if n := countState(t, srv, "syn-recv", synRecv); n < 17 {
+		if n := countState(t, srv, "syn-recv", sport); n < 17 {
 			return fmt.Errorf("%d requests in SYN-RECV, want 17", n)
 		}
 		return nil
 	})
 	time.Sleep(time.Second)
 	// inet_csk_reqsk_queue_is_full: the SYN queue also holds backlog+1.
-	if n := countState(t, srv, "syn-recv", synRecv); n != 17 {
+	if n := countState(t, srv, "syn-recv", sport); n != 17 {
 		t.Errorf("%d requests in SYN-RECV, want 17 (backlog+1)", n)
 	}
 	recvQ, sendQ, err := listenQueue(t, srv, l.Port)
@@ -282,6 +291,22 @@ func TestSynQueueFullWithDroppedACKs(t *testing.T) {
 		t.Errorf("clients: %d established, %d syn-sent; want 17 and %d", est, sent, c.Len()-17)
 	}
 	t.Logf("server SYN-RECV 17, Recv-Q %d, Send-Q %d; clients established %d, syn-sent %d", recvQ, sendQ, est, sent)
+}
+
+// The control for the test above: without the nftables rule the same
+// clients complete their handshakes and fill the accept queue instead.
+func TestHandshakesCompleteWithoutDropBareACKs(t *testing.T) {
+	srv, _, l, _ := halfOpenSetup(t, false)
+	eventually(t, 5*time.Second, func() error {
+		recvQ, _, err := listenQueue(t, srv, l.Port)
+		if err == nil && recvQ != 17 {
+			err = fmt.Errorf("accept queue %d, want 17", recvQ)
+		}
+		return err
+	})
+	if n := countState(t, srv, "syn-recv", fmt.Sprintf("sport = :%d", l.Port)); n != 0 {
+		t.Errorf("%d requests in SYN-RECV, want 0", n)
+	}
 }
 
 func TestListenNoBindUsesNamespacePortRange(t *testing.T) {
@@ -371,6 +396,31 @@ func TestAcceptPeersAndClose(t *testing.T) {
 	}
 }
 
+// tcpCounter reads one Tcp counter of /proc/net/snmp as a process in ns sees it.
+func tcpCounter(t *testing.T, ns *Namespace, name string) int {
+	t.Helper()
+	var header []string
+	for _, l := range lines(run(t, ns, "cat", "/proc/net/snmp")) {
+		f := strings.Fields(l)
+		if len(f) == 0 || f[0] != "Tcp:" {
+			continue
+		}
+		if header == nil {
+			header = f
+			continue
+		}
+		if i := slices.Index(header, name); i > 0 && i < len(f) {
+			n, err := strconv.Atoi(f[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no Tcp %s in /proc/net/snmp of %s", name, ns.Name)
+	return 0
+}
+
 func TestVethIPv6(t *testing.T) {
 	a := newNamespace(t, "lab-v6a")
 	b := newNamespace(t, "lab-v6b")
@@ -378,15 +428,27 @@ func TestVethIPv6(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := mustListen(t, b, "[2001:db8::2]:0", 4)
-	mustDial(t, a, netip.AddrPortFrom(l.Addr, l.Port), 1)
+	c := mustDial(t, a, netip.AddrPortFrom(l.Addr, l.Port), 1)
 	if err := l.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	fd, err := l.Accept()
 	if err != nil {
-		t.Fatalf("no connection over the v6 veth (nodad should make the address usable at once): %v", err)
+		t.Fatalf("no connection over the v6 veth: %v", err)
 	}
-	unix.Close(fd)
+	defer unix.Close(fd)
+	sa, err := unix.Getpeername(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addr, port, _ := addrPort(sa); addr != netip.MustParseAddr("2001:db8::1") || port != c.LocalPorts()[0] {
+		t.Errorf("peer [%s]:%d, want [2001:db8::1]:%d", addr, port, c.LocalPorts()[0])
+	}
+	// Veth returns only once both ends transmit and know each other: the
+	// first SYN must get through, not be retransmitted.
+	if n := tcpCounter(t, a, "RetransSegs"); n != 0 {
+		t.Errorf("client namespace retransmitted %d segments, want 0", n)
+	}
 }
 
 func TestDialBounds(t *testing.T) {

@@ -134,8 +134,8 @@ func (l *Listener) Accept() (int, error) {
 		err = aerr
 	}
 	if err != nil {
-		if errors.Is(err, os.ErrClosed) {
-			err = ErrClosed
+		if l.closed.Load() {
+			err = ErrClosed // the poller reports an unexported "use of closed file"
 		}
 		return -1, fmt.Errorf("lab: accept on port %d: %w", l.Port, err)
 	}
@@ -167,6 +167,7 @@ func (l *Listener) SetDeadline(t time.Time) error {
 // Close closes the listening socket, waking any pending Accept. Connections
 // still in its accept queue are reset. Close is idempotent.
 func (l *Listener) Close() error {
+	l.closed.Store(true)
 	if err := l.file.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
 		return fmt.Errorf("lab: close listener on port %d: %w", l.Port, err)
 	}

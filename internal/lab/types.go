@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/backlog-dev/backlog/internal/netns"
 )
@@ -28,7 +29,8 @@ type Listener struct {
 	Addr   netip.Addr
 	Port   uint16
 
-	file *os.File // owns Fd and lets Close wake a blocked Accept
+	file   *os.File // owns Fd and lets Close wake a blocked Accept
+	closed atomic.Bool
 }
 
 // Clients are TCP sockets connecting from inside a Namespace.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -15,9 +14,10 @@ import (
 
 var vethCounter atomic.Uint64
 
-// Veth joins a and b with a veth pair, gives each end its address and sets
-// both up. IPv6 addresses get IFA_F_NODAD so they are usable at once.
-// The pair disappears when either namespace is destroyed.
+// Veth joins a and b with a veth pair, gives each end its address, makes
+// each end's address a permanent neighbour of the other and sets both up.
+// IPv6 addresses get IFA_F_NODAD so they are usable at once. Veth returns
+// once both ends can transmit. The pair disappears with either namespace.
 func Veth(a, b *Namespace, aAddr, bAddr netip.Prefix) error {
 	if a == nil || b == nil || a.Path == b.Path {
 		return errors.New("lab: veth: need two different namespaces")
@@ -76,8 +76,6 @@ func setupPair(ha, hb *netlink.Handle, aName, bName string, aAddr, bAddr netip.P
 	if err != nil {
 		return err
 	}
-	if os.Getenv("LABEXP") == "raw" { return nil }
-	if os.Getenv("LABEXP") != "wait" {
 	if aAddr.Addr().Is4() == bAddr.Addr().Is4() {
 		if err := addNeighbor(ha, la, bAddr.Addr(), lb.Attrs().HardwareAddr); err != nil {
 			return err
@@ -86,19 +84,10 @@ func setupPair(ha, hb *netlink.Handle, aName, bName string, aAddr, bAddr netip.P
 			return err
 		}
 	}
-	}
-	if os.Getenv("LABEXP") == "neigh" { return nil }
-	if os.Getenv("LABEXP") == "none" {
-		l1, _ := ha.LinkByName(aName)
-		l2, _ := hb.LinkByName(bName)
-		fmt.Println("state now", l1.Attrs().OperState, l2.Attrs().OperState)
-		return nil
-	}
-	if os.Getenv("LABEXP") == "sleep" { time.Sleep(200*time.Microsecond); return nil }
-	if err := waitOperUp(ha, aName); err != nil {
+	if err := waitReady(ha, aName, aAddr.Addr()); err != nil {
 		return err
 	}
-	return waitOperUp(hb, bName)
+	return waitReady(hb, bName, bAddr.Addr())
 }
 
 func setupLink(h *netlink.Handle, name string, p netip.Prefix) (netlink.Link, error) {
@@ -122,18 +111,18 @@ func setupLink(h *netlink.Handle, name string, p netip.Prefix) (netlink.Link, er
 	return l, nil
 }
 
-// addNeighbor makes the peer's address permanently resolved, so the first
-// packet never waits on ARP or neighbour discovery. Without it, the first
-// IPv6 connect over a fresh pair took 1-2 s: neighbour solicitations were
-// lost while addrconf's work was still joining the solicited-node group.
+// addNeighbor makes the peer's address permanently resolved. Clients then
+// never wait on ARP or neighbour discovery, whose queue of unresolved
+// packets (unres_qlen_bytes) would silently drop part of a burst of SYNs,
+// and whose first IPv6 solicitation was seen lost on fresh pairs (1 s delay).
 func addNeighbor(h *netlink.Handle, l netlink.Link, ip netip.Addr, mac net.HardwareAddr) error {
-	fam := unix.AF_INET
+	family := unix.AF_INET
 	if ip.Is6() {
-		fam = unix.AF_INET6
+		family = unix.AF_INET6
 	}
 	n := &netlink.Neigh{
 		LinkIndex:    l.Attrs().Index,
-		Family:       fam,
+		Family:       family,
 		State:        netlink.NUD_PERMANENT,
 		IP:           ip.AsSlice(),
 		HardwareAddr: mac,
@@ -144,29 +133,48 @@ func addNeighbor(h *netlink.Handle, l netlink.Link, ip netip.Addr, mac net.Hardw
 	return nil
 }
 
-// linkUpTimeout bounds waitOperUp; linkwatch runs at least once a second.
-const linkUpTimeout = 5 * time.Second
+// readyTimeout bounds waitReady; linkwatch runs at least once a second.
+const readyTimeout = 5 * time.Second
 
-// waitOperUp waits for the link's operstate to be up. The first end set up
-// has no carrier until its peer is up; linkwatch then sets the operstate and
-// activates its transmit queues together (linkwatch_do_dev in
-// net/core/link_watch.c). Until then its noop qdisc drops every packet.
-func waitOperUp(h *netlink.Handle, name string) error {
-	deadline := time.Now().Add(linkUpTimeout)
-	for i := 0; ; i++ {
-		l, err := h.LinkByName(name)
-		if err != nil {
-			return fmt.Errorf("find link %s: %w", name, err)
-		}
-		if l.Attrs().OperState == netlink.OperUp {
-			if os.Getenv("LABDEBUG") != "" { fmt.Println("operup", name, i) }
-			return nil
+// waitReady waits until the link transmits and its address is local; both
+// happen asynchronously after the link is set up, and packets sent before
+// are lost (connects then took 1-2 s):
+//
+//   - The end set up first gets its carrier when the peer comes up, but its
+//     transmit queues stay on the noop qdisc until linkwatch runs
+//     (linkwatch_do_dev sets the operstate up, then calls dev_activate).
+//     RTM_GETLINK runs pending linkwatch work (linkwatch_sync_dev in
+//     rtnl_getlink), so polling the operstate also hurries it.
+//   - An IPv6 address, even with nodad, gets its local route only when
+//     addrconf's work completes DAD (addrconf_dad_completed); until then
+//     packets to it count as Ip6InNoRoutes.
+func waitReady(h *netlink.Handle, name string, addr netip.Addr) error {
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		ready, err := linkReady(h, name, addr)
+		if err != nil || ready {
+			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("link %s is %s after %v, want up", name, l.Attrs().OperState, linkUpTimeout)
+			return fmt.Errorf("link %s with %s is not ready after %v", name, addr, readyTimeout)
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+func linkReady(h *netlink.Handle, name string, addr netip.Addr) (bool, error) {
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return false, fmt.Errorf("find link %s: %w", name, err)
+	}
+	if l.Attrs().OperState != netlink.OperUp {
+		return false, nil
+	}
+	routes, err := h.RouteGet(addr.AsSlice())
+	if err != nil {
+		return false, fmt.Errorf("route to %s: %w", addr, err)
+	}
+	return len(routes) > 0 && routes[0].Type == unix.RTN_LOCAL, nil
 }
 
 // netlinkHandle returns a route netlink handle whose socket lives in ns.
