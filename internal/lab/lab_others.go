@@ -67,3 +67,20 @@ func (*Clients) LocalPorts() []uint16 { return nil }
 
 // Close is not supported on this system.
 func (*Clients) Close() error { return notSupported("close clients") }
+
+// ClientStats is what the clients' own sockets say.
+type ClientStats struct {
+	States     map[string]int
+	Retransmit int
+	Resets     int
+	Refused    int
+}
+
+// Stats is not supported on this system.
+func (*Clients) Stats() ClientStats { return ClientStats{} }
+
+// Send is not supported on this system.
+func (*Clients) Send([]byte) int { return 0 }
+
+// RemoveStale is not supported on this system.
+func RemoveStale(string) ([]string, error) { return nil, notSupported("remove stale namespaces") }

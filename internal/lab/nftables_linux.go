@@ -13,17 +13,20 @@ const (
 	tcpFIN = 0x01
 	tcpSYN = 0x02
 	tcpRST = 0x04
+	tcpPSH = 0x08
 	tcpACK = 0x10
 )
 
 // DropBareACKs drops every TCP segment this namespace sends whose flags,
-// among syn|ack|fin|rst, are exactly ack:
+// among syn|ack|fin|rst|psh, are exactly ack:
 //
 //	table inet backlog_lab { chain output { type filter hook output priority filter; policy accept;
-//	  meta l4proto tcp tcp flags & (syn|ack|fin|rst) == ack drop } }
+//	  meta l4proto tcp tcp flags & (syn|ack|fin|rst|psh) == ack drop } }
 //
 // Clients here complete their handshake while the server never sees the
-// final ACK, so its requests stay in the SYN queue. Calling it again is a no-op.
+// final ACK, so its requests stay in the SYN queue. A small write (PSH|ACK)
+// still passes, and completes the handshake when the client chooses.
+// Calling it again is a no-op.
 func (ns *Namespace) DropBareACKs() error {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
@@ -71,7 +74,7 @@ func dropBareACKs(path string) error {
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1,
-				Mask: []byte{tcpSYN | tcpACK | tcpFIN | tcpRST}, Xor: []byte{0}},
+				Mask: []byte{tcpSYN | tcpACK | tcpFIN | tcpRST | tcpPSH}, Xor: []byte{0}},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{tcpACK}},
 			&expr.Verdict{Kind: expr.VerdictDrop},
 		},

@@ -191,3 +191,19 @@ func (s *Snapshot) Namespace(inode uint64) *Namespace {
 	}
 	return nil
 }
+
+// Delta returns how much each counter moved since prev, by kernel name, for
+// counters present in both.
+func (c Counters) Delta(prev Counters) map[string]int64 {
+	before := make(map[string]int64)
+	for _, nv := range prev.Named() {
+		before[nv.Name] = nv.Value
+	}
+	d := make(map[string]int64)
+	for _, nv := range c.Named() {
+		if b, ok := before[nv.Name]; ok {
+			d[nv.Name] = nv.Value - b
+		}
+	}
+	return d
+}

@@ -1,0 +1,114 @@
+// Package scenario reproduces behaviours of the Linux listen path in private
+// network namespaces, measures them with the collectors `backlog ls` uses,
+// and checks the numbers against what the kernel's rules predict.
+package scenario
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/snapshot"
+)
+
+// Names of the scenarios, in the order `backlog lab` lists them.
+var Names = []string{"nobind", "capped", "overflow", "synflood", "abort"}
+
+// Hard caps: a scenario is bounded whatever its flags say.
+const (
+	MaxClients  = 1000
+	MaxDuration = 60 * time.Second
+	MaxBacklog  = 1 << 20
+)
+
+// Params tune a scenario; a zero field takes the scenario's default.
+type Params struct {
+	Backlog       int           // listen(2) backlog
+	Clients       int           // connecting clients
+	AcceptRate    float64       // accepts per second by the server; 0: never
+	Duration      time.Duration // how long to drive it
+	Syncookies    int           // net.ipv4.tcp_syncookies in the server namespace (synflood)
+	MaxSynBacklog int           // net.ipv4.tcp_max_syn_backlog, 0 = leave (synflood)
+	Somaxconn     int           // somaxconn raised to this (capped)
+	Abort         int           // net.ipv4.tcp_abort_on_overflow (abort)
+}
+
+// Validate checks the bounds every scenario shares.
+func (p Params) Validate() error {
+	switch {
+	case p.Backlog < 0 || p.Backlog > MaxBacklog:
+		return fmt.Errorf("backlog %d outside 0..%d", p.Backlog, MaxBacklog)
+	case p.Clients < 0 || p.Clients > MaxClients:
+		return fmt.Errorf("clients %d outside 0..%d", p.Clients, MaxClients)
+	case p.Duration < 0 || p.Duration > MaxDuration:
+		return fmt.Errorf("duration %v outside 0..%v", p.Duration, MaxDuration)
+	case p.AcceptRate < 0 || p.AcceptRate > 10000:
+		return fmt.Errorf("accept rate %v outside 0..10000 per second", p.AcceptRate)
+	case p.Syncookies < 0 || p.Syncookies > 2:
+		return fmt.Errorf("syncookies %d: want 0, 1 or 2", p.Syncookies)
+	case p.Abort < 0 || p.Abort > 1:
+		return fmt.Errorf("abort %d: want 0 or 1", p.Abort)
+	case p.MaxSynBacklog < 0 || p.Somaxconn < 0:
+		return fmt.Errorf("sysctl values must not be negative")
+	}
+	return nil
+}
+
+// Known reports whether name is a scenario.
+func Known(name string) bool { return slices.Contains(Names, name) }
+
+// Result is what a scenario showed. Its JSON is `backlog lab --json`.
+type Result struct {
+	Scenario    string `json:"scenario"`
+	Explanation string `json:"explanation"`
+	Params      Params `json:"params"`
+	// Namespace is the server's namespace name (removed by the time the
+	// result is printed).
+	Namespace string `json:"namespace"`
+	// Listeners are the scenario's listeners as the collector saw them at
+	// the end.
+	Listeners []snapshot.Listener `json:"listeners"`
+	// Moved is how much each TcpExt counter of the server's namespace
+	// moved during the scenario.
+	Moved map[string]int64 `json:"moved"`
+	// Observed are the scenario's own measurements (peak accept queue,
+	// client states, port range...).
+	Observed map[string]int64 `json:"observed"`
+	Checks   []Check          `json:"checks"`
+}
+
+// Check compares a measurement with what the kernel's rules predict.
+type Check struct {
+	Rule string `json:"rule"`
+	Op   string `json:"op"` // "=", ">", ">=", "<="
+	Want int64  `json:"want"`
+	Got  int64  `json:"got"`
+	OK   bool   `json:"ok"`
+}
+
+func (r *Result) check(rule, op string, got, want int64) {
+	var ok bool
+	switch op {
+	case "=":
+		ok = got == want
+	case ">":
+		ok = got > want
+	case ">=":
+		ok = got >= want
+	case "<=":
+		ok = got <= want
+	}
+	r.Checks = append(r.Checks, Check{Rule: rule, Op: op, Want: want, Got: got, OK: ok})
+}
+
+// OK reports whether every prediction held.
+func (r *Result) OK() bool {
+	for _, c := range r.Checks {
+		if !c.OK {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Result) moved(name string) int64 { return r.Moved[name] }
