@@ -31,6 +31,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"ls", "one snapshot of every listener: accept queue / backlog, SYN queue, drops, owner", runLs},
+		{"serve", "Prometheus exporter of every listener's queues and drops (docs/metrics.md)", runServe},
+		{"lab", "reproduce a listen-path behaviour in private namespaces and show what moved", runLab},
 		{"version", "version, kernel and the capabilities this process has", runVersion},
 	}
 }

@@ -68,9 +68,9 @@ func (c *Clients) Send(b []byte) int {
 	return n
 }
 
-// RemoveStale deletes lab namespaces named prefix-PID-N under /run/netns
-// whose creating process no longer exists: what a crashed run left. It
-// returns the names it removed.
+// RemoveStale deletes namespaces named prefix...-PID-N under /run/netns
+// (as NewNamespace names them) whose creating process no longer exists:
+// what a crashed run left. It returns the names it removed.
 func RemoveStale(prefix string) ([]string, error) {
 	entries, err := os.ReadDir(runDir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -82,13 +82,12 @@ func RemoveStale(prefix string) ([]string, error) {
 	var removed []string
 	var errs []error
 	for _, e := range entries {
-		rest, ok := strings.CutPrefix(e.Name(), prefix+"-")
-		if !ok {
+		if !strings.HasPrefix(e.Name(), prefix+"-") {
 			continue
 		}
-		pidStr, _, ok := strings.Cut(rest, "-")
-		pid, err := strconv.Atoi(pidStr)
-		if !ok || err != nil || pid == os.Getpid() {
+		f := strings.Split(e.Name(), "-")
+		pid, err := strconv.Atoi(f[len(f)-2])
+		if len(f) < 3 || err != nil || pid == os.Getpid() {
 			continue
 		}
 		if err := unix.Kill(pid, 0); err == nil || errors.Is(err, unix.EPERM) {

@@ -23,15 +23,21 @@ const (
 
 // Params tune a scenario; a zero field takes the scenario's default.
 type Params struct {
-	Backlog       int           // listen(2) backlog
-	Clients       int           // connecting clients
-	AcceptRate    float64       // accepts per second by the server; 0: never
-	Duration      time.Duration // how long to drive it
-	Syncookies    int           // net.ipv4.tcp_syncookies in the server namespace (synflood)
-	MaxSynBacklog int           // net.ipv4.tcp_max_syn_backlog, 0 = leave (synflood)
-	Somaxconn     int           // somaxconn raised to this (capped)
-	Abort         int           // net.ipv4.tcp_abort_on_overflow (abort)
+	Backlog       int           `json:"backlog"`           // listen(2) backlog
+	Clients       int           `json:"clients"`           // connecting clients
+	AcceptRate    float64       `json:"accept_rate"`       // accepts per second by the server; 0: never
+	Duration      time.Duration `json:"duration_ns"`       // how long to drive it
+	Syncookies    int           `json:"syncookies"`        // net.ipv4.tcp_syncookies of the server (synflood)
+	MaxSynBacklog int           `json:"max_syn_backlog"`   // net.ipv4.tcp_max_syn_backlog, 0 = leave (synflood)
+	Somaxconn     int           `json:"somaxconn"`         // somaxconn raised to this (capped)
+	Abort         int           `json:"abort_on_overflow"` // net.ipv4.tcp_abort_on_overflow (abort)
+
+	abortSet bool // Abort was given, even as 0
 }
+
+// SetAbort sets Abort and records that it was chosen, so that 0 is not
+// taken for "use the default".
+func (p *Params) SetAbort(v int) { p.Abort, p.abortSet = v, true }
 
 // Validate checks the bounds every scenario shares.
 func (p Params) Validate() error {

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/lab/scenario"
+	"github.com/backlog-dev/backlog/internal/testutil"
+)
+
+// labNamespaces lists the lab's namespaces that exist now.
+func labNamespaces(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], scenario.Prefix+"-") {
+			names = append(names, f[0])
+		}
+	}
+	return names
+}
+
+func TestLabJSON(t *testing.T) {
+	testutil.RequireRoot(t)
+	out, stderr, code := runIn(t, "", "lab", "overflow", "--json", "--duration", "500ms", "--clients", "10", "--backlog", "3")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var res scenario.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if res.Scenario != "overflow" || !res.OK() || res.Observed["peak_accept_queue"] != 4 || res.Moved["ListenOverflows"] == 0 {
+		t.Errorf("result %+v", res)
+	}
+	if left := labNamespaces(t); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}
+
+func TestLabNeedsRoot(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTool(t, "setpriv")
+	_, stderr, code := runIn(t, "", "--nobody", "lab", "nobind")
+	if code != exitFailure || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "needs root") {
+		t.Errorf("exit %d, stderr %q; want exit 1 and one line saying it needs root", code, stderr)
+	}
+}
+
+// TestLabInterrupted: Ctrl-C in the middle of a two-namespace scenario
+// tears everything down.
+func TestLabInterrupted(t *testing.T) {
+	testutil.RequireRoot(t)
+	cmd := exec.Command(binary, "lab", "synflood", "--duration", "30s")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if len(labNamespaces(t)) < 2 {
+			return errString("the lab's two namespaces did not appear")
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond) // let it start driving clients
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != exitFailure || !strings.Contains(stderr.String(), "interrupted") {
+		t.Errorf("exit %v, stderr %q; want exit 1 saying it was interrupted", err, stderr.String())
+	}
+	if left := labNamespaces(t); len(left) > 0 {
+		t.Errorf("left behind after Ctrl-C: %v", left)
+	}
+}
+
+// TestLabAfterCrash: a run killed outright leaves its namespaces; the next
+// run removes them and works.
+func TestLabAfterCrash(t *testing.T) {
+	testutil.RequireRoot(t)
+	cmd := exec.Command(binary, "lab", "overflow", "--duration", "30s")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if len(labNamespaces(t)) == 0 {
+			return errString("the lab's namespace did not appear")
+		}
+		return nil
+	})
+	cmd.Process.Kill()
+	cmd.Wait()
+	if len(labNamespaces(t)) == 0 {
+		t.Fatal("SIGKILL left nothing: the test proves nothing")
+	}
+	if _, stderr, code := runIn(t, "", "lab", "nobind"); code != 0 {
+		t.Fatalf("second run: exit %d: %s", code, stderr)
+	}
+	if left := labNamespaces(t); len(left) > 0 {
+		t.Errorf("stale namespaces not removed: %v", left)
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }

@@ -1,0 +1,104 @@
+package scenario
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/testutil"
+)
+
+func execute(t *testing.T, name string, p Params) *Result {
+	t.Helper()
+	testutil.RequireRoot(t)
+	res, err := Execute(context.Background(), name, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range res.Checks {
+		t.Logf("%-5v %s: got %d, want %s %d", c.OK, c.Rule, c.Got, c.Op, c.Want)
+	}
+	t.Logf("moved %v observed %v", res.Moved, res.Observed)
+	if !res.OK() {
+		t.Errorf("%s: a prediction failed", name)
+	}
+	if len(res.Checks) == 0 {
+		t.Errorf("%s checked nothing", name)
+	}
+	assertNothingLeft(t)
+	return res
+}
+
+// assertNothingLeft: no lab namespace remains.
+func assertNothingLeft(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), Prefix+"-") {
+		t.Errorf("namespaces left behind:\n%s", out)
+	}
+}
+
+func TestNobind(t *testing.T) {
+	res := execute(t, "nobind", Params{})
+	if res.Observed["port"] == 0 {
+		t.Error("no port")
+	}
+}
+
+func TestCapped(t *testing.T) {
+	res := execute(t, "capped", Params{Backlog: 10000, Somaxconn: 16384})
+	if res.Observed["backlog_before"] != 4096 || res.Observed["backlog_after_relisten"] != 10000 {
+		t.Errorf("observed %v", res.Observed)
+	}
+}
+
+func TestOverflow(t *testing.T) {
+	execute(t, "overflow", Params{Backlog: 5, Clients: 20, Duration: 1600 * time.Millisecond})
+}
+
+func TestOverflowAccepting(t *testing.T) {
+	res := execute(t, "overflow", Params{Backlog: 5, Clients: 20, AcceptRate: 50, Duration: time.Second})
+	if res.Observed["accepted"] == 0 {
+		t.Errorf("nothing accepted: %v", res.Observed)
+	}
+}
+
+func TestSynflood(t *testing.T) {
+	for _, p := range []Params{
+		{Syncookies: 0},
+		{Syncookies: 1},
+		{Syncookies: 2},
+		{Syncookies: 0, Backlog: 4096, Clients: 200, MaxSynBacklog: 128},
+	} {
+		t.Run("", func(t *testing.T) {
+			p.Duration = 1200 * time.Millisecond
+			execute(t, "synflood", p)
+		})
+	}
+}
+
+func TestAbort(t *testing.T) {
+	for _, abort := range []int{1, 0} {
+		var p Params
+		p.SetAbort(abort)
+		execute(t, "abort", p)
+	}
+}
+
+func TestBadParams(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, p := range []Params{{Clients: MaxClients + 1}, {Duration: time.Hour}, {Syncookies: 3}, {Backlog: -1}} {
+		if _, err := Execute(context.Background(), "overflow", p); err == nil {
+			t.Errorf("%+v accepted", p)
+		}
+	}
+	if _, err := Execute(context.Background(), "nope", Params{}); err == nil {
+		t.Error("unknown scenario accepted")
+	}
+	assertNothingLeft(t)
+}
