@@ -30,6 +30,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"top", "live view: every listener refreshing in place, with peaks, rates and history", runTop},
 		{"ls", "one snapshot of every listener: accept queue / backlog, SYN queue, drops, owner", runLs},
 		{"serve", "Prometheus exporter of every listener's queues and drops (docs/metrics.md)", runServe},
 		{"lab", "reproduce a listen-path behaviour in private namespaces and show what moved", runLab},
@@ -45,7 +46,10 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	name := "ls" // `backlog` alone: ls (top on a terminal once it exists)
+	name := "ls" // `backlog` alone: top on a terminal, ls otherwise
+	if isTerminal(stdout) {
+		name = "top"
+	}
 	if len(args) > 0 && !isFlag(args[0]) {
 		name, args = args[0], args[1:]
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,8 @@ type Options struct {
 
 	// NoOwners skips the /proc/*/fd walk.
 	NoOwners bool
+	// Owners, when set, remembers owners across collections (OwnerCache).
+	Owners *OwnerCache
 }
 
 func (o *Options) procRoot() string {
@@ -46,6 +49,14 @@ func (o *Options) procRoot() string {
 	}
 	return o.ProcRoot
 }
+
+// partlyRead starts Namespace.Error when only counters or sysctls are
+// missing and the listeners are complete.
+const partlyRead = "partly read"
+
+// PartlyRead reports whether ns was read with its listeners complete but
+// some of its counters or sysctls missing.
+func PartlyRead(ns snapshot.Namespace) bool { return strings.HasPrefix(ns.Error, partlyRead+":") }
 
 // ErrNoNamespace means no namespace could be read at all.
 var ErrNoNamespace = errors.New("no network namespace could be read")
@@ -112,7 +123,7 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 	}
 
 	if !opts.NoOwners {
-		addOwners(snap, opts.procRoot())
+		addOwners(snap, opts.procRoot(), opts.Owners)
 	}
 	snap.Listeners = filterOwners(snap.Listeners, opts.PIDs, opts.Processes)
 	snapshot.SortFullest(snap.Listeners)
@@ -126,16 +137,61 @@ func filterPorts(ls []snapshot.Listener, ports []uint16) []snapshot.Listener {
 	return slices.DeleteFunc(ls, func(l snapshot.Listener) bool { return !slices.Contains(ports, l.Port) })
 }
 
+// OwnerCache lets repeated collections (serve, top) skip the /proc/*/fd
+// walk, which reads every descriptor of every process and dominates a
+// collection on a busy host. A collection walks only when a listener
+// appeared since the last walk, or when that walk is older than MaxAge (so
+// a process that exits or execs is noticed). Safe for concurrent use.
+type OwnerCache struct {
+	MaxAge time.Duration
+
+	mu     sync.Mutex
+	walked time.Time
+	res    procfd.Result // owners of every listener of the last walk
+	known  map[uint32]struct{}
+}
+
+// lookup returns the cached walk if it covers every inode in want.
+func (c *OwnerCache) lookup(want map[uint32]struct{}) (procfd.Result, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.known == nil || time.Since(c.walked) > c.MaxAge {
+		return procfd.Result{}, false
+	}
+	for ino := range want {
+		if _, ok := c.known[ino]; !ok {
+			return procfd.Result{}, false
+		}
+	}
+	return c.res, true
+}
+
+func (c *OwnerCache) store(want map[uint32]struct{}, res procfd.Result) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.walked, c.res, c.known = time.Now(), res, want
+}
+
 // addOwners walks /proc/*/fd once for all namespaces' listeners.
-func addOwners(snap *snapshot.Snapshot, procRoot string) {
+func addOwners(snap *snapshot.Snapshot, procRoot string, cache *OwnerCache) {
 	want := make(map[uint32]struct{}, len(snap.Listeners))
 	for _, l := range snap.Listeners {
 		want[l.Inode] = struct{}{}
 	}
-	res, err := procfd.Walk(procRoot, want)
-	if err != nil {
-		snap.Warnings = append(snap.Warnings, fmt.Sprintf("owning processes unknown: %v", err))
-		return
+	res, ok := procfd.Result{}, false
+	if cache != nil {
+		res, ok = cache.lookup(want)
+	}
+	if !ok {
+		var err error
+		res, err = procfd.Walk(procRoot, want)
+		if err != nil {
+			snap.Warnings = append(snap.Warnings, fmt.Sprintf("owning processes unknown: %v", err))
+			return
+		}
+		if cache != nil {
+			cache.store(want, res)
+		}
 	}
 	for i := range snap.Listeners {
 		l := &snap.Listeners[i]

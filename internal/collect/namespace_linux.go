@@ -46,12 +46,7 @@ func readNamespace(t Target, procRoot string) (snapshot.Namespace, []snapshot.Li
 		conn, err = sockdiag.Dial()
 		return err
 	}
-	var err error
-	if t.Path == "" {
-		err = onLockedThread(inside)
-	} else {
-		err = netns.Do(t.Path, inside)
-	}
+	err := enter(t, inside)
 	if errors.Is(err, fs.ErrNotExist) {
 		return ns, nil, fmt.Errorf("vanished before it could be read: %w", err)
 	}
@@ -69,7 +64,7 @@ func readNamespace(t Target, procRoot string) (snapshot.Namespace, []snapshot.Li
 	}
 	if len(partial) > 0 {
 		// Counters or sysctls missing: the listeners are still right.
-		ns.Error = fmt.Sprintf("partly read: %v", errors.Join(partial...))
+		ns.Error = fmt.Sprintf("%s: %v", partlyRead, errors.Join(partial...))
 	}
 	return ns, ls, nil
 }
@@ -88,16 +83,66 @@ func onLockedThread(fn func() error) error {
 	return fn()
 }
 
+// enter runs fn on a locked thread inside t's namespace.
+func enter(t Target, fn func() error) error {
+	if t.Path == "" {
+		return onLockedThread(fn)
+	}
+	return netns.Do(t.Path, fn)
+}
+
+// Dial opens a sock_diag socket inside t's namespace and returns it with the
+// namespace's inode. The socket stays in that namespace, so a caller that
+// samples often (internal/sampler) enters it once, not on every read.
+func Dial(t Target) (*sockdiag.Conn, uint64, error) {
+	var (
+		conn  *sockdiag.Conn
+		inode uint64
+	)
+	err := enter(t, func() error {
+		id, err := netns.Current()
+		if err != nil {
+			return err
+		}
+		inode = id.Inode
+		conn, err = sockdiag.Dial()
+		return err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("opening sock_diag in namespace %s: %w", t.Name, err)
+	}
+	return conn, inode, nil
+}
+
+// listenRequest asks for the LISTEN sockets of one family with extensions
+// ext.
+func listenRequest(family, ext uint8) sockdiag.Request {
+	return sockdiag.Request{Family: family, Protocol: unix.IPPROTO_TCP, Ext: ext, States: sockdiag.StateMask(sockdiag.StateListen)}
+}
+
+// DumpAcceptQueues calls fn with the socket inode and accept-queue length of
+// every listener conn sees. It asks for no extensions, the cheapest dump
+// there is, for samplers that run many times a second. fn may see a socket
+// twice when a dump is restarted.
+func DumpAcceptQueues(conn *sockdiag.Conn, fn func(inode, acceptQueue uint32)) error {
+	for _, fam := range families {
+		err := conn.DumpConsistent(listenRequest(fam, 0), func() {}, func(s *sockdiag.Socket) error {
+			fn(s.Inode, s.RQueue)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("listing listeners: %w", err)
+		}
+	}
+	return nil
+}
+
 // dumpListeners dumps LISTEN sockets only: that walks the listening hash
 // alone, so its cost follows listeners, not connections (KERNEL.md).
 func dumpListeners(conn *sockdiag.Conn, nsInode uint64) ([]snapshot.Listener, error) {
 	var ls []snapshot.Listener
 	for _, fam := range families {
-		req := sockdiag.Request{
-			Family: fam, Protocol: unix.IPPROTO_TCP,
-			Ext:    sockdiag.ExtInfo | sockdiag.ExtSKMemInfo,
-			States: sockdiag.StateMask(sockdiag.StateListen),
-		}
+		req := listenRequest(fam, sockdiag.ExtInfo|sockdiag.ExtSKMemInfo)
 		start := len(ls)
 		err := conn.DumpConsistent(req, func() { ls = ls[:start] }, func(s *sockdiag.Socket) error {
 			ls = append(ls, listenerOf(s, nsInode))

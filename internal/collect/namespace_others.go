@@ -7,8 +7,19 @@ import (
 	"runtime"
 
 	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/sockdiag"
 )
 
 func readNamespace(Target, string) (snapshot.Namespace, []snapshot.Listener, error) {
 	return snapshot.Namespace{}, nil, fmt.Errorf("collect: listen queues can only be read on Linux, not on %s", runtime.GOOS)
+}
+
+// Dial is not supported on this system.
+func Dial(Target) (*sockdiag.Conn, uint64, error) {
+	return nil, 0, fmt.Errorf("collect: sock_diag is Linux-only, not supported on %s", runtime.GOOS)
+}
+
+// DumpAcceptQueues is not supported on this system.
+func DumpAcceptQueues(*sockdiag.Conn, func(inode, acceptQueue uint32)) error {
+	return fmt.Errorf("collect: sock_diag is Linux-only, not supported on %s", runtime.GOOS)
 }

@@ -3,9 +3,13 @@
 package collect
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 )
+
+// ErrBadSpec is a --netns value that names no namespace.
+var ErrBadSpec = errors.New("bad --netns")
 
 // Resolve is not supported on this system.
 func Resolve(string, string, []string) ([]Target, string, error) {

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/promslog"
+	promversion "github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/backlog-dev/backlog/internal/collect"
+	"github.com/backlog-dev/backlog/internal/exporter"
+	"github.com/backlog-dev/backlog/internal/sampler"
+)
+
+// defaultListenAddress is backlog's port. Prometheus' default port
+// allocations (9100-9999) are all taken; 9871 is documented in
+// docs/metrics.md.
+const defaultListenAddress = ":9871"
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", stdout)
+	var listen addressList
+	fs.Var(&listen, "web.listen-address", "`address` to serve metrics on, repeatable (default "+defaultListenAddress+")")
+	configFile := fs.String("web.config.file", "", "`path` to a web configuration file enabling TLS or basic auth (exporter-toolkit format)")
+	systemd := fs.Bool("web.systemd-socket", false, "serve on systemd's socket-activated listeners instead of --web.listen-address")
+	path := fs.String("web.telemetry-path", "/metrics", "`path` under which metrics are served")
+	maxRequests := fs.Int("web.max-requests", exporter.DefaultMaxRequests, "most scrapes served at once; 0 for no limit (scrapes share one collection)")
+	noExporterMetrics := fs.Bool("web.disable-exporter-metrics", false, "leave out the go_*, process_* and promhttp_* metrics of the exporter itself")
+	interval := fs.Duration("sample.interval", sampler.DefaultInterval, "how often accept queues are sampled between scrapes for the peak; 0 turns sampling off")
+	maxListeners := fs.Int("max-listeners", 10000, "most listener series to export, fullest first; 0 for no limit")
+	level := promslog.NewLevel()
+	fs.Var(level, "log.level", "log only messages at or above this `level`: debug, info, warn or error")
+	format := promslog.NewFormat()
+	format.Set("logfmt")
+	fs.Var(format, "log.format", "log `format`: logfmt or json")
+	var filters filterFlags
+	filters.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *interval < 0 || *maxListeners < 0 || *maxRequests < 0 {
+		return usageError{fmt.Errorf("backlog serve: --sample.interval, --max-listeners and --web.max-requests cannot be negative")}
+	}
+	if len(listen) == 0 {
+		listen = addressList{defaultListenAddress}
+	}
+	if *configFile != "" {
+		if err := web.Validate(*configFile); err != nil {
+			return fmt.Errorf("--web.config.file %s: %w; see https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuration.md", *configFile, err)
+		}
+	}
+	// Resolve once now so that a bad --netns is a usage error at start.
+	if _, _, err := filters.options(); err != nil {
+		return err
+	}
+	logger := promslog.New(&promslog.Config{Level: level, Format: format, Writer: stderr})
+
+	var smp *sampler.Sampler
+	if *interval > 0 {
+		smp = sampler.New(sampler.Options{
+			Interval: *interval,
+			Resolve: func() ([]collect.Target, error) {
+				o, _, err := filters.options()
+				return o.Targets, err
+			},
+			Logger: logger,
+		})
+		done := make(chan struct{})
+		sctx, stop := context.WithCancel(ctx)
+		go func() { smp.Run(sctx); close(done) }()
+		defer func() { stop(); <-done }()
+	}
+	exp := exporter.New(exporter.Options{Resolve: filters.options, Sampler: smp, MaxListeners: *maxListeners, Logger: logger})
+
+	promversion.Version = version
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(exp, versioncollector.NewCollector("backlog"))
+	var metrics http.Handler = exporter.Handler(reg, *maxRequests, logger)
+	if !*noExporterMetrics {
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		metrics = promhttp.InstrumentMetricHandler(reg, metrics)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(*path, metrics)
+	if *path != "/" {
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "backlog",
+			Description: "Linux TCP listen queues: accept and SYN queues, drops and their namespace's counters",
+			Version:     version,
+			Links:       []web.LandingLinks{{Address: *path, Text: "Metrics"}},
+		})
+		if err != nil {
+			return fmt.Errorf("building the landing page: %w", err)
+		}
+		mux.Handle("/", landing)
+	}
+
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		server.Shutdown(sctx)
+	}()
+	logger.Info("starting backlog serve", "version", version, "sample_interval", *interval, "max_listeners", *maxListeners)
+	addrs := []string(listen)
+	err := web.ListenAndServe(server, &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: systemd, WebConfigFile: configFile}, logger)
+	if errors.Is(err, http.ErrServerClosed) {
+		<-stopped
+		return nil
+	}
+	return fmt.Errorf("serving metrics on %v: %w; is another process on that address? pick one with --web.listen-address", addrs, err)
+}
+
+// addressList is a repeatable --web.listen-address.
+type addressList []string
+
+func (a *addressList) String() string { return fmt.Sprint(*a) }
+func (a *addressList) Set(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty address; want host:port, such as %s", defaultListenAddress)
+	}
+	*a = append(*a, s)
+	return nil
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"golang.org/x/term"
+
+	"github.com/backlog-dev/backlog/internal/collect"
+	"github.com/backlog-dev/backlog/internal/render"
+	"github.com/backlog-dev/backlog/internal/sampler"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+)
+
+// ownersEvery is how many intervals top reuses owners for: the /proc/*/fd
+// walk costs a few µs per descriptor of the whole host (docs/performance.md),
+// too much to repeat every second on a busy machine.
+const ownersEvery = 10
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("top", stdout)
+	interval := fs.Duration("interval", time.Second, "refresh `interval`")
+	sample := fs.Duration("sample", sampler.DefaultInterval, "how often accept queues are sampled for the peak between refreshes")
+	count := fs.Int("count", 0, "stop after this many refreshes (0: run until interrupted)")
+	asJSON := fs.Bool("json", false, "print one JSON object per interval (the default when stdout is not a terminal)")
+	var filters filterFlags
+	filters.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *interval < 100*time.Millisecond || *sample < 10*time.Millisecond || *sample > *interval || *count < 0 {
+		return usageError{errors.New("backlog top: want --interval >= 100ms, 10ms <= --sample <= --interval, --count >= 0")}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	smp := sampler.New(sampler.Options{Interval: *sample})
+	go smp.Run(ctx)
+	frames := make(chan render.FrameMsg)
+	go drive(ctx, &filters, smp, *interval, *count, frames)
+
+	if *asJSON || !isTerminal(stdout) {
+		return stream(ctx, stdout, stderr, frames)
+	}
+	p := tea.NewProgram(render.NewLive(*interval), tea.WithAltScreen(), tea.WithContext(ctx), tea.WithOutput(stdout))
+	go func() {
+		for f := range frames {
+			p.Send(f)
+		}
+		// --count reached or the collector stopped: leave the screen.
+		p.Quit()
+	}()
+	_, err := p.Run()
+	if errors.Is(err, tea.ErrProgramKilled) || errors.Is(err, context.Canceled) {
+		return nil // Ctrl-C or SIGTERM: the terminal is restored
+	}
+	return err
+}
+
+// stream prints each delta as one JSON line.
+func stream(ctx context.Context, stdout, stderr io.Writer, frames <-chan render.FrameMsg) error {
+	enc := json.NewEncoder(stdout)
+	for f := range frames {
+		if f.Err != nil {
+			fmt.Fprintf(stderr, "backlog: %v\n", f.Err)
+			continue
+		}
+		if err := enc.Encode(f.Delta); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// drive collects every interval, re-resolving namespaces so that new ones
+// appear and vanished ones go, and sends one frame per interval; it closes
+// frames when ctx ends or after count frames.
+func drive(ctx context.Context, filters *filterFlags, smp *sampler.Sampler, interval time.Duration, count int, frames chan<- render.FrameMsg) {
+	defer close(frames)
+	var prev *snapshot.Snapshot
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for n := 0; count == 0 || n < count; n++ {
+		opts, warning, err := filters.options()
+		var snap *snapshot.Snapshot
+		if err == nil {
+			smp.SetTargets(opts.Targets)
+			// Owners are walked now and then; filters on them need every walk.
+			opts.NoOwners = n%ownersEvery != 0 && len(opts.PIDs) == 0 && len(opts.Processes) == 0
+			snap, err = collect.Collect(ctx, opts)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		var f render.FrameMsg
+		if err != nil {
+			f.Err = err
+		} else {
+			if warning != "" {
+				snap.Warnings = append([]string{warning}, snap.Warnings...)
+			}
+			if opts.NoOwners {
+				carryOwners(prev, snap)
+			}
+			peaks := map[snapshot.ListenerKey]uint32{}
+			for k, v := range smp.Take() {
+				peaks[snapshot.ListenerKey{Netns: k.Netns, Inode: k.Inode}] = v
+			}
+			f.Delta = snapshot.Diff(prev, snap, peaks)
+			prev = snap
+		}
+		select {
+		case frames <- f:
+		case <-ctx.Done():
+			return
+		}
+		if count != 0 && n+1 == count {
+			return
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// carryOwners copies owners from the previous snapshot to listeners that
+// were collected without them.
+func carryOwners(prev, cur *snapshot.Snapshot) {
+	if prev == nil {
+		return
+	}
+	owners := make(map[snapshot.ListenerKey][]snapshot.Process, len(prev.Listeners))
+	for _, l := range prev.Listeners {
+		owners[l.Key()] = l.Processes
+	}
+	for i := range cur.Listeners {
+		cur.Listeners[i].Processes = owners[cur.Listeners[i].Key()]
+	}
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/lab/scenario"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/testutil"
+)
+
+// startOverflow runs a lab overflow (backlog 5, 20 clients, never
+// accepting) for the length of the test.
+func startOverflow(t *testing.T) *scenario.Run {
+	t.Helper()
+	testutil.RequireRoot(t)
+	run, err := scenario.Start(context.Background(), "overflow", scenario.Params{Backlog: 5, Clients: 20, Duration: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { run.Close() })
+	return run
+}
+
+type tmux struct {
+	t    *testing.T
+	name string
+}
+
+func newTmux(t *testing.T, w, h int, command string) *tmux {
+	t.Helper()
+	testutil.RequireTool(t, "tmux")
+	name := fmt.Sprintf("backlog-test-%d", time.Now().UnixNano())
+	// The shell keeps the pane open after backlog exits, so the test can
+	// read its exit code and the restored screen.
+	script := command + "; echo EXITED $?; sleep 60"
+	if out, err := exec.Command("tmux", "new-session", "-d", "-s", name, "-x", strconv.Itoa(w), "-y", strconv.Itoa(h), script).CombinedOutput(); err != nil {
+		t.Fatalf("tmux: %v: %s", err, out)
+	}
+	tm := &tmux{t, name}
+	t.Cleanup(func() { exec.Command("tmux", "kill-session", "-t", name).Run() })
+	return tm
+}
+
+func (tm *tmux) screen() string {
+	out, err := exec.Command("tmux", "capture-pane", "-p", "-t", tm.name).Output()
+	if err != nil {
+		tm.t.Fatalf("capture-pane: %v", err)
+	}
+	return string(out)
+}
+
+func (tm *tmux) keys(keys ...string) {
+	if out, err := exec.Command("tmux", append([]string{"send-keys", "-t", tm.name}, keys...)...).CombinedOutput(); err != nil {
+		tm.t.Fatalf("send-keys: %v: %s", err, out)
+	}
+}
+
+func (tm *tmux) format(f string) string {
+	out, err := exec.Command("tmux", "display-message", "-p", "-t", tm.name, f).Output()
+	if err != nil {
+		tm.t.Fatalf("display-message: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// waitScreen polls the screen until cond accepts it.
+func (tm *tmux) waitScreen(what string, cond func(string) bool) string {
+	tm.t.Helper()
+	var s string
+	testutil.Eventually(tm.t, 10*time.Second, func() error {
+		s = tm.screen()
+		if !cond(s) {
+			return fmt.Errorf("screen never showed %s:\n%s", what, s)
+		}
+		return nil
+	})
+	return s
+}
+
+// dataRows returns the listener rows of the screen (after the column header).
+func dataRows(screen string) []string {
+	lines := strings.Split(screen, "\n")
+	for i, l := range lines {
+		if strings.Contains(l, "ADDRESS:PORT") {
+			var rows []string
+			for _, r := range lines[i+1:] {
+				if strings.Contains(r, ":") && !strings.HasPrefix(r, "q quit") {
+					rows = append(rows, r)
+				}
+			}
+			return rows
+		}
+	}
+	return nil
+}
+
+func TestTopInTmux(t *testing.T) {
+	run := startOverflow(t)
+	// Another listener in the same namespace that stays quiet, on a lower
+	// port-independent position: the overflowing one must rise above it.
+	quiet, err := run.Server.Listen(netipLoopback0(), 128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Close()
+	port := strconv.Itoa(int(run.Listener.Port))
+
+	tm := newTmux(t, 160, 30, binary+" top --netns "+run.Server.Name)
+	screen := tm.waitScreen("the overflowing listener on top with peak 6 and drops", func(s string) bool {
+		rows := dataRows(s)
+		if len(rows) < 2 || !strings.Contains(rows[0], "127.0.0.1:"+port) {
+			return false
+		}
+		f := strings.Fields(rows[0])
+		// NETNS ADDRESS ACC-Q PEAK BACKLOG [bar] PCT SYN-Q DROP/s ...
+		return len(f) > 8 && f[2] == "6" && f[3] == "6" && f[4] == "5" && f[8] != "-" && f[8] != "0.0"
+	})
+	if tm.format("#{alternate_on}") != "1" {
+		t.Errorf("top is not on the alternate screen")
+	}
+	if !strings.Contains(screen, "ListenOverflows/s") || !strings.Contains(screen, "somaxconn 4096") {
+		t.Errorf("header lacks rates or caps:\n%s", screen)
+	}
+
+	// Sort by port: the quiet listener's port decides the order now.
+	tm.keys("o")
+	want := run.Listener.Port < quiet.Port
+	tm.waitScreen("sort by port", func(s string) bool {
+		rows := dataRows(s)
+		return strings.Contains(s, "sort: port") && len(rows) == 2 &&
+			strings.Contains(rows[0], "127.0.0.1:"+port) == want
+	})
+	// Filter by typing the quiet port: one row left.
+	tm.keys("/")
+	tm.keys(strconv.Itoa(int(quiet.Port)))
+	tm.keys("Enter")
+	tm.waitScreen("the filtered row", func(s string) bool {
+		rows := dataRows(s)
+		return len(rows) == 1 && strings.Contains(rows[0], strconv.Itoa(int(quiet.Port)))
+	})
+	tm.keys("q")
+	tm.waitScreen("exit 0", func(s string) bool { return strings.Contains(s, "EXITED 0") })
+	if tm.format("#{alternate_on}") != "0" {
+		t.Errorf("the terminal was not restored: still on the alternate screen")
+	}
+}
+
+func TestTopResizeAndCtrlC(t *testing.T) {
+	run := startOverflow(t)
+	tm := newTmux(t, 160, 30, binary+" top --netns "+run.Server.Name)
+	tm.waitScreen("the listener", func(s string) bool { return strings.Contains(s, "NETNS") && len(dataRows(s)) == 1 })
+	exec.Command("tmux", "resize-window", "-t", tm.name, "-x", "70", "-y", "12").Run()
+	tm.waitScreen("a narrow layout without the NETNS column", func(s string) bool {
+		return !strings.Contains(s, "NETNS") && strings.Contains(s, "ADDRESS:PORT") && len(dataRows(s)) == 1
+	})
+	exec.Command("tmux", "resize-window", "-t", tm.name, "-x", "30", "-y", "5").Run()
+	tm.waitScreen("the too-small message", func(s string) bool { return strings.Contains(s, "too small") })
+	exec.Command("tmux", "resize-window", "-t", tm.name, "-x", "120", "-y", "20").Run()
+	tm.keys("C-c")
+	tm.waitScreen("exit 0 after Ctrl-C", func(s string) bool { return strings.Contains(s, "EXITED 0") })
+	if tm.format("#{alternate_on}") != "0" {
+		t.Errorf("Ctrl-C left the terminal on the alternate screen")
+	}
+}
+
+// TestTopJSONStream: not a terminal, so one JSON object per interval, and
+// --count stops it.
+func TestTopJSONStream(t *testing.T) {
+	run := startOverflow(t)
+	out, stderr, code := runIn(t, "", "top", "--netns", run.Server.Name, "--interval", "300ms", "--count", "3")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	var deltas []snapshot.Delta
+	for sc.Scan() {
+		var d snapshot.Delta
+		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
+			t.Fatalf("line %d: %v: %s", len(deltas)+1, err, sc.Text())
+		}
+		deltas = append(deltas, d)
+	}
+	if len(deltas) != 3 {
+		t.Fatalf("%d objects, want 3 (--count 3)", len(deltas))
+	}
+	if deltas[0].Interval != 0 || deltas[2].Interval < 0.2 || deltas[2].Interval > 1 {
+		t.Errorf("intervals %v %v", deltas[0].Interval, deltas[2].Interval)
+	}
+	last := deltas[2]
+	if len(last.Listeners) != 1 || last.Listeners[0].AcceptQueuePeak != 6 || last.Listeners[0].DropsPerSecond == nil {
+		t.Errorf("listener %+v", last.Listeners)
+	}
+	if len(last.Namespaces) != 1 || last.Namespaces[0].Rates == nil {
+		t.Errorf("namespace %+v", last.Namespaces)
+	}
+}
+
+func netipLoopback0() netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:0") }

@@ -1,0 +1,310 @@
+// Package exporter is backlog's Prometheus collector: at each scrape it takes
+// one snapshot with collect, adds the sampler's accept-queue peaks and turns
+// listeners, namespaces and its own health into metrics (docs/metrics.md).
+package exporter
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/collect"
+	"github.com/backlog-dev/backlog/internal/sampler"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure an Exporter.
+type Options struct {
+	// Resolve returns what to collect; it runs at every collection so that
+	// namespaces that appear or vanish are followed. The string is a
+	// warning to log once, such as a narrowing for lack of privilege.
+	Resolve func() (collect.Options, string, error)
+	// Sampler supplies the peaks between scrapes and is told the
+	// namespaces of each collection. Nil: the peak is the value at scrape.
+	Sampler *sampler.Sampler
+	// MaxListeners caps the listener series, fullest first; 0: no cap.
+	MaxListeners int
+	// OwnersMaxAge is how long owning processes are remembered while no
+	// new listener appears (collect.OwnerCache); DefaultOwnersMaxAge when
+	// zero.
+	OwnersMaxAge time.Duration
+	Logger       *slog.Logger
+
+	collect func(context.Context, collect.Options) (*snapshot.Snapshot, error) // tests
+}
+
+// DefaultOwnersMaxAge bounds how stale a process label can be: walking
+// /proc/*/fd at every scrape would cost more than the rest of it together.
+const DefaultOwnersMaxAge = time.Minute
+
+// Exporter is a prometheus.Collector. Concurrent Collect calls share one
+// collection, so there is never more than one at a time.
+type Exporter struct {
+	opts   Options
+	flight flight[*result]
+	owners *collect.OwnerCache
+
+	// Owned by the collection under way (flight runs one at a time).
+	errors      map[string]uint64
+	omitted     uint64
+	collections uint64
+	lastGood    *collect.Options
+	lastWarning string
+	failing     map[failure]bool
+
+	active, maxActive atomic.Int32 // collections under way, for tests
+}
+
+// failure is one thing that failed, for logging when it starts and stops.
+type failure struct{ source, netns string }
+
+// result is one collection, ready to be turned into metrics.
+type result struct {
+	listeners   []series
+	namespaces  []snapshot.Namespace
+	seen        int
+	duration    time.Duration
+	errors      map[string]uint64
+	omitted     uint64
+	collections uint64
+	sampler     *sampler.Stats
+}
+
+// series is one listener series: a listener, or the SO_REUSEPORT sockets
+// one process holds on the same address and port.
+type series struct {
+	key                                  seriesKey
+	address, port                        string
+	acceptQueue, peak, backlog, synQueue uint32
+	drops                                uint64
+	hasDrops                             bool
+}
+
+type seriesKey struct {
+	netns   string
+	address netip.Addr
+	port    uint16
+	process string
+}
+
+// New returns an exporter; register it with a prometheus.Registry.
+func New(opts Options) *Exporter {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.collect == nil {
+		opts.collect = collect.Collect
+	}
+	if opts.OwnersMaxAge <= 0 {
+		opts.OwnersMaxAge = DefaultOwnersMaxAge
+	}
+	e := &Exporter{opts: opts, owners: &collect.OwnerCache{MaxAge: opts.OwnersMaxAge},
+		errors: make(map[string]uint64), failing: make(map[failure]bool)}
+	for _, s := range sources {
+		e.errors[s] = 0 // every source from the start, so rate() works at once
+	}
+	return e
+}
+
+// Describe sends every metric's description.
+func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range allDescs {
+		ch <- d
+	}
+}
+
+// Collect runs a collection, or joins the one under way, and sends it.
+func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
+	r := e.flight.do(e.collectOnce)
+	for i := range r.listeners {
+		r.listeners[i].collect(ch)
+	}
+	for _, ns := range r.namespaces {
+		ch <- prometheus.MustNewConstMetric(descNetnsInfo, prometheus.GaugeValue, 1, ns.Name, strconv.FormatUint(ns.Inode, 10))
+		for _, c := range ns.Counters.Named() {
+			ch <- prometheus.MustNewConstMetric(descTcpExt, prometheus.CounterValue, float64(uint64(c.Value)), ns.Name, c.Name)
+		}
+		for _, s := range ns.Sysctls.Named() {
+			ch <- prometheus.MustNewConstMetric(descSysctl, prometheus.GaugeValue, float64(s.Value), ns.Name, s.Name)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descScrapeDuration, prometheus.GaugeValue, r.duration.Seconds())
+	for _, src := range sources {
+		ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.CounterValue, float64(r.errors[src]), src)
+	}
+	ch <- prometheus.MustNewConstMetric(descCollections, prometheus.CounterValue, float64(r.collections))
+	ch <- prometheus.MustNewConstMetric(descNamespaces, prometheus.GaugeValue, float64(len(r.namespaces)))
+	ch <- prometheus.MustNewConstMetric(descListeners, prometheus.GaugeValue, float64(r.seen))
+	ch <- prometheus.MustNewConstMetric(descOmitted, prometheus.CounterValue, float64(r.omitted))
+	if r.sampler != nil {
+		ch <- prometheus.MustNewConstMetric(descSamples, prometheus.CounterValue, float64(r.sampler.Samples))
+		ch <- prometheus.MustNewConstMetric(descSamplerSeconds, prometheus.CounterValue, r.sampler.Busy.Seconds())
+	}
+}
+
+// collectOnce takes one snapshot and the peaks since the previous one.
+func (e *Exporter) collectOnce() *result {
+	if n := e.active.Add(1); n > e.maxActive.Load() {
+		e.maxActive.Store(n)
+	}
+	defer e.active.Add(-1)
+	start := time.Now()
+	e.collections++
+	failed := make(map[failure]error)
+	fail := func(source, netns string, err error) {
+		e.errors[source]++
+		failed[failure{source, netns}] = err
+	}
+
+	opts, warning, err := e.opts.Resolve()
+	switch {
+	case err != nil && e.lastGood != nil:
+		fail(SourceNetns, "", err)
+		opts = *e.lastGood // keep reading the namespaces known to exist
+	case err != nil:
+		fail(SourceNetns, "", err)
+		opts = collect.Options{} // this process's own namespace
+	default:
+		e.lastGood = &opts
+	}
+	if warning != e.lastWarning && warning != "" {
+		e.opts.Logger.Warn(warning)
+	}
+	e.lastWarning = warning
+	if e.opts.Sampler != nil {
+		// Its failures are counted in its Stats (source sampler).
+		if err := e.opts.Sampler.SetTargets(opts.Targets); err != nil {
+			failed[failure{SourceSampler, ""}] = err
+		}
+	}
+
+	if opts.Owners == nil {
+		opts.Owners = e.owners
+	}
+	snap, err := e.opts.collect(context.Background(), opts)
+	var peaks map[sampler.Key]uint32
+	if e.opts.Sampler != nil {
+		peaks = e.opts.Sampler.Take()
+	}
+	r := &result{}
+	if err != nil {
+		for range max(1, len(opts.Targets)) {
+			fail(SourceNamespace, "", err)
+		}
+	} else {
+		for _, ns := range snap.Namespaces {
+			if ns.Error == "" {
+				continue
+			}
+			err := namespaceError(ns.Error)
+			if !collect.PartlyRead(ns) {
+				fail(SourceNamespace, ns.Name, err)
+				continue
+			}
+			counters := len(ns.Counters.Named()) > 0
+			if !counters {
+				fail(SourceNetstat, ns.Name, err)
+			}
+			if counters || len(ns.Sysctls.Named()) == 0 {
+				fail(SourceSysctl, ns.Name, err)
+			}
+		}
+		for _, w := range snap.Warnings {
+			fail(SourceOwners, "", namespaceError(w))
+		}
+		r.namespaces = snap.Namespaces
+		r.listeners = buildSeries(snap, peaks)
+	}
+	r.seen = len(r.listeners)
+	if m := e.opts.MaxListeners; m > 0 && len(r.listeners) > m {
+		e.omitted += uint64(len(r.listeners) - m)
+		r.listeners = r.listeners[:m] // collect sorts fullest first
+	}
+	sortByLabels(r.listeners)
+	e.logChanges(failed)
+
+	r.duration = time.Since(start)
+	r.errors = make(map[string]uint64, len(e.errors))
+	for k, v := range e.errors {
+		r.errors[k] = v
+	}
+	if e.opts.Sampler != nil {
+		st := e.opts.Sampler.Stats()
+		r.sampler = &st
+		r.errors[SourceSampler] = st.Errors
+	}
+	r.omitted, r.collections = e.omitted, e.collections
+	return r
+}
+
+type namespaceError string
+
+func (e namespaceError) Error() string { return string(e) }
+
+// logChanges logs a failure when it starts and when it stops, not at every
+// scrape.
+func (e *Exporter) logChanges(now map[failure]error) {
+	for f, err := range now {
+		if !e.failing[f] {
+			e.opts.Logger.Warn("collection failed; the rest of the scrape is served", "source", f.source, "netns", f.netns, "err", err)
+		}
+	}
+	for f := range e.failing {
+		if _, ok := now[f]; !ok {
+			e.opts.Logger.Info("collection works again", "source", f.source, "netns", f.netns)
+		}
+	}
+	clear(e.failing)
+	for f := range now {
+		e.failing[f] = true
+	}
+}
+
+// buildSeries turns listeners into series, in the snapshot's order (fullest
+// first). SO_REUSEPORT sockets that one process holds on the same address
+// and port would carry the same labels, so they become one series: the
+// largest queue and peak, the smallest backlog (a fill ratio that errs
+// toward alerting), and the sums of SYN queues and drops.
+func buildSeries(snap *snapshot.Snapshot, peaks map[sampler.Key]uint32) []series {
+	names := make(map[uint64]string, len(snap.Namespaces))
+	for _, ns := range snap.Namespaces {
+		names[ns.Inode] = ns.Name
+	}
+	out := make([]series, 0, len(snap.Listeners))
+	index := make(map[seriesKey]int, len(snap.Listeners))
+	for i := range snap.Listeners {
+		l := &snap.Listeners[i]
+		s := series{
+			key:         seriesKey{netns: names[l.Netns], address: l.Address, port: l.Port},
+			acceptQueue: l.AcceptQueue,
+			peak:        max(l.AcceptQueue, peaks[sampler.Key{Netns: l.Netns, Inode: l.Inode}]),
+			backlog:     l.Backlog,
+			synQueue:    l.SynQueue,
+		}
+		if len(l.Processes) > 0 {
+			s.key.process = l.Processes[0].Comm
+		}
+		if l.Drops != nil {
+			s.drops, s.hasDrops = *l.Drops, true
+		}
+		j, ok := index[s.key]
+		if !ok {
+			s.address, s.port = l.Address.String(), strconv.Itoa(int(l.Port))
+			index[s.key] = len(out)
+			out = append(out, s)
+			continue
+		}
+		m := &out[j]
+		m.acceptQueue = max(m.acceptQueue, s.acceptQueue)
+		m.peak = max(m.peak, s.peak)
+		m.backlog = min(m.backlog, s.backlog)
+		m.synQueue += s.synQueue
+		m.drops += s.drops
+		m.hasDrops = m.hasDrops || s.hasDrops
+	}
+	return out
+}

@@ -1,0 +1,212 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/collect"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+// fake builds an exporter over a fixed snapshot.
+func fake(snap *snapshot.Snapshot, err error, opts Options) *Exporter {
+	if opts.Resolve == nil {
+		opts.Resolve = func() (collect.Options, string, error) { return collect.Options{}, "", nil }
+	}
+	opts.collect = func(context.Context, collect.Options) (*snapshot.Snapshot, error) { return snap, err }
+	return New(opts)
+}
+
+func listener(netns uint64, addr string, port uint16, inode uint32, q, backlog uint32, drops uint64, comm string) snapshot.Listener {
+	l := snapshot.Listener{Netns: netns, Address: netip.MustParseAddr(addr), Port: port, Inode: inode,
+		AcceptQueue: q, Backlog: backlog, Drops: &drops, Processes: []snapshot.Process{}}
+	if comm != "" {
+		l.Processes = []snapshot.Process{{PID: int(inode), Comm: comm}}
+	}
+	return l
+}
+
+func twoNamespaces() *snapshot.Snapshot {
+	return &snapshot.Snapshot{
+		Namespaces: []snapshot.Namespace{
+			{Inode: 1, Name: "host", Sysctls: snapshot.Sysctls{Somaxconn: ptr[int64](4096)},
+				Counters: snapshot.Counters{ListenOverflows: ptr[uint64](7), ListenDrops: ptr[uint64](7)}},
+			{Inode: 2, Name: "pod:1234", Sysctls: snapshot.Sysctls{Somaxconn: ptr[int64](128)}},
+		},
+		Listeners: []snapshot.Listener{
+			// Two SO_REUSEPORT sockets of nginx, one full.
+			listener(1, "0.0.0.0", 80, 10, 129, 128, 5, "nginx"),
+			listener(1, "0.0.0.0", 80, 11, 3, 511, 2, "nginx"),
+			listener(2, "0.0.0.0", 80, 12, 0, 128, 0, ""),
+			listener(1, "::", 22, 13, 0, 128, 0, "sshd"),
+		},
+	}
+}
+
+func TestMetricsAndReuseport(t *testing.T) {
+	e := fake(twoNamespaces(), nil, Options{})
+	want := `
+# HELP backlog_listener_accept_queue Connections that finished the handshake and wait for accept(2); the kernel lets it reach backlog+1.
+# TYPE backlog_listener_accept_queue gauge
+backlog_listener_accept_queue{address="0.0.0.0",netns="host",port="80",process="nginx"} 129
+backlog_listener_accept_queue{address="0.0.0.0",netns="pod:1234",port="80",process=""} 0
+backlog_listener_accept_queue{address="::",netns="host",port="22",process="sshd"} 0
+# HELP backlog_listener_backlog Effective backlog: the listen(2) backlog capped at net.core.somaxconn.
+# TYPE backlog_listener_backlog gauge
+backlog_listener_backlog{address="0.0.0.0",netns="host",port="80",process="nginx"} 128
+backlog_listener_backlog{address="0.0.0.0",netns="pod:1234",port="80",process=""} 128
+backlog_listener_backlog{address="::",netns="host",port="22",process="sshd"} 128
+# HELP backlog_listener_drops_total Packets the listener dropped (sk_drops), each retransmitted SYN again: not a count of refused clients.
+# TYPE backlog_listener_drops_total counter
+backlog_listener_drops_total{address="0.0.0.0",netns="host",port="80",process="nginx"} 7
+backlog_listener_drops_total{address="0.0.0.0",netns="pod:1234",port="80",process=""} 0
+backlog_listener_drops_total{address="::",netns="host",port="22",process="sshd"} 0
+# HELP backlog_netns_tcpext_total TcpExt listen counters of the namespace's /proc/net/netstat, under their kernel names.
+# TYPE backlog_netns_tcpext_total counter
+backlog_netns_tcpext_total{counter="ListenDrops",netns="host"} 7
+backlog_netns_tcpext_total{counter="ListenOverflows",netns="host"} 7
+# HELP backlog_netns_sysctl Listen-path sysctls of the namespace, under their names in net.core and net.ipv4.
+# TYPE backlog_netns_sysctl gauge
+backlog_netns_sysctl{netns="host",sysctl="somaxconn"} 4096
+backlog_netns_sysctl{netns="pod:1234",sysctl="somaxconn"} 128
+# HELP backlog_netns_info A network namespace backlog reads, with its nsfs inode as lsns prints it; always 1.
+# TYPE backlog_netns_info gauge
+backlog_netns_info{inode="1",netns="host"} 1
+backlog_netns_info{inode="2",netns="pod:1234"} 1
+`
+	names := []string{"backlog_listener_accept_queue", "backlog_listener_backlog", "backlog_listener_drops_total",
+		"backlog_netns_tcpext_total", "backlog_netns_sysctl", "backlog_netns_info"}
+	if err := testutil.CollectAndCompare(e, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+	problems, err := testutil.CollectAndLint(e)
+	if err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %+v", err, problems)
+	}
+}
+
+// TestFailuresBySource: what fails is counted by source and the rest is
+// still served.
+func TestFailuresBySource(t *testing.T) {
+	snap := twoNamespaces()
+	snap.Namespaces = append(snap.Namespaces,
+		snapshot.Namespace{Inode: 3, Name: "gone", Error: "vanished before it could be read"},
+		snapshot.Namespace{Inode: 4, Name: "half", Error: "partly read: procnet: no netstat",
+			Sysctls: snapshot.Sysctls{Somaxconn: ptr[int64](5)}},
+	)
+	snap.Warnings = []string{"owners hidden: ..."}
+	calls := 0
+	e := fake(snap, nil, Options{Resolve: func() (collect.Options, string, error) {
+		calls++
+		if calls == 2 {
+			return collect.Options{}, "", errors.New("cannot list /proc")
+		}
+		return collect.Options{}, "", nil
+	}})
+	for range 2 {
+		testutil.CollectAndCount(e)
+	}
+	// CollectAndCompare collects a third time.
+	want := `
+# HELP backlog_scrape_errors_total Collection errors by source; the log says what failed. A failing namespace never fails the scrape.
+# TYPE backlog_scrape_errors_total counter
+backlog_scrape_errors_total{source="namespace"} 3
+backlog_scrape_errors_total{source="netns"} 1
+backlog_scrape_errors_total{source="netstat"} 3
+backlog_scrape_errors_total{source="owners"} 3
+backlog_scrape_errors_total{source="sampler"} 0
+backlog_scrape_errors_total{source="sysctl"} 0
+# HELP backlog_namespaces Network namespaces in the last collection, those that failed included.
+# TYPE backlog_namespaces gauge
+backlog_namespaces 4
+`
+	if err := testutil.CollectAndCompare(e, strings.NewReader(want), "backlog_scrape_errors_total", "backlog_namespaces"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(e, "backlog_listener_backlog"); n != 3 {
+		t.Errorf("%d listener series, want 3 despite the failures", n)
+	}
+
+	// Nothing readable at all: only the exporter's own series.
+	e = fake(nil, collect.ErrNoNamespace, Options{})
+	if n := testutil.CollectAndCount(e, "backlog_listener_backlog"); n != 0 {
+		t.Errorf("%d listener series from a failed collection", n)
+	}
+	testutil.CollectAndCount(e)
+	want = `
+# HELP backlog_scrape_errors_total Collection errors by source; the log says what failed. A failing namespace never fails the scrape.
+# TYPE backlog_scrape_errors_total counter
+backlog_scrape_errors_total{source="namespace"} 3
+backlog_scrape_errors_total{source="netns"} 0
+backlog_scrape_errors_total{source="netstat"} 0
+backlog_scrape_errors_total{source="owners"} 0
+backlog_scrape_errors_total{source="sampler"} 0
+backlog_scrape_errors_total{source="sysctl"} 0
+`
+	if err := testutil.CollectAndCompare(e, strings.NewReader(want), "backlog_scrape_errors_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestMaxListeners(t *testing.T) {
+	e := fake(twoNamespaces(), nil, Options{MaxListeners: 2})
+	testutil.CollectAndCount(e)
+	want := `
+# HELP backlog_listeners Listener series in the last collection before --max-listeners.
+# TYPE backlog_listeners gauge
+backlog_listeners 3
+# HELP backlog_listeners_omitted_total Listener series left out by --max-listeners, summed over collections.
+# TYPE backlog_listeners_omitted_total counter
+backlog_listeners_omitted_total 2
+`
+	if err := testutil.CollectAndCompare(e, strings.NewReader(want), "backlog_listeners", "backlog_listeners_omitted_total"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(e, "backlog_listener_accept_queue"); n != 2 {
+		t.Errorf("%d series, want 2", n)
+	}
+}
+
+// TestOneCollectionAtATime: scrapes that arrive during a collection join
+// it instead of starting their own.
+func TestOneCollectionAtATime(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 100)
+	e := New(Options{
+		Resolve: func() (collect.Options, string, error) { return collect.Options{}, "", nil },
+		collect: func(context.Context, collect.Options) (*snapshot.Snapshot, error) {
+			started <- struct{}{}
+			<-release
+			return twoNamespaces(), nil
+		},
+	})
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(e)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if _, err := reg.Gather(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	<-started
+	time.Sleep(200 * time.Millisecond) // the other gathers arrive and wait
+	close(release)
+	wg.Wait()
+	if e.maxActive.Load() != 1 {
+		t.Errorf("%d collections ran at once", e.maxActive.Load())
+	}
+	if e.collections >= 50 {
+		t.Errorf("%d collections for 50 concurrent gathers: they did not share", e.collections)
+	}
+}

@@ -1,0 +1,178 @@
+package sampler
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/collect"
+	"github.com/backlog-dev/backlog/internal/lab"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/testutil"
+	"golang.org/x/sys/unix"
+)
+
+func newNS(t testing.TB) *lab.Namespace {
+	t.Helper()
+	testutil.RequireRoot(t)
+	ns, err := lab.NewNamespace("bl-sampler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
+func listen(t testing.TB, ns *lab.Namespace, backlog int) *lab.Listener {
+	t.Helper()
+	l, err := ns.Listen(netip.MustParseAddrPort("127.0.0.1:0"), backlog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func target(ns *lab.Namespace) collect.Target {
+	return collect.Target{Path: ns.Path, Name: ns.Name}
+}
+
+// current reads the listener on port with a full collection.
+func current(t *testing.T, ns *lab.Namespace, port uint16) snapshot.Listener {
+	t.Helper()
+	snap, err := collect.Collect(context.Background(), collect.Options{Targets: []collect.Target{target(ns)}, Ports: []uint16{port}, NoOwners: true})
+	if err != nil || len(snap.Listeners) != 1 {
+		t.Fatalf("collect: %v, %+v", err, snap)
+	}
+	return snap.Listeners[0]
+}
+
+func waitQueue(t *testing.T, ns *lab.Namespace, port uint16, want uint32) snapshot.Listener {
+	t.Helper()
+	var l snapshot.Listener
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if l = current(t, ns, port); l.AcceptQueue != want {
+			return fmt.Errorf("accept queue %d, want %d", l.AcceptQueue, want)
+		}
+		return nil
+	})
+	return l
+}
+
+// TestBurstShowsInPeak: the queue fills to backlog+1 and is drained again
+// between two Takes; the peak keeps what the queue no longer shows.
+func TestBurstShowsInPeak(t *testing.T) {
+	ns := newNS(t)
+	l := listen(t, ns, 5)
+	s := New(Options{Interval: 20 * time.Millisecond})
+	if err := s.SetTargets([]collect.Target{target(ns)}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	s.Take()
+
+	// backlog+1 clients: all complete, none dropped, none retransmits later.
+	c, err := ns.Dial(netip.AddrPortFrom(l.Addr, l.Port), 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	full := waitQueue(t, ns, l.Port, 6)
+	time.Sleep(100 * time.Millisecond) // a few samples at 20 ms
+	fds, err := l.AcceptN(6)
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitQueue(t, ns, l.Port, 0)
+
+	key := Key{Netns: full.Netns, Inode: full.Inode}
+	peaks := s.Take()
+	if got, ok := peaks[key]; !ok || got != 6 {
+		t.Fatalf("peak %d (present %v), want 6 = backlog+1; all peaks %v", got, ok, peaks)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := s.Take()[key]; got != 0 {
+		t.Errorf("peak in the next window %d, want 0: Take must start a new window", got)
+	}
+	st := s.Stats()
+	t.Logf("stats %+v", st)
+	if st.Samples == 0 || st.Errors != 0 || st.Namespaces != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestFollowsTargets: namespaces come and go with SetTargets; closed
+// listeners leave the peaks; the caller's own namespace is watched once.
+func TestFollowsTargets(t *testing.T) {
+	a, b := newNS(t), newNS(t)
+	la := listen(t, a, 3)
+	listen(t, b, 4)
+	s := New(Options{})
+	defer s.Close()
+	for range 2 { // twice: the second call must keep, not reopen
+		if err := s.SetTargets([]collect.Target{target(a), target(b), {}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.Stats().Namespaces; n != 3 {
+		t.Fatalf("watching %d namespaces, want 3 (a, b and this one)", n)
+	}
+	if err := s.Sample(); err != nil {
+		t.Fatal(err)
+	}
+	inA := current(t, a, la.Port)
+	peaks := s.Take()
+	if _, ok := peaks[Key{inA.Netns, inA.Inode}]; !ok {
+		t.Errorf("listener of a missing from %v", peaks)
+	}
+
+	if err := s.SetTargets([]collect.Target{target(a)}); err != nil {
+		t.Fatal(err)
+	}
+	la.Close()
+	if err := s.Sample(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Namespaces != 1 || st.Listeners != 0 {
+		t.Errorf("after dropping b and closing a's listener: %+v, want 1 namespace, 0 listeners", st)
+	}
+	if peaks := s.Take(); len(peaks) != 0 {
+		t.Errorf("peaks %v, want none", peaks)
+	}
+	if err := s.SetTargets([]collect.Target{{Path: "/run/netns/bl-sampler-no-such", Name: "gone"}}); err == nil {
+		t.Error("a namespace that does not exist: no error")
+	}
+	if st := s.Stats(); st.Namespaces != 0 || st.Errors != 1 {
+		t.Errorf("stats %+v, want 0 namespaces and 1 error", st)
+	}
+}
+
+// BenchmarkSample10000 times one sample of a namespace with 10,000
+// listeners: the cost Run pays every interval.
+func BenchmarkSample10000(b *testing.B) {
+	ns := newNS(b)
+	for range 10000 {
+		listen(b, ns, 128)
+	}
+	s := New(Options{})
+	defer s.Close()
+	if err := s.SetTargets([]collect.Target{target(ns)}); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := s.Sample(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if n := s.Stats().Listeners; n != 10000 {
+		b.Fatalf("saw %d listeners", n)
+	}
+}
