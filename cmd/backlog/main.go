@@ -33,6 +33,7 @@ func commands() []command {
 		{"top", "live view: every listener refreshing in place, with peaks, rates and history", runTop},
 		{"ls", "one snapshot of every listener: accept queue / backlog, SYN queue, drops, owner", runLs},
 		{"serve", "Prometheus exporter of every listener's queues and drops (docs/metrics.md)", runServe},
+		{"doctor", "watch a short window, then say what is wrong, with evidence and advice (exit 3 on trouble)", runDoctor},
 		{"lab", "reproduce a listen-path behaviour in private namespaces and show what moved", runLab},
 		{"version", "version, kernel and the capabilities this process has", runVersion},
 	}
@@ -94,6 +95,8 @@ func exitCode(err error, stderr io.Writer) int {
 		return exitUsage
 	case errors.Is(err, context.Canceled):
 		return exitOK
+	case errors.As(err, new(troubleError)):
+		return exitTrouble
 	}
 	fmt.Fprintf(stderr, "backlog: %v\n", err)
 	return exitFailure

@@ -111,6 +111,7 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 		if ns.Inode == 0 {
 			ns.Inode = targets[i].Inode
 		}
+		ns.Path = targets[i].Path
 		if r.err != nil {
 			ns.Error = r.err.Error()
 			failed = append(failed, fmt.Errorf("namespace %s: %w", ns.Name, r.err))

@@ -23,8 +23,11 @@ type Snapshot struct {
 
 // Namespace is one network namespace with its listen-path settings.
 type Namespace struct {
-	Inode    uint64   `json:"inode"`
-	Name     string   `json:"name"`
+	Inode uint64 `json:"inode"`
+	Name  string `json:"name"`
+	// Path is the nsfs file it was entered through (/run/netns/NAME,
+	// /proc/PID/ns/net); empty for the caller's own namespace.
+	Path     string   `json:"path,omitempty"`
 	Sysctls  Sysctls  `json:"sysctls"`
 	Counters Counters `json:"counters"`
 	// Error says why the namespace could not be read; its listeners are
@@ -206,4 +209,14 @@ func (c Counters) Delta(prev Counters) map[string]int64 {
 		}
 	}
 	return d
+}
+
+// Listener returns the listener with the given key, or nil.
+func (s *Snapshot) Listener(k ListenerKey) *Listener {
+	for i := range s.Listeners {
+		if s.Listeners[i].Key() == k {
+			return &s.Listeners[i]
+		}
+	}
+	return nil
 }

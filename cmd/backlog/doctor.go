@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/doctor"
+	"github.com/backlog-dev/backlog/internal/render"
+)
+
+// exitTrouble is doctor's exit code when it finds a warning or worse.
+const exitTrouble = 3
+
+// troubleError makes run() exit 3 without printing anything more.
+type troubleError struct{}
+
+func (troubleError) Error() string { return "trouble found" }
+
+func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("doctor", stdout)
+	duration := fs.Duration("duration", 10*time.Second, "how long to watch before answering")
+	asJSON := fs.Bool("json", false, "print the findings as JSON")
+	var filters filterFlags
+	filters.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *duration < time.Second || *duration > 10*time.Minute {
+		return usageError{errors.New("backlog doctor: --duration must be between 1s and 10m")}
+	}
+	opts, warning, err := filters.options()
+	if err != nil {
+		return err
+	}
+	if !*asJSON {
+		fmt.Fprintf(stderr, "backlog: watching for %v...\n", *duration)
+	}
+	obs, err := doctor.Observe(ctx, opts, *duration)
+	if err != nil {
+		return err
+	}
+	if warning != "" {
+		obs.Last.Warnings = append([]string{warning}, obs.Last.Warnings...)
+	}
+	report(stderr, obs.Last)
+	findings := doctor.Diagnose(obs)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(struct {
+			Duration float64          `json:"duration_seconds"`
+			Findings []doctor.Finding `json:"findings"`
+		}{obs.Duration.Seconds(), findings})
+	} else {
+		err = render.Findings(stdout, findings)
+	}
+	if err != nil {
+		return err
+	}
+	if doctor.Trouble(findings) {
+		return troubleError{}
+	}
+	return nil
+}

@@ -1,0 +1,145 @@
+// Package doctor turns what was observed over a short window into findings:
+// what is wrong, where, the numbers that prove it, why the kernel does it
+// and what to change. The rules are pure; observe_linux.go gathers the
+// observation with the same collector and sampler as ls, top and serve.
+package doctor
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/collect"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+)
+
+// Severities, most severe first.
+const (
+	Critical = "critical"
+	Warning  = "warning"
+	Info     = "info"
+)
+
+func rank(sev string) int {
+	switch sev {
+	case Critical:
+		return 0
+	case Warning:
+		return 1
+	}
+	return 2
+}
+
+// Observation is what a window of watching saw.
+type Observation struct {
+	Duration time.Duration
+	First    *snapshot.Snapshot // at the start of the window
+	Last     *snapshot.Snapshot // at its end
+	// Windows counts the refreshes in the window (one a second); for each
+	// listener, FullWindows counts those whose sampled peak accept queue
+	// exceeded the backlog, and FullAtRefresh those where it was still full
+	// at the refresh itself.
+	Windows       int
+	FullWindows   map[snapshot.ListenerKey]int
+	FullAtRefresh map[snapshot.ListenerKey]int
+	PeakAccept    map[snapshot.ListenerKey]uint32
+	PeakSyn       map[snapshot.ListenerKey]uint32
+}
+
+// Finding is one diagnosis.
+type Finding struct {
+	Rule      string `json:"rule"` // stable id, see docs/doctor.md
+	Severity  string `json:"severity"`
+	Namespace string `json:"namespace"`
+	// Listener is address:port, empty for a namespace-wide finding.
+	Listener  string             `json:"listener,omitempty"`
+	Processes []snapshot.Process `json:"processes,omitempty"`
+	Summary   string             `json:"summary"`
+	Evidence  map[string]int64   `json:"evidence"`
+	Why       string             `json:"why"`
+	Advice    string             `json:"advice"`
+	// Command is the exact change that would help, when there is one.
+	Command string `json:"command,omitempty"`
+}
+
+// Trouble reports whether any finding is a warning or worse (exit code 3).
+func Trouble(fs []Finding) bool {
+	return slices.ContainsFunc(fs, func(f Finding) bool { return rank(f.Severity) <= rank(Warning) })
+}
+
+// Diagnose applies every rule to the observation and returns the findings,
+// most severe first. With nothing wrong it returns one "healthy" finding
+// that says what was checked.
+func Diagnose(o Observation) []Finding {
+	var fs []Finding
+	for _, ns := range o.Last.Namespaces {
+		prev := o.First.Namespace(ns.Inode)
+		if prev == nil || ns.Error != "" && !collect.PartlyRead(ns) {
+			continue // appeared mid-window or unreadable: nothing to compare
+		}
+		moved := ns.Counters.Delta(prev.Counters)
+		d := diag{o: o, ns: ns, moved: moved}
+		for i := range o.Last.Listeners {
+			l := &o.Last.Listeners[i]
+			if l.Netns == ns.Inode {
+				fs = append(fs, d.listener(l)...)
+			}
+		}
+		fs = append(fs, d.namespace()...)
+	}
+	slices.SortStableFunc(fs, func(a, b Finding) int {
+		return cmp.Or(cmp.Compare(rank(a.Severity), rank(b.Severity)), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Listener, b.Listener))
+	})
+	if !Trouble(fs) {
+		fs = append(fs, healthy(o))
+	}
+	return fs
+}
+
+type diag struct {
+	o     Observation
+	ns    snapshot.Namespace
+	moved map[string]int64
+}
+
+func (d diag) finding(rule, sev string, l *snapshot.Listener) Finding {
+	f := Finding{Rule: rule, Severity: sev, Namespace: d.ns.Name, Evidence: map[string]int64{}}
+	if l != nil {
+		f.Listener = endpoint(l)
+		f.Processes = l.Processes
+	}
+	return f
+}
+
+// inNetns prefixes a command so it runs in the finding's namespace.
+func (d diag) inNetns(cmd string) string {
+	if d.ns.Path == "" {
+		return cmd
+	}
+	return "nsenter --net=" + d.ns.Path + " " + cmd
+}
+
+func val(p *int64) int64 {
+	if p == nil {
+		return -1
+	}
+	return *p
+}
+
+func endpoint(l *snapshot.Listener) string {
+	return netip.AddrPortFrom(l.Address, l.Port).String()
+}
+
+func healthy(o Observation) Finding {
+	return Finding{
+		Rule: "healthy", Severity: Info, Namespace: "all",
+		Summary: fmt.Sprintf("no listen-queue trouble in %d namespaces and %d listeners over %v",
+			len(o.Last.Namespaces), len(o.Last.Listeners), o.Duration.Round(time.Millisecond)),
+		Evidence: map[string]int64{"namespaces": int64(len(o.Last.Namespaces)), "listeners": int64(len(o.Last.Listeners)), "windows": int64(o.Windows)},
+		Why: "Checked: accept queues against backlog+1 (sampled every 100 ms), listener drops, SYN queues, " +
+			"ListenOverflows, ListenDrops, TCPReqQFullDrop, SyncookiesSent, and the sysctls that cap them.",
+		Advice: "Nothing to do. Run it again while clients report timeouts.",
+	}
+}

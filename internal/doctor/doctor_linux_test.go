@@ -1,0 +1,174 @@
+package doctor
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/collect"
+	"github.com/backlog-dev/backlog/internal/lab/scenario"
+	"github.com/backlog-dev/backlog/internal/testutil"
+)
+
+// diagnoseScenario starts a lab scenario, lets the doctor watch its server
+// namespace, and returns the findings.
+func diagnoseScenario(t *testing.T, name string, p scenario.Params, settle time.Duration) ([]Finding, *scenario.Run) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	p.Duration = time.Minute // the scenario outlives the observation
+	run, err := scenario.Start(context.Background(), name, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { run.Close() })
+	time.Sleep(settle)
+	obs, err := Observe(context.Background(), collect.Options{Targets: []collect.Target{run.Target()}}, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := Diagnose(obs)
+	for _, f := range fs {
+		t.Logf("%s %s %s %v", f.Severity, f.Rule, f.Listener, f.Evidence)
+	}
+	return fs, run
+}
+
+func find(t *testing.T, fs []Finding, rule string) Finding {
+	t.Helper()
+	for _, f := range fs {
+		if f.Rule == rule {
+			return f
+		}
+	}
+	t.Fatalf("no %s finding among %d", rule, len(fs))
+	return Finding{}
+}
+
+func TestDoctorOverflow(t *testing.T) {
+	fs, run := diagnoseScenario(t, "overflow", scenario.Params{Backlog: 5, Clients: 20}, 200*time.Millisecond)
+	f := find(t, fs, "accept-queue-overflow")
+	if fs[0].Rule != "accept-queue-overflow" || f.Severity != Critical || !Trouble(fs) {
+		t.Errorf("first finding %s %s", fs[0].Rule, fs[0].Severity)
+	}
+	if f.Listener != run.Addr().String() || f.Namespace != run.Server.Name || len(f.Processes) == 0 {
+		t.Errorf("where: %s %s %v, want %s in %s", f.Listener, f.Namespace, f.Processes, run.Addr(), run.Server.Name)
+	}
+	e := f.Evidence
+	if e["backlog"] != 5 || e["accept_queue_peak"] != 6 || e["listener_drops"] <= 0 || e["ListenOverflows"] != e["listener_drops"] {
+		t.Errorf("evidence %v", e)
+	}
+	// Never accepting: full at every refresh, so it is a slow acceptor.
+	if e["refreshes_full"] != e["windows"] || f.Advice == "" || !contains(f.Summary, "too slowly") {
+		t.Errorf("not diagnosed as a slow acceptor: %s %v", f.Summary, e)
+	}
+}
+
+func TestDoctorCapped(t *testing.T) {
+	fs, _ := diagnoseScenario(t, "capped", scenario.Params{Backlog: 10000}, 0)
+	f := find(t, fs, "backlog-capped-by-somaxconn")
+	if f.Severity != Info || f.Evidence["backlog"] != 4096 || f.Evidence["somaxconn"] != 4096 || Trouble(fs) {
+		t.Errorf("capped: %+v", f)
+	}
+	find(t, fs, "healthy")
+}
+
+func TestDoctorSynflood(t *testing.T) {
+	for _, c := range []struct {
+		cookies int
+		rule    string
+		sev     string
+		counter string
+	}{
+		{0, "syn-queue-full-no-cookies", Critical, "TCPReqQFullDrop"},
+		{1, "syncookies-sent", Warning, "SyncookiesSent"},
+		{2, "syncookies-sent", Warning, "SyncookiesSent"},
+	} {
+		t.Run(c.rule, func(t *testing.T) {
+			// The flood arrives while the doctor watches: 17 clients fill
+			// the SYN queue first, 33 more come during the window.
+			testutil.RequireRoot(t)
+			run, err := scenario.Start(context.Background(), "synflood", scenario.Params{Syncookies: c.cookies, Clients: 17, Duration: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer run.Close()
+			obsc := make(chan Observation, 1)
+			go func() {
+				o, err := Observe(context.Background(), collect.Options{Targets: []collect.Target{run.Target()}}, 2*time.Second)
+				if err != nil {
+					t.Error(err)
+				}
+				obsc <- o
+			}()
+			time.Sleep(500 * time.Millisecond)
+			more, err := run.Client.Dial(run.Addr(), 33)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer more.Close()
+			fs := Diagnose(<-obsc)
+			for _, f := range fs {
+				t.Logf("%s %s %s %v", f.Severity, f.Rule, f.Listener, f.Evidence)
+			}
+			f := find(t, fs, c.rule)
+			if f.Severity != c.sev || f.Evidence[c.counter] <= 0 || f.Evidence["tcp_syncookies"] != int64(c.cookies) {
+				t.Errorf("%+v", f)
+			}
+			if c.cookies < 2 && (f.Listener == "" || f.Evidence["syn_queue_peak"] != 17 || f.Evidence["backlog"] != 16) {
+				t.Errorf("listener %s evidence %v, want the lab's listener with syn_queue_peak 17", f.Listener, f.Evidence)
+			}
+			if c.cookies == 2 && f.Command == "" {
+				t.Error("tcp_syncookies=2 without the command to fix it")
+			}
+		})
+	}
+}
+
+func TestDoctorAbort(t *testing.T) {
+	testutil.RequireRoot(t)
+	run, err := scenario.Start(context.Background(), "abort", scenario.Params{Duration: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer run.Close()
+	// Finish completes the parked handshakes into the full queue while the
+	// doctor watches.
+	obsc := make(chan Observation, 1)
+	go func() {
+		o, err := Observe(context.Background(), collect.Options{Targets: []collect.Target{run.Target()}}, 2*time.Second)
+		if err != nil {
+			t.Error(err)
+		}
+		obsc <- o
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if _, err := run.Finish(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fs := Diagnose(<-obsc)
+	f := find(t, fs, "abort-on-overflow")
+	if f.Severity != Warning || f.Evidence["ListenOverflows"] < 5 || f.Command == "" {
+		t.Errorf("%+v", f)
+	}
+}
+
+func TestDoctorQuiet(t *testing.T) {
+	fs, _ := diagnoseScenario(t, "nobind", scenario.Params{}, 0)
+	if len(fs) != 1 || fs[0].Rule != "healthy" || Trouble(fs) {
+		t.Errorf("quiet namespace: %+v", fs)
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestDoctorSynQueueFullQuietly: in cookie mode a full SYN queue moves no
+// counter until the next SYN; the doctor still sees the queue.
+func TestDoctorSynQueueFullQuietly(t *testing.T) {
+	fs, run := diagnoseScenario(t, "synflood", scenario.Params{Syncookies: 1, Clients: 17}, 300*time.Millisecond)
+	f := find(t, fs, "syn-queue-full")
+	if f.Severity != Warning || f.Evidence["syn_queue_peak"] != 17 || f.Listener != "0.0.0.0:"+strconv.Itoa(int(run.Listener.Port)) {
+		t.Errorf("%+v", f)
+	}
+}

@@ -1,0 +1,49 @@
+package render
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/backlog-dev/backlog/internal/doctor"
+)
+
+// Findings writes the doctor's findings, most severe first.
+func Findings(w io.Writer, fs []doctor.Finding) error {
+	for i, f := range fs {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		where := "namespace " + f.Namespace
+		if f.Listener != "" {
+			where += ", " + f.Listener
+		}
+		if len(f.Processes) > 0 {
+			where += ", " + Processes(f.Processes)
+		}
+		fmt.Fprintf(w, "%s [%s] %s\n", strings.ToUpper(f.Severity), f.Rule, f.Summary)
+		fmt.Fprintf(w, "  where:    %s\n", where)
+		var ev []string
+		for _, k := range slices.Sorted(maps.Keys(f.Evidence)) {
+			ev = append(ev, fmt.Sprintf("%s=%d", k, f.Evidence[k]))
+		}
+		fmt.Fprintf(w, "  evidence: %s\n", strings.Join(ev, " "))
+		writeWrapped(w, "  why:      ", f.Why)
+		writeWrapped(w, "  do:       ", f.Advice)
+		if f.Command != "" {
+			fmt.Fprintf(w, "  command:  %s\n", f.Command)
+		}
+	}
+	return nil
+}
+
+func writeWrapped(w io.Writer, prefix, text string) {
+	for i, line := range wrap(text, 76) {
+		if i > 0 {
+			prefix = strings.Repeat(" ", len(prefix))
+		}
+		fmt.Fprintf(w, "%s%s\n", prefix, line)
+	}
+}
