@@ -17,8 +17,14 @@ func (d diag) listener(l *snapshot.Listener) []Finding {
 	peak := max(d.o.PeakAccept[k], l.AcceptQueue)
 	somax := val(d.ns.Sysctls.Somaxconn)
 
-	if drops > 0 && peak > l.Backlog {
+	if peak > l.Backlog {
+		// Full with drops in the window: critical. Full without: the next
+		// SYN will be dropped (clients already waiting retransmit at 1 s,
+		// 3 s, 7 s..., so a short window may see none).
 		f := d.finding("accept-queue-overflow", Critical, l)
+		if drops == 0 {
+			f = d.finding("accept-queue-full", Warning, l)
+		}
 		e := f.Evidence
 		e["backlog"], e["accept_queue_peak"], e["listener_drops"] = int64(l.Backlog), int64(peak), drops
 		e["ListenOverflows"] = d.moved["ListenOverflows"]
