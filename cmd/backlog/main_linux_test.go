@@ -93,7 +93,7 @@ func TestLsInNamespace(t *testing.T) {
 
 	var snap snapshot.Snapshot
 	testutil.Eventually(t, 5*time.Second, func() error {
-		out, stderr, code := runIn(t, ns.Name, "ls", "--json", "--port", port)
+		out, stderr, code := runIn(t, "", "ls", "--json", "--netns", ns.Name, "--port", port)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
@@ -114,14 +114,15 @@ func TestLsInNamespace(t *testing.T) {
 		t.Errorf("namespaces %+v", snap.Namespaces)
 	}
 	// The raw JSON keeps the contract's key names.
-	out, _, _ := runIn(t, ns.Name, "ls", "--json", "--port", port)
+	out, _, _ := runIn(t, "", "ls", "--json", "--netns", ns.Name, "--port", port)
 	for _, key := range []string{`"taken_at"`, `"accept_queue": 6`, `"backlog": 5`, `"syn_queue": 0`, `"ListenOverflows"`, `"somaxconn"`, `"processes": [`} {
 		if !strings.Contains(out, key) {
 			t.Errorf("JSON lacks %s:\n%s", key, out)
 		}
 	}
 
-	table, _, code := runIn(t, ns.Name, "ls", "--port", port)
+	// Run inside the namespace: --netns self reads it without setns.
+	table, _, code := runIn(t, ns.Name, "ls", "--netns", "self", "--port", port)
 	if code != 0 {
 		t.Fatalf("ls exit %d", code)
 	}
