@@ -94,14 +94,7 @@ func TestDoctorSynflood(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer run.Close()
-			obsc := make(chan Observation, 1)
-			go func() {
-				o, err := Observe(context.Background(), collect.Options{Targets: []collect.Target{run.Target()}}, 2*time.Second)
-				if err != nil {
-					t.Error(err)
-				}
-				obsc <- o
-			}()
+			obsc := observeAsync(t, run)
 			time.Sleep(500 * time.Millisecond)
 			more, err := run.Client.Dial(run.Addr(), 33)
 			if err != nil {
@@ -135,14 +128,7 @@ func TestDoctorAbort(t *testing.T) {
 	defer run.Close()
 	// Finish completes the parked handshakes into the full queue while the
 	// doctor watches.
-	obsc := make(chan Observation, 1)
-	go func() {
-		o, err := Observe(context.Background(), collect.Options{Targets: []collect.Target{run.Target()}}, 2*time.Second)
-		if err != nil {
-			t.Error(err)
-		}
-		obsc <- o
-	}()
+	obsc := observeAsync(t, run)
 	time.Sleep(300 * time.Millisecond)
 	if _, err := run.Finish(context.Background()); err != nil {
 		t.Fatal(err)
@@ -171,4 +157,18 @@ func TestDoctorSynQueueFullQuietly(t *testing.T) {
 	if f.Severity != Warning || f.Evidence["syn_queue_peak"] != 17 || f.Listener != "0.0.0.0:"+strconv.Itoa(int(run.Listener.Port)) {
 		t.Errorf("%+v", f)
 	}
+}
+
+// observeAsync starts watching run's namespace for 2 s and returns where
+// the observation will arrive, so the test can act during the window.
+func observeAsync(t *testing.T, run *scenario.Run) <-chan Observation {
+	obsc := make(chan Observation, 1)
+	go func() {
+		o, err := Observe(context.Background(), collect.Options{Targets: []collect.Target{run.Target()}}, 2*time.Second)
+		if err != nil {
+			t.Error(err)
+		}
+		obsc <- o
+	}()
+	return obsc
 }

@@ -1,6 +1,8 @@
 package lab
 
 import (
+	"github.com/backlog-dev/backlog/internal/testutil"
+
 	"errors"
 	"fmt"
 	"net/netip"
@@ -88,22 +90,6 @@ func run(t *testing.T, ns *Namespace, args ...string) string {
 
 func lines(s string) []string {
 	return slices.DeleteFunc(strings.Split(s, "\n"), func(l string) bool { return strings.TrimSpace(l) == "" })
-}
-
-// eventually polls cond until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // listenQueue returns Recv-Q (accept queue) and Send-Q (backlog) of the
@@ -225,7 +211,7 @@ func TestAcceptQueueFull(t *testing.T) {
 	mustDial(t, ns, netip.AddrPortFrom(l.Addr, l.Port), 20)
 
 	// The accept queue holds backlog+1 (sk_acceptq_is_full uses >).
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		recvQ, sendQ, err := listenQueue(t, ns, l.Port)
 		if err == nil && (recvQ != 6 || sendQ != 5) {
 			err = fmt.Errorf("Recv-Q %d Send-Q %d, want 6 and 5", recvQ, sendQ)
@@ -270,7 +256,7 @@ func halfOpenSetup(t *testing.T, dropACKs bool) (srv, cli *Namespace, l *Listene
 func TestSynQueueFullWithDroppedACKs(t *testing.T) {
 	srv, cli, l, c := halfOpenSetup(t, true)
 	sport := fmt.Sprintf("sport = :%d", l.Port)
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		if n := countState(t, srv, "syn-recv", sport); n < 17 {
 			return fmt.Errorf("%d requests in SYN-RECV, want 17", n)
 		}
@@ -297,7 +283,7 @@ func TestSynQueueFullWithDroppedACKs(t *testing.T) {
 // clients complete their handshakes and fill the accept queue instead.
 func TestHandshakesCompleteWithoutDropBareACKs(t *testing.T) {
 	srv, _, l, _ := halfOpenSetup(t, false)
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		recvQ, _, err := listenQueue(t, srv, l.Port)
 		if err == nil && recvQ != 17 {
 			err = fmt.Errorf("accept queue %d, want 17", recvQ)

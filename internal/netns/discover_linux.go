@@ -11,19 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Found is one discovered namespace.
-type Found struct {
-	ID ID
-	// Path opens it: the /run/netns bind mount when there is one (it
-	// outlives processes), else /proc/PID/ns/net of its first process.
-	Path string
-	// Mount is the name of its bind mount under a netns directory
-	// (`ip netns` names), empty when it has none.
-	Mount string
-	// PID is one process inside it (the lowest), 0 when none was seen.
-	PID int
-}
-
 // DefaultDirs are the directories of bind-mounted namespaces: iproute2's.
 var DefaultDirs = []string{"/run/netns"}
 

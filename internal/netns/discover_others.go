@@ -2,14 +2,6 @@
 
 package netns
 
-// Found is one discovered namespace.
-type Found struct {
-	ID    ID
-	Path  string
-	Mount string
-	PID   int
-}
-
 // DefaultDirs are the directories of bind-mounted namespaces.
 var DefaultDirs = []string{"/run/netns"}
 

@@ -6,6 +6,19 @@ import (
 	"strings"
 )
 
+// Found is one discovered namespace.
+type Found struct {
+	ID ID
+	// Path opens it: the /run/netns bind mount when there is one (it
+	// outlives processes), else /proc/PID/ns/net of its first process.
+	Path string
+	// Mount is the name of its bind mount under a netns directory
+	// (`ip netns` names), empty when it has none.
+	Mount string
+	// PID is one process inside it (the lowest), 0 when none was seen.
+	PID int
+}
+
 // Name is the human name of a namespace, in order of preference: "host"
 // for init's, its `ip netns` name, the container or pod that runs in it
 // (from the cgroup path of a process inside), else "pid:N (comm)".
