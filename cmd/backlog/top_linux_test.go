@@ -206,3 +206,15 @@ func TestTopJSONStream(t *testing.T) {
 }
 
 func netipLoopback0() netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:0") }
+
+// TestNoArguments: `backlog` alone is top on a terminal, ls otherwise.
+func TestNoArguments(t *testing.T) {
+	out, _, code := runIn(t, "")
+	if code != 0 || !strings.Contains(out, "ADDRESS:PORT") || !strings.Contains(out, "DROPS is the listener's sk_drops") {
+		t.Errorf("not a terminal: exit %d, want the ls table:\n%s", code, out)
+	}
+	tm := newTmux(t, 120, 20, binary)
+	tm.waitScreen("the live view", func(s string) bool { return strings.Contains(s, "backlog top") })
+	tm.keys("q")
+	tm.waitScreen("exit 0", func(s string) bool { return strings.Contains(s, "EXITED 0") })
+}
