@@ -16,17 +16,20 @@ import (
 // entered another namespace on a locked thread reads root
 // "/proc/self/task" with its own thread id (KERNEL.md).
 func ReadCounters(root string, pid int) (snapshot.Counters, error) {
+	fail := func(err error) (snapshot.Counters, error) {
+		return snapshot.Counters{}, fmt.Errorf("procnet: reading TcpExt counters from %s/%d/net/netstat: %w", root, pid, err)
+	}
 	fs, err := procfs.NewFS(root)
 	if err != nil {
-		return snapshot.Counters{}, fmt.Errorf("procnet: %w", err)
+		return fail(err)
 	}
 	p, err := fs.Proc(pid)
 	if err != nil {
-		return snapshot.Counters{}, fmt.Errorf("procnet: %w", err)
+		return fail(err)
 	}
 	ns, err := p.Netstat()
 	if err != nil {
-		return snapshot.Counters{}, fmt.Errorf("procnet: reading TcpExt counters: %w", err)
+		return fail(err)
 	}
 	return FromProcfs(ns.TcpExt), nil
 }
