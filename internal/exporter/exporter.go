@@ -15,6 +15,7 @@ import (
 	"github.com/backlog-dev/backlog/internal/sampler"
 	"github.com/backlog-dev/backlog/internal/snapshot"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Options configure an Exporter.
@@ -53,7 +54,6 @@ type Exporter struct {
 	omitted     uint64
 	collections uint64
 	lastGood    *collect.Options
-	lastWarning string
 	failing     map[failure]bool
 
 	active, maxActive atomic.Int32 // collections under way, for tests
@@ -72,6 +72,7 @@ type result struct {
 	omitted     uint64
 	collections uint64
 	sampler     *sampler.Stats
+	families    []*dto.MetricFamily
 }
 
 // series is one listener series: a listener, or the SO_REUSEPORT sockets
@@ -112,38 +113,26 @@ func New(opts Options) *Exporter {
 
 // Describe sends every metric's description.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range allDescs {
-		ch <- d
+	for _, m := range allMetrics {
+		ch <- m.desc
 	}
 }
 
 // Collect runs a collection, or joins the one under way, and sends it.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
-	r := e.flight.do(e.collectOnce)
-	for i := range r.listeners {
-		r.listeners[i].collect(ch)
-	}
-	for _, ns := range r.namespaces {
-		ch <- prometheus.MustNewConstMetric(descNetnsInfo, prometheus.GaugeValue, 1, ns.Name, strconv.FormatUint(ns.Inode, 10))
-		for _, c := range ns.Counters.Named() {
-			ch <- prometheus.MustNewConstMetric(descTcpExt, prometheus.CounterValue, float64(uint64(c.Value)), ns.Name, c.Name)
-		}
-		for _, s := range ns.Sysctls.Named() {
-			ch <- prometheus.MustNewConstMetric(descSysctl, prometheus.GaugeValue, float64(s.Value), ns.Name, s.Name)
+	for _, f := range e.flight.do(e.collectOnce).families {
+		desc := metricByName[f.GetName()].desc
+		for _, m := range f.Metric {
+			ch <- wrapped{desc, m}
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(descScrapeDuration, prometheus.GaugeValue, r.duration.Seconds())
-	for _, src := range sources {
-		ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.CounterValue, float64(r.errors[src]), src)
-	}
-	ch <- prometheus.MustNewConstMetric(descCollections, prometheus.CounterValue, float64(r.collections))
-	ch <- prometheus.MustNewConstMetric(descNamespaces, prometheus.GaugeValue, float64(len(r.namespaces)))
-	ch <- prometheus.MustNewConstMetric(descListeners, prometheus.GaugeValue, float64(r.seen))
-	ch <- prometheus.MustNewConstMetric(descOmitted, prometheus.CounterValue, float64(r.omitted))
-	if r.sampler != nil {
-		ch <- prometheus.MustNewConstMetric(descSamples, prometheus.CounterValue, float64(r.sampler.Samples))
-		ch <- prometheus.MustNewConstMetric(descSamplerSeconds, prometheus.CounterValue, r.sampler.Busy.Seconds())
-	}
+}
+
+// Gather runs a collection, or joins the one under way, and returns its
+// metric families as Collect sends them, without a registry's per-sample
+// checks: serve's fast path (Handler). The families are shared: read only.
+func (e *Exporter) Gather() ([]*dto.MetricFamily, error) {
+	return e.flight.do(e.collectOnce).families, nil
 }
 
 // collectOnce takes one snapshot and the peaks since the previous one.
@@ -171,10 +160,10 @@ func (e *Exporter) collectOnce() *result {
 	default:
 		e.lastGood = &opts
 	}
-	if warning != e.lastWarning && warning != "" {
-		e.opts.Logger.Warn(warning)
+	if warning != "" {
+		// Namespaces left out for lack of privilege: the scrape is partial.
+		fail(SourceNetns, "", textError(warning))
 	}
-	e.lastWarning = warning
 	if e.opts.Sampler != nil {
 		// Its failures are counted in its Stats (source sampler).
 		if err := e.opts.Sampler.SetTargets(opts.Targets); err != nil {
@@ -200,7 +189,7 @@ func (e *Exporter) collectOnce() *result {
 			if ns.Error == "" {
 				continue
 			}
-			err := namespaceError(ns.Error)
+			err := textError(ns.Error)
 			if !collect.PartlyRead(ns) {
 				fail(SourceNamespace, ns.Name, err)
 				continue
@@ -214,7 +203,7 @@ func (e *Exporter) collectOnce() *result {
 			}
 		}
 		for _, w := range snap.Warnings {
-			fail(SourceOwners, "", namespaceError(w))
+			fail(SourceOwners, "", textError(w))
 		}
 		r.namespaces = snap.Namespaces
 		r.listeners = buildSeries(snap, peaks)
@@ -238,24 +227,26 @@ func (e *Exporter) collectOnce() *result {
 		r.errors[SourceSampler] = st.Errors
 	}
 	r.omitted, r.collections = e.omitted, e.collections
+	r.families = r.build()
 	return r
 }
 
-type namespaceError string
+// textError is a message kept as an error for the log.
+type textError string
 
-func (e namespaceError) Error() string { return string(e) }
+func (e textError) Error() string { return string(e) }
 
 // logChanges logs a failure when it starts and when it stops, not at every
 // scrape.
 func (e *Exporter) logChanges(now map[failure]error) {
 	for f, err := range now {
 		if !e.failing[f] {
-			e.opts.Logger.Warn("collection failed; the rest of the scrape is served", "source", f.source, "netns", f.netns, "err", err)
+			e.opts.Logger.Warn("collection failed; the rest of the scrape is served", "error_source", f.source, "netns", f.netns, "err", err)
 		}
 	}
 	for f := range e.failing {
 		if _, ok := now[f]; !ok {
-			e.opts.Logger.Info("collection works again", "source", f.source, "netns", f.netns)
+			e.opts.Logger.Info("collection works again", "error_source", f.source, "netns", f.netns)
 		}
 	}
 	clear(e.failing)

@@ -22,13 +22,16 @@ import (
 	"github.com/backlog-dev/backlog/internal/sampler"
 	"github.com/backlog-dev/backlog/internal/testutil"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
 )
 
-func newNS(t testing.TB) *lab.Namespace {
+// withListeners makes a lab namespace holding n listeners on 127.0.0.1 with
+// backlog b; all are closed at cleanup.
+func withListeners(t testing.TB, n, b int) (*lab.Namespace, []*lab.Listener) {
 	t.Helper()
 	testutil.RequireRoot(t)
 	ns, err := lab.NewNamespace("bl-exporter")
@@ -36,17 +39,14 @@ func newNS(t testing.TB) *lab.Namespace {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Close() })
-	return ns
-}
-
-func listen(t testing.TB, ns *lab.Namespace, backlog int) *lab.Listener {
-	t.Helper()
-	l, err := ns.Listen(netip.MustParseAddrPort("127.0.0.1:0"), backlog)
-	if err != nil {
-		t.Fatal(err)
+	ls := make([]*lab.Listener, n)
+	for i := range ls {
+		if ls[i], err = ns.Listen(netip.MustParseAddrPort("127.0.0.1:0"), b); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ls[i].Close() })
 	}
-	t.Cleanup(func() { l.Close() })
-	return l
+	return ns, ls
 }
 
 // rig is the exporter as serve wires it, reading one lab namespace, with
@@ -69,9 +69,9 @@ func newRig(t testing.TB, ns *lab.Namespace) *rig {
 		Resolve: func() (collect.Options, string, error) { return collect.Options{Targets: targets}, "", nil },
 		Sampler: smp,
 	})
-	reg := prometheus.NewRegistry() // as serve's
-	reg.MustRegister(exp)
-	return &rig{ns: ns, exp: exp, handler: Handler(reg, DefaultMaxRequests, slog.New(slog.DiscardHandler))}
+	reg := prometheus.NewRegistry() // as serve's: the exporter's own metrics beside it
+	reg.MustRegister(collectors.NewGoCollector())
+	return &rig{ns: ns, exp: exp, handler: Handler(slog.New(slog.DiscardHandler), DefaultMaxRequests, reg, exp)}
 }
 
 func (r *rig) scrape(t testing.TB) map[string]*dto.MetricFamily {
@@ -134,8 +134,8 @@ func queue(t *testing.T, ns *lab.Namespace, port uint16) uint32 {
 // TestScrapeOverflow: backlog 5, 20 clients never accepted: the scrape says
 // 6/5, drops rising, the owner, and the namespace's counters.
 func TestScrapeOverflow(t *testing.T) {
-	ns := newNS(t)
-	l := listen(t, ns, 5)
+	ns, ls := withListeners(t, 1, 5)
+	l := ls[0]
 	r := newRig(t, ns)
 	c, err := ns.Dial(netip.AddrPortFrom(l.Addr, l.Port), 20)
 	if err != nil {
@@ -162,8 +162,8 @@ func TestScrapeOverflow(t *testing.T) {
 // TestBurstBetweenScrapes: the queue fills to backlog+1 and drains again
 // well within one scrape interval; the next scrape's peak still says 6.
 func TestBurstBetweenScrapes(t *testing.T) {
-	ns := newNS(t)
-	l := listen(t, ns, 5)
+	ns, ls := withListeners(t, 1, 5)
+	l := ls[0]
 	r := newRig(t, ns)
 	labels := r.listenerLabels(l)
 	r.scrape(t) // a window starts
@@ -215,10 +215,7 @@ func TestLoad(t *testing.T) {
 		duration   = 3 * time.Second
 		maxScrapes = 300 // per scraper, whichever comes first
 	)
-	ns := newNS(t)
-	for range listeners {
-		listen(t, ns, 128)
-	}
+	ns, _ := withListeners(t, listeners, 128)
 	r := newRig(t, ns)
 	srv := httptest.NewServer(r.handler)
 	defer srv.Close()
@@ -330,10 +327,7 @@ func mib(s []uint64) []string {
 // running as serve runs it (docs/performance.md). Prometheus asks for gzip;
 // identity is the same scrape without compression.
 func BenchmarkScrape10000(b *testing.B) {
-	ns := newNS(b)
-	for range 10000 {
-		listen(b, ns, 128)
-	}
+	ns, _ := withListeners(b, 10000, 128)
 	r := newRig(b, ns)
 	srv := httptest.NewServer(r.handler)
 	defer srv.Close()

@@ -1,8 +1,11 @@
 package exporter
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,10 +51,11 @@ func (f *flight[T]) do(fn func() T) T {
 	return c.val
 }
 
-// sharedGatherer gives concurrent scrapes one Gather: many scrapers then
-// cost one collection and one set of metric families, not one each.
+// sharedGatherer merges gatherers whose metric names are disjoint and gives
+// concurrent scrapes one merged Gather: many scrapers then cost one
+// collection and one set of metric families, not one each.
 type sharedGatherer struct {
-	g      prometheus.Gatherer
+	gs     []prometheus.Gatherer
 	flight flight[gathered]
 }
 
@@ -62,17 +66,29 @@ type gathered struct {
 
 func (s *sharedGatherer) Gather() ([]*dto.MetricFamily, error) {
 	r := s.flight.do(func() gathered {
-		mfs, err := s.g.Gather()
-		return gathered{mfs, err}
+		var (
+			all  []*dto.MetricFamily
+			errs []error
+		)
+		for _, g := range s.gs {
+			mfs, err := g.Gather()
+			all = append(all, mfs...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		slices.SortFunc(all, func(a, b *dto.MetricFamily) int { return strings.Compare(a.GetName(), b.GetName()) })
+		return gathered{all, errors.Join(errs...)}
 	})
 	return r.mfs, r.err // read-only for the encoders that share them
 }
 
-// Handler serves the metrics of g, letting concurrent scrapes share one
-// gather. maxRequests bounds parallel scrapes (0: no bound); a metric that
-// fails is logged and left out, the rest is still served.
-func Handler(g prometheus.Gatherer, maxRequests int, logger *slog.Logger) http.Handler {
-	return promhttp.HandlerFor(&sharedGatherer{g: g}, promhttp.HandlerOpts{
+// Handler serves the metrics of gatherers, which must not share metric
+// names (an Exporter and a registry without it), letting concurrent scrapes
+// share one gather. maxRequests bounds parallel scrapes (0: no bound); a
+// metric that fails is logged and left out, the rest is still served.
+func Handler(logger *slog.Logger, maxRequests int, gatherers ...prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(&sharedGatherer{gs: gatherers}, promhttp.HandlerOpts{
 		ErrorLog:            slog.NewLogLogger(logger.Handler(), slog.LevelError),
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: maxRequests,

@@ -1,10 +1,9 @@
 package exporter
 
-import "github.com/prometheus/client_golang/prometheus"
-
-// Label names. Listener series carry listenerLabels; namespace series carry
-// netns plus the label naming the value.
-var listenerLabels = []string{"netns", "address", "port", "process"}
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
 
 // Error sources, the values of backlog_scrape_errors_total's source label.
 const (
@@ -16,62 +15,81 @@ const (
 	SourceSampler   = "sampler"   // sampling accept queues between scrapes
 )
 
-var sources = []string{SourceNetns, SourceNamespace, SourceNetstat, SourceSysctl, SourceOwners, SourceSampler}
+var sources = []string{SourceNamespace, SourceNetns, SourceNetstat, SourceOwners, SourceSampler, SourceSysctl}
 
-func desc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc("backlog_"+name, help, labels, nil)
+// metric is one metric family: its name, type, help and label names, the
+// latter sorted as the exposition wants them.
+type metric struct {
+	name   string
+	typ    dto.MetricType
+	help   string
+	labels []string
+	desc   *prometheus.Desc
 }
+
+func define(name string, typ dto.MetricType, help string, labels ...string) *metric {
+	name = "backlog_" + name
+	return &metric{name: name, typ: typ, help: help, labels: labels, desc: prometheus.NewDesc(name, help, labels, nil)}
+}
+
+const (
+	gauge   = dto.MetricType_GAUGE
+	counter = dto.MetricType_COUNTER
+)
+
+// listenerLabels label every listener series.
+var listenerLabels = []string{"address", "netns", "port", "process"}
 
 // The metrics, as docs/metrics.md lists them.
 var (
-	descAcceptQueue = desc("listener_accept_queue",
+	mAcceptQueue = define("listener_accept_queue", gauge,
 		"Connections that finished the handshake and wait for accept(2); the kernel lets it reach backlog+1.",
 		listenerLabels...)
-	descAcceptQueuePeak = desc("listener_accept_queue_peak",
+	mAcceptQueuePeak = define("listener_accept_queue_peak", gauge,
 		"Largest accept queue seen since the previous scrape, sampled between scrapes; never below the current value.",
 		listenerLabels...)
-	descBacklog = desc("listener_backlog",
+	mBacklog = define("listener_backlog", gauge,
 		"Effective backlog: the listen(2) backlog capped at net.core.somaxconn.",
 		listenerLabels...)
-	descSynQueue = desc("listener_syn_queue",
+	mSynQueue = define("listener_syn_queue", gauge,
 		"Half-open handshakes (SYN-RECV) waiting for the client's final ACK.",
 		listenerLabels...)
-	descDrops = desc("listener_drops_total",
+	mDrops = define("listener_drops_total", counter,
 		"Packets the listener dropped (sk_drops), each retransmitted SYN again: not a count of refused clients.",
 		listenerLabels...)
 
-	descNetnsInfo = desc("netns_info",
+	mNetnsInfo = define("netns_info", gauge,
 		"A network namespace backlog reads, with its nsfs inode as lsns prints it; always 1.",
-		"netns", "inode")
-	descTcpExt = desc("netns_tcpext_total",
+		"inode", "netns")
+	mTcpExt = define("netns_tcpext_total", counter,
 		"TcpExt listen counters of the namespace's /proc/net/netstat, under their kernel names.",
-		"netns", "counter")
-	descSysctl = desc("netns_sysctl",
+		"counter", "netns")
+	mSysctl = define("netns_sysctl", gauge,
 		"Listen-path sysctls of the namespace, under their names in net.core and net.ipv4.",
 		"netns", "sysctl")
 
-	descScrapeDuration = desc("scrape_duration_seconds",
+	mScrapeDuration = define("scrape_duration_seconds", gauge,
 		"Time the last collection took: namespaces, sock_diag dumps, counters, sysctls and owners.")
-	descScrapeErrors = desc("scrape_errors_total",
+	mScrapeErrors = define("scrape_errors_total", counter,
 		"Collection errors by source; the log says what failed. A failing namespace never fails the scrape.",
 		"source")
-	descCollections = desc("collections_total",
+	mCollections = define("collections_total", counter,
 		"Collections run; concurrent scrapes share one, so this can grow slower than scrapes.")
-	descNamespaces = desc("namespaces",
+	mNamespaces = define("namespaces", gauge,
 		"Network namespaces in the last collection, those that failed included.")
-	descListeners = desc("listeners",
+	mListeners = define("listeners", gauge,
 		"Listener series in the last collection before --max-listeners.")
-	descOmitted = desc("listeners_omitted_total",
+	mOmitted = define("listeners_omitted_total", counter,
 		"Listener series left out by --max-listeners, summed over collections.")
-	descSamples = desc("sampler_samples_total",
+	mSamples = define("sampler_samples_total", counter,
 		"Rounds of accept-queue sampling over every namespace.")
-	descSamplerSeconds = desc("sampler_seconds_total",
+	mSamplerSeconds = define("sampler_seconds_total", counter,
 		"Wall time spent sampling accept queues; its rate is the sampler's share of one CPU.")
 )
 
-var allDescs = []*prometheus.Desc{
-	descAcceptQueue, descAcceptQueuePeak, descBacklog, descSynQueue, descDrops,
-	descNetnsInfo, descTcpExt, descSysctl,
-	descScrapeDuration, descScrapeErrors, descCollections, descNamespaces, descListeners, descOmitted,
-	descSamples, descSamplerSeconds,
+var allMetrics = []*metric{
+	mAcceptQueue, mAcceptQueuePeak, mBacklog, mSynQueue, mDrops,
+	mNetnsInfo, mTcpExt, mSysctl,
+	mScrapeDuration, mScrapeErrors, mCollections, mNamespaces, mListeners, mOmitted,
+	mSamples, mSamplerSeconds,
 }
