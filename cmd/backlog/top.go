@@ -18,9 +18,9 @@ import (
 	"github.com/backlog-dev/backlog/internal/snapshot"
 )
 
-// ownersEvery is how many intervals top reuses owners for: the /proc/*/fd
-// walk costs a few µs per descriptor of the whole host (docs/performance.md),
-// too much to repeat every second on a busy machine.
+// ownersEvery is how many intervals top reuses owners for when no listener
+// appeared: the /proc/*/fd walk costs a few µs per descriptor of the whole
+// host (docs/performance.md), too much to repeat every second.
 const ownersEvery = 10
 
 func isTerminal(w io.Writer) bool {
@@ -89,6 +89,7 @@ func stream(ctx context.Context, stdout, stderr io.Writer, frames <-chan render.
 func drive(ctx context.Context, filters *filterFlags, smp *sampler.Sampler, interval time.Duration, count int, frames chan<- render.FrameMsg) {
 	defer close(frames)
 	var prev *snapshot.Snapshot
+	owners := &collect.OwnerCache{MaxAge: ownersEvery * interval}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for n := 0; count == 0 || n < count; n++ {
@@ -96,8 +97,7 @@ func drive(ctx context.Context, filters *filterFlags, smp *sampler.Sampler, inte
 		var snap *snapshot.Snapshot
 		if err == nil {
 			smp.SetTargets(opts.Targets)
-			// Owners are walked now and then; filters on them need every walk.
-			opts.NoOwners = n%ownersEvery != 0 && len(opts.PIDs) == 0 && len(opts.Processes) == 0
+			opts.Owners = owners
 			snap, err = collect.Collect(ctx, opts)
 		}
 		if ctx.Err() != nil {
@@ -109,9 +109,6 @@ func drive(ctx context.Context, filters *filterFlags, smp *sampler.Sampler, inte
 		} else {
 			if warning != "" {
 				snap.Warnings = append([]string{warning}, snap.Warnings...)
-			}
-			if opts.NoOwners {
-				carryOwners(prev, snap)
 			}
 			peaks := map[snapshot.ListenerKey]uint32{}
 			for k, v := range smp.Take() {
@@ -133,20 +130,5 @@ func drive(ctx context.Context, filters *filterFlags, smp *sampler.Sampler, inte
 		case <-ctx.Done():
 			return
 		}
-	}
-}
-
-// carryOwners copies owners from the previous snapshot to listeners that
-// were collected without them.
-func carryOwners(prev, cur *snapshot.Snapshot) {
-	if prev == nil {
-		return
-	}
-	owners := make(map[snapshot.ListenerKey][]snapshot.Process, len(prev.Listeners))
-	for _, l := range prev.Listeners {
-		owners[l.Key()] = l.Processes
-	}
-	for i := range cur.Listeners {
-		cur.Listeners[i].Processes = owners[cur.Listeners[i].Key()]
 	}
 }

@@ -79,7 +79,7 @@ func discoverAll(procRoot string, dirs []string) ([]Target, string, error) {
 	}
 	var warning string
 	if denied > 0 {
-		warning = fmt.Sprintf("the namespaces of %d process(es) could not be inspected; run as root to see every namespace", denied)
+		warning = fmt.Sprintf("the namespaces of %d process(es) could not be inspected (/proc/PID/ns/net needs root or CAP_SYS_PTRACE); namespaces only they hold are missing", denied)
 	}
 	ts := make([]Target, len(found))
 	for i, f := range found {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/backlog-dev/backlog/internal/snapshot"
 	"golang.org/x/sys/unix"
@@ -51,11 +52,9 @@ func Walk(procRoot string, want map[uint32]struct{}) (Result, error) {
 			for name := range jobs {
 				pid, _ := strconv.Atoi(name)
 				inodes, err := walkProcess(procRoot+"/"+name+"/fd", want, buf)
-				switch {
-				case errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM):
-					results <- found{pid: pid, denied: true}
-				case err == nil && len(inodes) > 0:
-					results <- found{pid: pid, inodes: inodes}
+				denied := errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)
+				if denied || err == nil && len(inodes) > 0 {
+					results <- found{pid: pid, inodes: inodes, denied: denied}
 				}
 			}
 		}()
@@ -73,7 +72,6 @@ func Walk(procRoot string, want map[uint32]struct{}) (Result, error) {
 	for f := range results {
 		if f.denied {
 			res.Denied++
-			continue
 		}
 		comm := readComm(procRoot + "/" + strconv.Itoa(f.pid) + "/comm")
 		for _, ino := range f.inodes {
@@ -86,7 +84,9 @@ func Walk(procRoot string, want map[uint32]struct{}) (Result, error) {
 	return res, nil
 }
 
-// walkProcess returns the wanted socket inodes one process holds, each once.
+// walkProcess returns the wanted socket inodes one process holds, each once,
+// and EACCES when some of its descriptors could not be read (with what the
+// readable ones held).
 func walkProcess(fdDir string, want map[uint32]struct{}, buf []byte) ([]uint32, error) {
 	dfd, err := unix.Open(fdDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -106,6 +106,7 @@ func walkProcess(fdDir string, want map[uint32]struct{}, buf []byte) ([]uint32, 
 	}
 	chunk := (len(fds) + parts - 1) / parts
 	hits := make([][]uint32, parts)
+	var denied atomic.Bool
 	var wg sync.WaitGroup
 	for p := range parts {
 		lo, hi := min(p*chunk, len(fds)), min((p+1)*chunk, len(fds))
@@ -118,6 +119,12 @@ func walkProcess(fdDir string, want map[uint32]struct{}, buf []byte) ([]uint32, 
 			defer wg.Done()
 			for _, fd := range fds[lo:hi] {
 				n, err := unix.Readlinkat(dfd, fd, b)
+				if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+					// The directory opened but its links are refused
+					// (ptrace_may_access() in proc_fd_link()): root
+					// without CAP_SYS_PTRACE.
+					denied.Store(true)
+				}
 				if err != nil {
 					continue
 				}
@@ -137,6 +144,9 @@ func walkProcess(fdDir string, want map[uint32]struct{}, buf []byte) ([]uint32, 
 				found = append(found, ino)
 			}
 		}
+	}
+	if denied.Load() {
+		return found, unix.EACCES
 	}
 	return found, nil
 }
