@@ -14,7 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-var families = []uint8{unix.AF_INET, unix.AF_INET6}
+// allFamilies asks sock_diag for IPv4 and IPv6 sockets in one walk.
+const allFamilies = unix.AF_UNSPEC
 
 // readNamespace reads one namespace. Inside it (on a locked thread) it opens
 // the sock_diag socket and reads counters and sysctls, which resolve by the
@@ -125,14 +126,12 @@ func listenRequest(family, ext uint8) sockdiag.Request {
 // there is, for samplers that run many times a second. fn may see a socket
 // twice when a dump is restarted.
 func DumpAcceptQueues(conn *sockdiag.Conn, fn func(inode, acceptQueue uint32)) error {
-	for _, fam := range families {
-		err := conn.DumpConsistent(listenRequest(fam, 0), func() {}, func(s *sockdiag.Socket) error {
-			fn(s.Inode, s.RQueue)
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("listing listeners: %w", err)
-		}
+	err := conn.DumpConsistent(listenRequest(allFamilies, 0), func() {}, func(s *sockdiag.Socket) error {
+		fn(s.Inode, s.RQueue)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing listeners: %w", err)
 	}
 	return nil
 }
@@ -141,16 +140,13 @@ func DumpAcceptQueues(conn *sockdiag.Conn, fn func(inode, acceptQueue uint32)) e
 // alone, so its cost follows listeners, not connections (KERNEL.md).
 func dumpListeners(conn *sockdiag.Conn, nsInode uint64) ([]snapshot.Listener, error) {
 	var ls []snapshot.Listener
-	for _, fam := range families {
-		req := listenRequest(fam, sockdiag.ExtInfo|sockdiag.ExtSKMemInfo)
-		start := len(ls)
-		err := conn.DumpConsistent(req, func() { ls = ls[:start] }, func(s *sockdiag.Socket) error {
-			ls = append(ls, listenerOf(s, nsInode))
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("listing listeners: %w", err)
-		}
+	req := listenRequest(allFamilies, sockdiag.ExtInfo|sockdiag.ExtSKMemInfo)
+	err := conn.DumpConsistent(req, func() { ls = ls[:0] }, func(s *sockdiag.Socket) error {
+		ls = append(ls, listenerOf(s, nsInode))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing listeners: %w", err)
 	}
 	return ls, nil
 }
@@ -185,16 +181,14 @@ func countSynQueues(conn *sockdiag.Conn, ls []snapshot.Listener) error {
 		return nil
 	}
 	idx := newSynIndex(ls)
-	for _, fam := range families {
-		req := sockdiag.Request{Family: fam, Protocol: unix.IPPROTO_TCP, States: sockdiag.StateMask(sockdiag.StateSynRecv)}
-		err := conn.DumpConsistent(req, idx.reset, func(s *sockdiag.Socket) error {
-			idx.add(s.Src)
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("counting SYN queues: %w", err)
-		}
-		idx.apply()
+	req := sockdiag.Request{Family: allFamilies, Protocol: unix.IPPROTO_TCP, States: sockdiag.StateMask(sockdiag.StateSynRecv)}
+	err := conn.DumpConsistent(req, idx.reset, func(s *sockdiag.Socket) error {
+		idx.add(s.Src)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("counting SYN queues: %w", err)
 	}
+	idx.apply()
 	return nil
 }

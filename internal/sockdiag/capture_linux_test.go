@@ -24,7 +24,7 @@ func TestCaptureFixtures(t *testing.T) {
 	for _, c := range []struct {
 		family uint8
 		file   string
-	}{{unix.AF_INET, "testdata/listen_inet.bin"}, {unix.AF_INET6, "testdata/listen_inet6.bin"}} {
+	}{{unix.AF_INET, "testdata/listen_inet.bin"}, {unix.AF_INET6, "testdata/listen_inet6.bin"}, {unix.AF_UNSPEC, "testdata/listen_all.bin"}} {
 		raw := rawDump(t, Request{Family: c.family, Protocol: unix.IPPROTO_TCP, Ext: ExtInfo | ExtSKMemInfo, States: StateMask(StateListen)})
 		if err := os.WriteFile(c.file, raw, 0o644); err != nil {
 			t.Fatal(err)

@@ -31,8 +31,9 @@ const (
 	// (SK_MEMINFO_DROPS, include/uapi/linux/sock_diag.h).
 	skMemInfoDrops = 8
 
-	headerLen  = 16 // struct nlmsghdr
-	requestLen = 56 // struct inet_diag_req_v2
+	headerLen        = 16 // struct nlmsghdr
+	requestLen       = 56 // struct inet_diag_req_v2
+	legacyRequestLen = 60 // struct inet_diag_req
 	sockIDLen  = 48 // struct inet_diag_sockid
 	msgLen     = 72 // struct inet_diag_msg
 )
@@ -46,9 +47,16 @@ func StateMask(states ...uint8) uint32 {
 	return m
 }
 
-// Request is an inet_diag_req_v2 dump request.
+// Request is a dump request.
+//
+// Family AF_UNSPEC asks for both families in one walk of the socket
+// tables, through the legacy TCPDIAG_GETSOCK request (struct inet_diag_req)
+// that the kernel still serves for TCP: inet_diag_dump_compat() sets
+// sdiag_family to AF_UNSPEC and __inet_diag_dump() then keeps both. A
+// SYN-RECV dump walks the whole established hash, so one walk instead of
+// two halves its cost on a busy host.
 type Request struct {
-	Family   uint8 // unix.AF_INET or unix.AF_INET6
+	Family   uint8 // unix.AF_INET, unix.AF_INET6, or unix.AF_UNSPEC for both (TCP only)
 	Protocol uint8 // unix.IPPROTO_TCP
 	Ext      uint8 // ExtInfo | ExtSKMemInfo ...
 	States   uint32
@@ -57,6 +65,13 @@ type Request struct {
 // MarshalBinary encodes the request body (without the netlink header). The
 // socket id is left zero: a dump filters on family, protocol and states only.
 func (r Request) MarshalBinary() ([]byte, error) {
+	if r.Family == 0 {
+		// struct inet_diag_req: family, src_len, dst_len, ext, id, states, dbug.
+		b := make([]byte, legacyRequestLen)
+		b[3] = r.Ext
+		binary.NativeEndian.PutUint32(b[4+sockIDLen:], r.States)
+		return b, nil
+	}
 	b := make([]byte, requestLen)
 	b[0] = r.Family
 	b[1] = r.Protocol

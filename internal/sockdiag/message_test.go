@@ -68,6 +68,23 @@ func TestUnmarshalCapturedListeners(t *testing.T) {
 	}
 }
 
+// TestBothFamiliesInOneDump: the legacy request (AF_UNSPEC) returns IPv4
+// and IPv6 listeners from one walk, in TCPDIAG_GETSOCK replies.
+func TestBothFamiliesInOneDump(t *testing.T) {
+	all := decodeFixture(t, "testdata/listen_all.bin")
+	v4, v6 := findBacklog(t, all, 5), findBacklog(t, all, 7)
+	if v4.Family != 2 || v6.Family != 10 || v4.Src.Port() == 0 || v6.Src.Port() == 0 {
+		t.Errorf("v4 %+v\nv6 %+v", v4, v6)
+	}
+	b := marshalRequest(3, Request{Ext: ExtSKMemInfo, States: StateMask(StateSynRecv)})
+	if len(b) != headerLen+legacyRequestLen || binary.NativeEndian.Uint16(b[4:6]) != tcpDiagGetSock {
+		t.Fatalf("legacy request % x", b[:8])
+	}
+	if b[16] != 0 || b[19] != ExtSKMemInfo || binary.NativeEndian.Uint32(b[16+4+48:]) != 1<<StateSynRecv {
+		t.Errorf("legacy body % x", b[16:])
+	}
+}
+
 func TestRequestMarshal(t *testing.T) {
 	b := marshalRequest(7, Request{Family: 10, Protocol: 6, Ext: ExtInfo | ExtSKMemInfo, States: StateMask(StateListen)})
 	if len(b) != headerLen+requestLen {

@@ -20,6 +20,7 @@ const (
 	flagDump     = flagRoot | flagMatch
 
 	sockDiagByFamily = 20
+	tcpDiagGetSock   = 18 // the legacy request and reply type, TCP only
 )
 
 // ErrDumpInterrupted means the kernel flagged the dump NLM_F_DUMP_INTR: the
@@ -40,7 +41,11 @@ func marshalRequest(seq uint32, r Request) []byte {
 	body, _ := r.MarshalBinary()
 	b := make([]byte, headerLen+len(body))
 	binary.NativeEndian.PutUint32(b[0:4], uint32(len(b)))
-	binary.NativeEndian.PutUint16(b[4:6], sockDiagByFamily)
+	typ := uint16(sockDiagByFamily)
+	if r.Family == 0 {
+		typ = tcpDiagGetSock
+	}
+	binary.NativeEndian.PutUint16(b[4:6], typ)
 	binary.NativeEndian.PutUint16(b[6:8], flagRequest|flagDump)
 	binary.NativeEndian.PutUint32(b[8:12], seq)
 	copy(b[headerLen:], body)
@@ -103,7 +108,7 @@ func (st *dumpState) parseBuffer(b []byte, fn func(body []byte) error) error {
 				return syscall.Errno(-code)
 			}
 			return nil // an acknowledgement
-		case sockDiagByFamily:
+		case sockDiagByFamily, tcpDiagGetSock:
 			if err := fn(body); err != nil {
 				return err
 			}
