@@ -203,7 +203,7 @@ func addOwners(snap *snapshot.Snapshot, procRoot string, cache *OwnerCache) {
 	}
 	if res.Denied > 0 {
 		snap.Warnings = append(snap.Warnings, fmt.Sprintf(
-			"owners hidden: the descriptors of %d processes could not be read; run as root (or with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH) to see every owner", res.Denied))
+			"owners hidden: the descriptors of %d process(es) could not be read; reading them needs root with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, and no security module refusing ptrace access", res.Denied))
 	}
 }
 
