@@ -34,8 +34,8 @@ const (
 	headerLen        = 16 // struct nlmsghdr
 	requestLen       = 56 // struct inet_diag_req_v2
 	legacyRequestLen = 60 // struct inet_diag_req
-	sockIDLen  = 48 // struct inet_diag_sockid
-	msgLen     = 72 // struct inet_diag_msg
+	sockIDLen        = 48 // struct inet_diag_sockid
+	msgLen           = 72 // struct inet_diag_msg
 )
 
 // StateMask returns the Request.States bitmask for the given states.
