@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The oracle tools and real peers the tests drive.
-packages=(iproute2 tmux python3 prometheus)
+# The oracle tools and real peers the tests drive. clang, llvm and
+# libbpf-dev let internal/trace check that go generate reproduces the
+# committed eBPF object (building backlog needs none of them).
+packages=(iproute2 tmux python3 prometheus clang llvm libbpf-dev)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

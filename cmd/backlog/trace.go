@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/render"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/trace"
+)
+
+func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("trace", stdout)
+	asJSON := fs.Bool("json", false, "print one JSON object a line: each event, then the summary (docs/trace.md)")
+	duration := fs.Duration("duration", 0, "stop after this long and print the summary (default: until interrupted)")
+	programs := fs.String("programs", "", "eBPF program type: tp_btf or raw_tp (default: tp_btf, falling back to raw_tp)")
+	noWait := fs.Bool("no-accept-wait", false, "leave out accept-queue waits, and with them the hook on every system call: the lightest trace")
+	var filters filterFlags
+	filters.register(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *duration < 0 {
+		return usageError{fmt.Errorf("backlog trace: --duration cannot be negative")}
+	}
+	progs := trace.Programs(*programs)
+	if !slices.Contains([]trace.Programs{trace.ProgramsAuto, trace.ProgramsTpBtf, trace.ProgramsRawTp}, progs) {
+		return usageError{fmt.Errorf("backlog trace: --programs %q: want tp_btf or raw_tp", *programs)}
+	}
+	// Say what is missing before resolving namespaces or loading anything.
+	if err := trace.Check(); err != nil {
+		return err
+	}
+	opts, warning, err := filters.options()
+	if err != nil {
+		return err
+	}
+	if warning != "" {
+		fmt.Fprintf(stderr, "backlog: %s\n", warning)
+	}
+	topts := trace.Options{
+		// A chosen namespace is filtered in the kernel; "all" also sees
+		// namespaces created while tracing.
+		OnlyNamespaces: filters.netns != "" && filters.netns != "all",
+		Ports:          opts.Ports,
+		Programs:       progs,
+		NoAcceptWait:   *noWait,
+	}
+	for _, t := range opts.Targets {
+		topts.Namespaces = append(topts.Namespaces, trace.Namespace{Path: t.Path, Name: t.Name, Inode: t.Inode})
+	}
+	tr, err := trace.New(topts)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	for _, w := range tr.Warnings() {
+		fmt.Fprintf(stderr, "backlog: %s\n", w)
+	}
+	if !*asJSON {
+		fmt.Fprintf(stderr, "backlog: tracing listen-queue drops (%s programs); Ctrl-C to stop and print the summary\n", tr.Programs())
+	}
+
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
+	keep := ownerFilter(opts.PIDs, opts.Processes)
+	var view func(trace.Event)
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		view = func(e trace.Event) { enc.Encode(e) }
+	} else {
+		view = textView(stdout)
+	}
+	start := time.Now()
+	err = tr.Run(ctx, func(e trace.Event) {
+		if keep(e.Processes) {
+			view(e)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	stats, err := tr.Stats()
+	if err != nil {
+		return err
+	}
+	stats = slices.DeleteFunc(stats, func(s trace.ListenerStats) bool { return !keep(s.Processes) })
+	counters, err := tr.Counters()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(traceSummary{Summary: summaryJSON{
+			Duration: time.Since(start), Programs: tr.Programs(), Listeners: stats, Counters: counters,
+		}})
+	}
+	return textSummary(stdout, time.Since(start), stats, counters)
+}
+
+// ownerFilter keeps what --pid and --process ask for (all when neither).
+func ownerFilter(pids []int, names []string) func([]snapshot.Process) bool {
+	return func(ps []snapshot.Process) bool {
+		if len(pids) == 0 && len(names) == 0 {
+			return true
+		}
+		for _, p := range ps {
+			if (len(pids) == 0 || slices.Contains(pids, p.PID)) && (len(names) == 0 || slices.Contains(names, p.Comm)) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// textView prints one line per event under a header printed once.
+func textView(w io.Writer) func(trace.Event) {
+	const format = "%-12s  %-16s  %-11s  %-22s  %-22s  %7s  %5s  %7s  %s\n"
+	header := false
+	return func(e trace.Event) {
+		if !header {
+			fmt.Fprintf(w, format, "TIME", "NETNS", "STAGE", "LISTENER", "PEER", "ACCEPTQ", "SYNQ", "BACKLOG", "PROCESS")
+			header = true
+		}
+		fmt.Fprintf(w, format, e.Time.Format("15:04:05.000"), netnsName(e.Namespace, e.Netns), e.Stage,
+			e.Listener, e.Peer, fmt.Sprint(e.AcceptQueue), fmt.Sprint(e.SynQueue), fmt.Sprint(e.Backlog),
+			render.Processes(e.Processes))
+	}
+}
+
+func netnsName(name string, ino uint64) string {
+	if name != "" {
+		return name
+	}
+	return fmt.Sprintf("netns:%d", ino)
+}
+
+type traceSummary struct {
+	Summary summaryJSON `json:"summary"`
+}
+
+type summaryJSON struct {
+	Duration  time.Duration         `json:"duration_ns"`
+	Programs  trace.Programs        `json:"programs"`
+	Listeners []trace.ListenerStats `json:"listeners"`
+	Counters  trace.Counters        `json:"counters"`
+}
+
+// textSummary prints events by listener and stage, and accept-wait
+// quantiles.
+func textSummary(w io.Writer, d time.Duration, stats []trace.ListenerStats, c trace.Counters) error {
+	fmt.Fprintf(w, "\nSummary after %v:\n", d.Round(time.Millisecond))
+	if len(stats) == 0 {
+		fmt.Fprintln(w, "  no drops, and no accepted connection on a known listener")
+	} else {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		head := []string{"  NETNS", "LISTENER", "PROCESS"}
+		for _, s := range trace.Stages {
+			head = append(head, strings.ToUpper(s.String()))
+		}
+		head = append(head, "ACCEPTED", "WAIT p50", "p90", "p99", "max")
+		fmt.Fprintln(tw, strings.Join(head, "\t"))
+		for _, s := range stats {
+			row := []string{"  " + netnsName(s.Namespace, s.Netns), s.Listener.String(), render.Processes(s.Processes)}
+			for _, st := range trace.Stages {
+				row = append(row, fmt.Sprint(s.Drops[st]))
+			}
+			h := &s.AcceptWait
+			row = append(row, fmt.Sprint(h.Count))
+			if h.Count == 0 {
+				row = append(row, "-", "-", "-", "-")
+			} else {
+				row = append(row, wait(h.Quantile(0.5)), wait(h.Quantile(0.9)), wait(h.Quantile(0.99)), wait(h.Max))
+			}
+			fmt.Fprintln(tw, strings.Join(row, "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w, "Stages: syn = accept queue full at the SYN; syn-queue = SYN queue full, no cookies; ack = accept queue full at the final ACK;")
+	fmt.Fprintln(w, "cookie = answered with a SYN cookie (not a drop); syn-backlog = last quarter of tcp_max_syn_backlog. Waits: handshake done → accept().")
+	if c.Lost > 0 {
+		fmt.Fprintf(w, "%d events were lost (the ring buffer was full); the counts above are short by that much.\n", c.Lost)
+	}
+	if c.Unmatched > 0 {
+		fmt.Fprintf(w, "%d SYNs got no SYN-ACK at once yet met no drop condition (a SYN-ACK waiting for ARP/ND, or a refusal by a security module); not counted above.\n", c.Unmatched)
+	}
+	return nil
+}
+
+// wait prints a duration with three significant digits.
+func wait(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return d.Round(time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
+	}
+	return d.Round(time.Microsecond).String()
+}

@@ -1,0 +1,111 @@
+//go:build amd64
+
+package trace
+
+import (
+	"context"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/backlog-dev/backlog/internal/lab"
+	"github.com/backlog-dev/backlog/internal/testutil"
+)
+
+// BenchmarkConnectAccept is one sequential loopback connect + accept +
+// close, in a private namespace, without and with the tracer attached
+// (docs/performance.md). Besides wall time it reports cpu-ns/op, the CPU
+// time of the looping thread (loopback packets are processed in its
+// softirqs, so the programs' cost lands there), which other load on the
+// machine disturbs less. Run with a fixed count, e.g.
+//
+//	go test -run XXX -bench ConnectAccept -benchtime 20000x -count 10 ./internal/trace
+func BenchmarkConnectAccept(b *testing.B) {
+	testutil.RequireRoot(b)
+	ns, err := lab.NewNamespace("btrace-bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ns.Close()
+	b.Run("bare", func(b *testing.B) { connectAccept(b, ns) })
+	b.Run("traced", func(b *testing.B) { traced(b, ns, Options{}) })
+	b.Run("traced-no-accept-wait", func(b *testing.B) { traced(b, ns, Options{NoAcceptWait: true}) })
+}
+
+func traced(b *testing.B, ns *lab.Namespace, opts Options) {
+	tr, err := New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tr.Run(ctx, nil); close(done) }()
+	defer func() { cancel(); <-done }()
+	connectAccept(b, ns)
+	stats, err := tr.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n uint64
+	for _, s := range stats {
+		n += s.AcceptWait.Count
+	}
+	if !opts.NoAcceptWait && n < uint64(b.N) {
+		b.Errorf("tracer saw %d accepts of %d", n, b.N)
+	}
+}
+
+var lastCPU float64
+
+// connectAccept runs b.N connections on one thread inside ns, with
+// blocking sockets: connect, accept, close (client first, with linger 0, so
+// no TIME_WAIT piles up).
+func connectAccept(b *testing.B, ns *lab.Namespace) {
+	err := ns.Do(func() error {
+		l, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(l)
+		if err := unix.Bind(l, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			return err
+		}
+		if err := unix.Listen(l, 128); err != nil {
+			return err
+		}
+		sa, err := unix.Getsockname(l)
+		if err != nil {
+			return err
+		}
+		var cpu0, cpu1 unix.Timespec
+		b.ResetTimer()
+		unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &cpu0)
+		for range b.N {
+			c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			if err := unix.SetsockoptLinger(c, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1}); err != nil {
+				return err
+			}
+			if err := unix.Connect(c, sa); err != nil {
+				return err
+			}
+			a, _, err := unix.Accept4(l, unix.SOCK_CLOEXEC)
+			if err != nil {
+				return err
+			}
+			unix.Close(c)
+			unix.Close(a)
+		}
+		unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &cpu1)
+		b.StopTimer()
+		lastCPU = float64(cpu1.Nano()-cpu0.Nano()) / float64(b.N)
+		b.ReportMetric(lastCPU, "cpu-ns/op")
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+}

@@ -1,0 +1,757 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//
+// backlog trace: every dropped handshake on a TCP listener, with its stage,
+// and how long accepted connections waited in the accept queue.
+//
+// Hook points (docs/trace.md says why each one):
+//   consume_skb          the SYN a listener processed; tcp_rcv_state_process()
+//                        frees every SYN it hands to tcp_conn_request() with
+//                        consume_skb, dropped or not, so kfree_skb never sees
+//                        SYN-time drops.
+//   net_dev_queue        the SYN-ACK tcp_conn_request() sent for that SYN, if
+//                        any, on the same CPU before the SYN is freed; one
+//                        without a socket is a SYN cookie (tcp_make_synack(),
+//                        TCP_SYNACK_COOKIE). A SYN without one was dropped.
+//   kfree_skb            the final ACK dropped with
+//                        SKB_DROP_REASON_TCP_LISTEN_OVERFLOW (tcp_check_req()),
+//                        or a SYN cookie's ACK dropped with NO_SOCKET while
+//                        the accept queue is full (cookie_v4_check()).
+//   inet_sock_set_state  listeners appearing and going, and children becoming
+//                        ESTABLISHED in the accept queue.
+//   sys_exit             accept(2)/accept4(2) returning a child.
+//   iter/tcp             the listeners that existed before the trace started.
+//
+// Each program exists as tp_btf (preferred) and raw_tp (fallback); their
+// bodies are the same functions, reading kernel memory with CO-RE.
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP 6
+
+#define TCPF_FIN 0x01
+#define TCPF_SYN 0x02
+#define TCPF_RST 0x04
+#define TCPF_ACK 0x10
+
+// Stages; the same numbers as trace.Stage in Go.
+#define STAGE_SYN 1         // accept queue full when the SYN arrived
+#define STAGE_SYN_QUEUE 2   // SYN queue full, no cookies (TCPReqQFullDrop)
+#define STAGE_ACK 3         // accept queue full when the final ACK arrived
+#define STAGE_COOKIE 4      // SYN answered with a cookie (SyncookiesSent)
+#define STAGE_SYN_BACKLOG 5 // last quarter of tcp_max_syn_backlog, no cookies
+
+#define HIST_SLOTS 128
+
+// Set by the loader before loading.
+volatile const bool filter_ports = false;
+volatile const bool filter_netns = false;
+volatile const bool accept_wait = true; // stamp children for the accept-wait histogram
+volatile const u64 nr_accept = 43;   // __NR_accept, x86_64
+volatile const u64 nr_accept4 = 288; // __NR_accept4, x86_64
+
+// A listener: its namespace, bound address and port.
+struct lkey {
+	u32 netns;
+	u16 port; // host order
+	u8 family;
+	u8 pad;
+	u8 addr[16];
+};
+
+struct lval {
+	u64 sk;  // struct sock *, read with probe reads only
+	u64 ino; // socket inode, so user space can find owners
+	u32 pid; // process that called listen(2); 0 if it predates the trace
+	u32 pad;
+	char comm[16];
+};
+
+struct event {
+	u64 ts_ns;
+	u64 ino;
+	u32 netns;
+	u32 pid;
+	u32 accept_queue; // sk_ack_backlog
+	u32 syn_queue;    // icsk_accept_queue.qlen
+	u32 backlog;      // sk_max_ack_backlog
+	u16 lport;
+	u16 rport;
+	u8 stage;
+	u8 family;  // of the packet
+	u8 lfamily; // of the listener
+	u8 pad[5];
+	u8 laddr[16]; // listener's bound address
+	u8 daddr[16]; // address the packet was sent to
+	u8 raddr[16]; // peer
+	char comm[16];
+};
+
+// Keeps struct event in the BTF for bpf2go -type event (the ring buffer
+// holds raw bytes; Go decodes them with length checks).
+const struct event *unused_event __attribute__((unused));
+
+// The last SYN-ACK this CPU sent. A SYN is processed start to end in one
+// softirq on one CPU, so a SYN-ACK for it is recorded here before the SYN
+// reaches consume_skb.
+struct synack {
+	u32 ack_seq; // host order
+	u16 sport;   // listener side, host order
+	u16 dport;   // peer side, host order
+	u8 valid;
+	u8 cookie; // sent without a socket: TCP_SYNACK_COOKIE
+	u8 family;
+	u8 pad;
+	u8 saddr[16];
+	u8 daddr[16];
+};
+
+struct born {
+	u64 ts_ns;
+	struct lkey listener;
+};
+
+struct hist {
+	u64 slots[HIST_SLOTS];
+	u64 count;
+	u64 sum_ns;
+	u64 max_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct lkey);
+	__type(value, struct lval);
+} listeners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, u16);
+	__type(value, u8);
+} want_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, u32);
+	__type(value, u8);
+} want_netns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct synack);
+} last_synack SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU); // per-CPU free lists: no global lock
+	__uint(max_entries, 65536);
+	__type(key, u64);
+	__type(value, struct born);
+} born SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct lkey);
+	__type(value, struct hist);
+} waits SEC(".maps");
+
+// Counters for the summary: 0 events lost (ring buffer full), 1 SYNs that
+// got no SYN-ACK at once yet met no drop condition (a SYN-ACK waiting for
+// ARP/ND, a security module's refusal, a failed allocation).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, u32);
+	__type(value, u64);
+} counters SEC(".maps");
+
+static const struct hist zero_hist;
+
+static __always_inline void count(u32 i)
+{
+	u64 *c = bpf_map_lookup_elem(&counters, &i);
+	if (c)
+		*c += 1;
+}
+
+static __always_inline u32 sk_netns(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+}
+
+// The namespace of a received skb at free time: tcp_v4_rcv() has cleared
+// skb->dev, but the input route still names the device.
+static __always_inline u32 rx_netns(struct sk_buff *skb)
+{
+	unsigned long refdst = BPF_CORE_READ(skb, _skb_refdst);
+	struct dst_entry *dst = (struct dst_entry *)(refdst & ~1UL); // SKB_DST_NOREF
+	if (!dst)
+		return 0;
+	return BPF_CORE_READ(dst, dev, nd_net.net, ns.inum);
+}
+
+// A TCP segment's addresses, ports and flags, read from the skb headers.
+struct seg {
+	u8 family;
+	u8 flags;
+	u16 sport; // host order
+	u16 dport;
+	u32 seq; // host order
+	u32 ack_seq;
+	u8 saddr[16];
+	u8 daddr[16];
+};
+
+// Where an skb's headers are. The tp_btf programs read these fields with
+// plain loads (HDRS_BTF), the raw_tp ones with probe reads (HDRS_CORE).
+struct hdrs {
+	unsigned char *head;
+	u16 proto; // network order
+	u16 nh;
+	u16 th;
+};
+
+#define HDRS_BTF(skb)                                                                       \
+	((struct hdrs){.head = (skb)->head, .proto = (skb)->protocol, .nh = (skb)->network_header, \
+		       .th = (skb)->transport_header})
+#define HDRS_CORE(skb)                                                                              \
+	((struct hdrs){.head = BPF_CORE_READ(skb, head), .proto = BPF_CORE_READ(skb, protocol),         \
+		       .nh = BPF_CORE_READ(skb, network_header), .th = BPF_CORE_READ(skb, transport_header)})
+
+static __always_inline int parse_tcp(struct hdrs h, struct seg *s)
+{
+	u16 proto = bpf_ntohs(h.proto);
+	if (proto != ETH_P_IP && proto != ETH_P_IPV6)
+		return -1;
+	unsigned char *head = h.head;
+	u16 nh = h.nh, th = h.th;
+	if (nh == (u16)~0U || th == (u16)~0U || !head)
+		return -1;
+	if (proto == ETH_P_IP) {
+		u8 ip[20];
+		if (bpf_probe_read_kernel(ip, sizeof(ip), head + nh))
+			return -1;
+		if ((ip[0] >> 4) != 4 || ip[9] != IPPROTO_TCP)
+			return -1;
+		s->family = AF_INET;
+		__builtin_memcpy(s->saddr, &ip[12], 4);
+		__builtin_memcpy(s->daddr, &ip[16], 4);
+	} else {
+		u8 ip6[40];
+		if (bpf_probe_read_kernel(ip6, sizeof(ip6), head + nh))
+			return -1;
+		if ((ip6[0] >> 4) != 6)
+			return -1;
+		// Extension headers: tcp_v6_rcv() reads the TCP header at the
+		// transport offset, and so do we; the next-header byte of the
+		// fixed header is only checked when there are none.
+		if (th == nh + 40 && ip6[6] != IPPROTO_TCP)
+			return -1;
+		s->family = AF_INET6;
+		__builtin_memcpy(s->saddr, &ip6[8], 16);
+		__builtin_memcpy(s->daddr, &ip6[24], 16);
+	}
+	u8 tcp[14];
+	if (bpf_probe_read_kernel(tcp, sizeof(tcp), head + th))
+		return -1;
+	s->sport = ((u16)tcp[0] << 8) | tcp[1];
+	s->dport = ((u16)tcp[2] << 8) | tcp[3];
+	s->seq = ((u32)tcp[4] << 24) | ((u32)tcp[5] << 16) | ((u32)tcp[6] << 8) | tcp[7];
+	s->ack_seq = ((u32)tcp[8] << 24) | ((u32)tcp[9] << 16) | ((u32)tcp[10] << 8) | tcp[11];
+	s->flags = tcp[13];
+	return 0;
+}
+
+static __always_inline bool same16(const u8 *a, const u8 *b)
+{
+	u64 a0, a1, b0, b1;
+	__builtin_memcpy(&a0, a, 8);
+	__builtin_memcpy(&a1, a + 8, 8);
+	__builtin_memcpy(&b0, b, 8);
+	__builtin_memcpy(&b1, b + 8, 8);
+	return a0 == b0 && a1 == b1;
+}
+
+static __always_inline bool wanted(u32 netns, u16 port)
+{
+	if (filter_netns && !bpf_map_lookup_elem(&want_netns, &netns))
+		return false;
+	if (filter_ports && !bpf_map_lookup_elem(&want_ports, &port))
+		return false;
+	return true;
+}
+
+// find_listener finds the listener a segment to (netns, addr, port) reaches,
+// as __inet_lookup_listener() would: the exact address before the wildcard,
+// IPv4 before a dual-stack IPv6 socket. SO_REUSEPORT siblings share one entry.
+static __always_inline struct lval *find_listener(u32 netns, u8 family, const u8 *addr, u16 port,
+						  struct lkey *k)
+{
+	struct lval *v;
+	__builtin_memset(k, 0, sizeof(*k));
+	k->netns = netns;
+	k->port = port;
+	k->family = family;
+	if (family == AF_INET) {
+		__builtin_memcpy(k->addr, addr, 4);
+		if ((v = bpf_map_lookup_elem(&listeners, k)))
+			return v;
+		__builtin_memset(k->addr, 0, 4);
+		if ((v = bpf_map_lookup_elem(&listeners, k)))
+			return v;
+		// A v6 socket bound to ::ffff:a.b.c.d or to :: takes IPv4 too.
+		k->family = AF_INET6;
+		k->addr[10] = 0xff;
+		k->addr[11] = 0xff;
+		__builtin_memcpy(&k->addr[12], addr, 4);
+		if ((v = bpf_map_lookup_elem(&listeners, k)))
+			return v;
+		__builtin_memset(k->addr, 0, 16);
+		return bpf_map_lookup_elem(&listeners, k);
+	}
+	__builtin_memcpy(k->addr, addr, 16);
+	if ((v = bpf_map_lookup_elem(&listeners, k)))
+		return v;
+	__builtin_memset(k->addr, 0, 16);
+	return bpf_map_lookup_elem(&listeners, k);
+}
+
+// emit reports a packet s from a peer to listener k.
+static __always_inline void emit(u8 stage, const struct lkey *k, const struct lval *v, const struct seg *s)
+{
+	struct sock *sk = (struct sock *)v->sk;
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(0);
+		return;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->ino = v->ino;
+	e->netns = k->netns;
+	e->pid = v->pid;
+	e->accept_queue = BPF_CORE_READ(sk, sk_ack_backlog);
+	e->syn_queue = BPF_CORE_READ((struct inet_connection_sock *)sk, icsk_accept_queue.qlen.counter);
+	e->backlog = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	e->lport = k->port;
+	e->stage = stage;
+	e->family = s->family;
+	e->lfamily = k->family;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	__builtin_memcpy(e->laddr, k->addr, 16);
+	e->rport = s->sport;
+	__builtin_memcpy(e->daddr, s->daddr, 16);
+	__builtin_memcpy(e->raddr, s->saddr, 16);
+	__builtin_memcpy(e->comm, v->comm, sizeof(e->comm));
+	bpf_ringbuf_submit(e, 0);
+}
+
+// --- SYN time -------------------------------------------------------------
+
+// on_consume runs for skbs that belong to no socket. Sockets' own skbs are
+// skipped before (cheaply, in the tp_btf variant): a received SYN is never
+// charged to a socket on the listener path.
+static __always_inline int on_consume(struct sk_buff *skb, struct hdrs h)
+{
+	struct seg s = {};
+	if (parse_tcp(h, &s) || (s.flags & (TCPF_SYN | TCPF_ACK | TCPF_RST | TCPF_FIN)) != TCPF_SYN)
+		return 0;
+	u32 netns = rx_netns(skb);
+	struct lkey k;
+	struct lval *v = find_listener(netns, s.family, s.daddr, s.dport, &k);
+	if (!v)
+		return 0;
+
+	// Did this SYN get a SYN-ACK? Then it was queued, or answered with a
+	// cookie; nothing was dropped.
+	u32 zero = 0;
+	struct synack *sa = bpf_map_lookup_elem(&last_synack, &zero);
+	if (!sa)
+		return 0;
+	bool answered = sa->valid && sa->family == s.family && sa->sport == s.dport && sa->dport == s.sport &&
+			sa->ack_seq == s.seq + 1 && same16(sa->saddr, s.daddr) && same16(sa->daddr, s.saddr);
+	bool cookie = sa->cookie;
+	sa->valid = 0;
+	if (answered) {
+		if (cookie)
+			emit(STAGE_COOKIE, &k, v, &s);
+		return 0;
+	}
+
+	// Dropped: replay tcp_conn_request()'s tests in its order. None of
+	// them changed since, on this CPU: the SYN did not touch the queues.
+	struct sock *sk = (struct sock *)v->sk;
+	struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
+	u8 syncookies = BPF_CORE_READ(net, ipv4.sysctl_tcp_syncookies);
+	u32 qlen = BPF_CORE_READ((struct inet_connection_sock *)sk, icsk_accept_queue.qlen.counter);
+	u32 max = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	u32 acceptq = BPF_CORE_READ(sk, sk_ack_backlog);
+	u8 stage = 0;
+	if (syncookies == 0 && qlen > max) // inet_csk_reqsk_queue_is_full()
+		stage = STAGE_SYN_QUEUE;
+	else if (acceptq > max) // sk_acceptq_is_full()
+		stage = STAGE_SYN;
+	else if (syncookies == 0) {
+		int msb = BPF_CORE_READ(net, ipv4.sysctl_max_syn_backlog);
+		if (msb - (int)qlen < (msb >> 2))
+			stage = STAGE_SYN_BACKLOG;
+	}
+	if (!stage) {
+		count(1);
+		return 0;
+	}
+	emit(stage, &k, v, &s);
+	return 0;
+}
+
+// The tp_btf variants read their arguments with plain loads; the raw_tp
+// ones must use probe reads. Both then share one body.
+SEC("tp_btf/consume_skb")
+int BPF_PROG(tp_btf_consume_skb, struct sk_buff *skb)
+{
+	if (skb->sk)
+		return 0;
+	return on_consume(skb, HDRS_BTF(skb));
+}
+
+SEC("raw_tp/consume_skb")
+int BPF_PROG(raw_tp_consume_skb, struct sk_buff *skb)
+{
+	if (BPF_CORE_READ(skb, sk))
+		return 0;
+	return on_consume(skb, HDRS_CORE(skb));
+}
+
+// on_xmit runs for skbs that belong to no socket (cookie set) or to a
+// request or listening socket: normal SYN-ACKs belong to their request
+// socket, fast open ones to the listener, cookie ones to none. Everything
+// else is a full socket's traffic, skipped before.
+static __always_inline int on_xmit(struct sk_buff *skb, struct hdrs h, bool cookie)
+{
+	if (cookie && BPF_CORE_READ(skb, skb_iif))
+		return 0; // forwarded, not sent by this host
+	struct seg s = {};
+	if (parse_tcp(h, &s) || (s.flags & (TCPF_SYN | TCPF_ACK | TCPF_RST | TCPF_FIN)) != (TCPF_SYN | TCPF_ACK))
+		return 0;
+	// Record it for the SYN's consume_skb, which follows on this CPU.
+	// Nested devices (VLAN, bond) queue it again: same record.
+	u32 zero = 0;
+	struct synack *sa = bpf_map_lookup_elem(&last_synack, &zero);
+	if (sa) {
+		sa->valid = 1;
+		sa->cookie = cookie;
+		sa->family = s.family;
+		sa->sport = s.sport;
+		sa->dport = s.dport;
+		sa->ack_seq = s.ack_seq;
+		__builtin_memcpy(sa->saddr, s.saddr, 16);
+		__builtin_memcpy(sa->daddr, s.daddr, 16);
+	}
+	return 0;
+}
+
+static __always_inline bool synack_owner(u8 state)
+{
+	return state == TCP_NEW_SYN_RECV || state == TCP_LISTEN;
+}
+
+SEC("tp_btf/net_dev_queue")
+int BPF_PROG(tp_btf_net_dev_queue, struct sk_buff *skb)
+{
+	struct sock *sk = skb->sk;
+	if (sk && !synack_owner(sk->__sk_common.skc_state))
+		return 0;
+	return on_xmit(skb, HDRS_BTF(skb), !sk);
+}
+
+SEC("raw_tp/net_dev_queue")
+int BPF_PROG(raw_tp_net_dev_queue, struct sk_buff *skb)
+{
+	struct sock *sk = BPF_CORE_READ(skb, sk);
+	if (sk && !synack_owner(BPF_CORE_READ(sk, __sk_common.skc_state)))
+		return 0;
+	return on_xmit(skb, HDRS_CORE(skb), !sk);
+}
+
+// --- final ACK ------------------------------------------------------------
+
+// tcp_check_req() drops the final ACK of a queued request with
+// TCP_LISTEN_OVERFLOW (Linux 6.15+). A SYN cookie's ACK finds no request:
+// cookie_v4_check() drops it with NO_SOCKET when the child cannot be
+// created, which a full accept queue causes. CO-RE resolves both values.
+static __always_inline bool reason_overflow(enum skb_drop_reason reason)
+{
+	return bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_TCP_LISTEN_OVERFLOW) &&
+	       reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_TCP_LISTEN_OVERFLOW);
+}
+
+static __always_inline bool reason_nosocket(enum skb_drop_reason reason)
+{
+	return bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_NO_SOCKET) &&
+	       reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NO_SOCKET);
+}
+
+#define listen_drop_reason(r) (reason_overflow(r) || reason_nosocket(r))
+
+static __always_inline int on_kfree(struct sk_buff *skb, struct hdrs h, enum skb_drop_reason reason)
+{
+	struct seg s = {};
+	if (parse_tcp(h, &s) || (s.flags & (TCPF_SYN | TCPF_RST | TCPF_ACK)) != TCPF_ACK)
+		return 0;
+	struct lkey k;
+	struct lval *v = find_listener(rx_netns(skb), s.family, s.daddr, s.dport, &k);
+	if (!v)
+		return 0;
+	if (!reason_overflow(reason)) {
+		struct sock *sk = (struct sock *)v->sk;
+		if (BPF_CORE_READ(sk, sk_ack_backlog) <= BPF_CORE_READ(sk, sk_max_ack_backlog))
+			return 0; // not an overflow: a packet for a closed connection
+	}
+	emit(STAGE_ACK, &k, v, &s);
+	return 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(tp_btf_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+{
+	if (!listen_drop_reason(reason))
+		return 0;
+	return on_kfree(skb, HDRS_BTF(skb), reason);
+}
+
+SEC("raw_tp/kfree_skb")
+int BPF_PROG(raw_tp_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+{
+	if (!listen_drop_reason(reason))
+		return 0;
+	return on_kfree(skb, HDRS_CORE(skb), reason);
+}
+
+// --- listeners and accept wait ---------------------------------------------
+
+// A socket's namespace, family, bound address and port, read with plain
+// loads in tp_btf programs (skid_btf) and probe reads elsewhere (skid_core).
+struct skid {
+	u32 netns;
+	u16 port;
+	u16 proto;
+	u8 family;
+	u8 addr[16];
+};
+
+static __always_inline struct skid skid_btf(const struct sock *sk)
+{
+	struct skid id = {
+		.netns = sk->__sk_common.skc_net.net->ns.inum,
+		.port = sk->__sk_common.skc_num,
+		.proto = sk->sk_protocol,
+		.family = sk->__sk_common.skc_family,
+	};
+	if (id.family == AF_INET)
+		__builtin_memcpy(id.addr, &sk->__sk_common.skc_rcv_saddr, 4);
+	else
+		__builtin_memcpy(id.addr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+	return id;
+}
+
+static __always_inline struct skid skid_core(const struct sock *sk)
+{
+	struct skid id = {
+		.netns = sk_netns(sk),
+		.port = BPF_CORE_READ(sk, __sk_common.skc_num),
+		.proto = BPF_CORE_READ(sk, sk_protocol),
+		.family = BPF_CORE_READ(sk, __sk_common.skc_family),
+	};
+	if (id.family == AF_INET) {
+		u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__builtin_memcpy(id.addr, &a, 4);
+	} else {
+		BPF_CORE_READ_INTO(&id.addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+	}
+	return id;
+}
+
+static __always_inline void listener_key(const struct skid *id, struct lkey *k)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->netns = id->netns;
+	k->port = id->port;
+	k->family = id->family;
+	__builtin_memcpy(k->addr, id->addr, 16);
+}
+
+static __always_inline void add_listener(const struct sock *sk, const struct skid *id, bool current)
+{
+	if (id->family != AF_INET && id->family != AF_INET6)
+		return;
+	if (!wanted(id->netns, id->port))
+		return;
+	struct lkey k;
+	listener_key(id, &k);
+	struct lval v = {};
+	v.sk = (u64)sk;
+	v.ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	if (current) {
+		v.pid = bpf_get_current_pid_tgid() >> 32;
+		bpf_get_current_comm(v.comm, sizeof(v.comm));
+	}
+	// The iterator must not overwrite what listen(2) recorded meanwhile.
+	bpf_map_update_elem(&listeners, &k, &v, current ? BPF_ANY : BPF_NOEXIST);
+}
+
+// The state changes the trace follows; all others return at once.
+#define LISTEN(o, n) ((o) == TCP_CLOSE && (n) == TCP_LISTEN)
+#define UNLISTEN(o, n) ((o) == TCP_LISTEN && (n) == TCP_CLOSE)
+#define QUEUED(o, n) ((o) == TCP_SYN_RECV && (n) == TCP_ESTABLISHED)
+#define FOLLOWED(o, n) (LISTEN(o, n) || UNLISTEN(o, n) || (QUEUED(o, n) && accept_wait))
+
+static __always_inline int on_state(const struct sock *sk, int oldstate, int newstate, struct skid id)
+{
+	if (id.proto != IPPROTO_TCP)
+		return 0; // MPTCP's own listener shadows its TCP one
+	struct lkey k;
+	if (LISTEN(oldstate, newstate)) {
+		add_listener(sk, &id, true);
+	} else if (UNLISTEN(oldstate, newstate)) {
+		listener_key(&id, &k);
+		struct lval *v = bpf_map_lookup_elem(&listeners, &k);
+		if (v && v->sk == (u64)sk)
+			bpf_map_delete_elem(&listeners, &k);
+	} else if (find_listener(id.netns, id.family, id.addr, id.port, &k)) {
+		// A child entering the accept queue (tcp_child_process()).
+		struct born b = {.ts_ns = bpf_ktime_get_ns(), .listener = k};
+		u64 key = (u64)sk;
+		bpf_map_update_elem(&born, &key, &b, BPF_ANY);
+	}
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tp_btf_inet_sock_set_state, const struct sock *sk, int oldstate, int newstate)
+{
+	if (!FOLLOWED(oldstate, newstate))
+		return 0;
+	return on_state(sk, oldstate, newstate, skid_btf(sk));
+}
+
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(raw_tp_inet_sock_set_state, const struct sock *sk, int oldstate, int newstate)
+{
+	if (!FOLLOWED(oldstate, newstate))
+		return 0;
+	return on_state(sk, oldstate, newstate, skid_core(sk));
+}
+
+static __always_inline u32 log2_u64(u64 v)
+{
+	u32 r = 0;
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) { r += 1; }
+	return r;
+}
+
+// slot: four slots per power of two of microseconds (trace.slotBounds in Go).
+static __always_inline u32 slot(u64 ns)
+{
+	u64 us = ns / 1000;
+	if (us < 4)
+		return us;
+	u32 e = log2_u64(us);
+	u32 s = 4 * (e - 1) + ((us >> (e - 2)) & 3);
+	return s < HIST_SLOTS ? s : HIST_SLOTS - 1;
+}
+
+// on_accept runs when accept(2) or accept4(2) returned descriptor ret, fds
+// being the task's descriptor table. Descriptor → file → socket → sock.
+static __always_inline int on_accept(struct file **fds, long ret)
+{
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[ret]) || !f)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	u64 key = (u64)BPF_CORE_READ(sock, sk);
+	struct born *b = bpf_map_lookup_elem(&born, &key);
+	if (!b)
+		return 0;
+	u64 wait = bpf_ktime_get_ns() - b->ts_ns;
+	struct lkey k = b->listener;
+	bpf_map_delete_elem(&born, &key);
+	struct hist *h = bpf_map_lookup_elem(&waits, &k);
+	if (!h) {
+		bpf_map_update_elem(&waits, &k, &zero_hist, BPF_NOEXIST);
+		h = bpf_map_lookup_elem(&waits, &k);
+		if (!h)
+			return 0;
+	}
+	u32 i = slot(wait);
+	if (i < HIST_SLOTS) // for the verifier
+		h->slots[i]++;
+	h->count++;
+	h->sum_ns += wait;
+	if (wait > h->max_ns)
+		h->max_ns = wait;
+	return 0;
+}
+
+// Every system call of every task passes here: test the number first.
+SEC("tp_btf/sys_exit")
+int BPF_PROG(tp_btf_sys_exit, struct pt_regs *regs, long ret)
+{
+	u64 nr = regs->orig_ax;
+	if ((nr != nr_accept && nr != nr_accept4) || ret < 0)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	return on_accept(task->files->fdt->fd, ret);
+}
+
+SEC("raw_tp/sys_exit")
+int BPF_PROG(raw_tp_sys_exit, struct pt_regs *regs, long ret)
+{
+	u64 nr = BPF_CORE_READ(regs, orig_ax);
+	if ((nr != nr_accept && nr != nr_accept4) || ret < 0)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	return on_accept(BPF_CORE_READ(task, files, fdt, fd), ret);
+}
+
+// --- start-up state ----------------------------------------------------------
+
+// Run once per namespace (an iterator sees the namespace it was opened in).
+SEC("iter/tcp")
+int seed_listeners(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc)
+		return 0;
+	if (BPF_CORE_READ(skc, skc_state) != TCP_LISTEN)
+		return 0;
+	struct sock *sk = (struct sock *)skc;
+	struct skid id = skid_core(sk);
+	if (id.proto != IPPROTO_TCP)
+		return 0;
+	add_listener(sk, &id, false);
+	return 0;
+}

@@ -1,0 +1,636 @@
+//go:build amd64
+
+package trace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/backlog-dev/backlog/internal/caps"
+	"github.com/backlog-dev/backlog/internal/netns"
+	"github.com/backlog-dev/backlog/internal/procfd"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+)
+
+const btfPath = "/sys/kernel/btf/vmlinux"
+
+// Check says in one error what this host lacks for tracing: kernel BTF,
+// and CAP_BPF with CAP_PERFMON (or CAP_SYS_ADMIN, as root has). Call it
+// before New: cilium/ebpf's own errors for these ("failed to set memlock
+// rlimit", "operation not permitted") do not say what to do.
+func Check() error {
+	var missing []string
+	if _, err := os.Stat(btfPath); err != nil {
+		missing = append(missing, "kernel BTF ("+btfPath+" is missing: use a kernel built with CONFIG_DEBUG_INFO_BTF=y)")
+	}
+	eff, err := caps.Effective()
+	if err != nil {
+		return fmt.Errorf("trace: reading this process's capabilities: %w", err)
+	}
+	if !eff.Has(caps.SysAdmin) && !(eff.Has(caps.BPF) && eff.Has(caps.Perfmon)) {
+		var lack []string
+		if !eff.Has(caps.BPF) {
+			lack = append(lack, "CAP_BPF")
+		}
+		if !eff.Has(caps.Perfmon) {
+			lack = append(lack, "CAP_PERFMON")
+		}
+		missing = append(missing, fmt.Sprintf("root, or CAP_BPF and CAP_PERFMON (this process lacks %s)", joinAnd(lack)))
+	}
+	if len(missing) > 0 {
+		return &MissingError{Missing: missing}
+	}
+	return nil
+}
+
+func joinAnd(s []string) string {
+	switch len(s) {
+	case 0:
+		return ""
+	case 1:
+		return s[0]
+	}
+	return fmt.Sprintf("%s and %s", s[0], s[1])
+}
+
+// Tracer holds the loaded and attached programs. Create it with New (which
+// starts tracing at once), read events with Run, and Close it.
+type Tracer struct {
+	opts     Options
+	programs Programs
+	warnings []string
+
+	maps    tracerMaps
+	links   []link.Link
+	reader  *ringbuf.Reader
+	offset  atomic.Int64 // wall clock - CLOCK_MONOTONIC, ns
+	names   map[uint64]string
+	owners  map[uint64][]snapshot.Process // socket inode → owners, for listeners older than the trace
+	ownerMu sync.Mutex
+	tally   tally
+
+	closeOnce sync.Once
+	mapsMu    sync.RWMutex // Close takes it to close the maps Stats reads
+}
+
+type tracerMaps struct {
+	Events    *ebpf.Map `ebpf:"events"`
+	Listeners *ebpf.Map `ebpf:"listeners"`
+	Waits     *ebpf.Map `ebpf:"waits"`
+	Counters  *ebpf.Map `ebpf:"counters"`
+	WantPorts *ebpf.Map `ebpf:"want_ports"`
+	WantNetns *ebpf.Map `ebpf:"want_netns"`
+}
+
+// One set of programs per program type; LoadAndAssign loads only what the
+// struct names.
+type tpBtfObjects struct {
+	tracerMaps
+	ConsumeSkb       *ebpf.Program `ebpf:"tp_btf_consume_skb"`
+	NetDevQueue      *ebpf.Program `ebpf:"tp_btf_net_dev_queue"`
+	InetSockSetState *ebpf.Program `ebpf:"tp_btf_inet_sock_set_state"`
+	SysExit          *ebpf.Program `ebpf:"tp_btf_sys_exit"`
+}
+
+type rawTpObjects struct {
+	tracerMaps
+	ConsumeSkb       *ebpf.Program `ebpf:"raw_tp_consume_skb"`
+	NetDevQueue      *ebpf.Program `ebpf:"raw_tp_net_dev_queue"`
+	InetSockSetState *ebpf.Program `ebpf:"raw_tp_inet_sock_set_state"`
+	SysExit          *ebpf.Program `ebpf:"raw_tp_sys_exit"`
+}
+
+// kfree_skb loads on its own: its arguments changed across kernels (the
+// drop reason came in 5.17), and the trace is useful without it.
+type tpBtfKfree struct {
+	Prog *ebpf.Program `ebpf:"tp_btf_kfree_skb"`
+}
+
+type rawTpKfree struct {
+	Prog *ebpf.Program `ebpf:"raw_tp_kfree_skb"`
+}
+
+type iterObjects struct {
+	Seed *ebpf.Program `ebpf:"seed_listeners"`
+}
+
+// tracepoints in the order the programs attach: listeners first, so that
+// no SYN meets an unknown listener.
+var tracepoints = []string{"inet_sock_set_state", "sys_exit", "net_dev_queue", "consume_skb"}
+
+// New checks the host, loads and attaches the programs, and learns the
+// listeners that already exist. Events are buffered from then on; call
+// Run to read them.
+func New(opts Options) (*Tracer, error) {
+	if err := Check(); err != nil {
+		return nil, err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("trace: raising the locked-memory limit for eBPF maps: %w (run as root, or raise ulimit -l)", err)
+	}
+	if opts.ProcRoot == "" {
+		opts.ProcRoot = "/proc"
+	}
+	t := &Tracer{opts: opts, names: map[uint64]string{}, owners: map[uint64][]snapshot.Process{}}
+	ok := false
+	defer func() {
+		if !ok {
+			t.Close()
+		}
+	}()
+	if err := t.resolveNamespaces(); err != nil {
+		return nil, err
+	}
+	spec, err := loadBpf()
+	if err != nil {
+		return nil, fmt.Errorf("trace: reading the embedded eBPF object: %w", err)
+	}
+	if err := t.configure(spec); err != nil {
+		return nil, err
+	}
+	if err := t.loadAndAttach(spec); err != nil {
+		return nil, err
+	}
+	if err := t.fillFilters(); err != nil {
+		return nil, err
+	}
+	if t.reader, err = ringbuf.NewReader(t.maps.Events); err != nil {
+		return nil, fmt.Errorf("trace: opening the event ring buffer: %w", err)
+	}
+	t.offset.Store(int64(wallMinusMonotonic()))
+	t.seed(spec)
+	ok = true
+	return t, nil
+}
+
+// Programs says which program type is attached.
+func (t *Tracer) Programs() Programs { return t.programs }
+
+// Warnings are what a person should know about this trace: hooks that
+// could not attach, namespaces whose existing listeners are unknown.
+func (t *Tracer) Warnings() []string { return t.warnings }
+
+func (t *Tracer) resolveNamespaces() error {
+	if len(t.opts.Namespaces) == 0 {
+		t.opts.Namespaces = []Namespace{{}}
+	}
+	for i := range t.opts.Namespaces {
+		ns := &t.opts.Namespaces[i]
+		if ns.Inode != 0 {
+			t.names[ns.Inode] = ns.Name
+			continue
+		}
+		path := ns.Path
+		if path == "" {
+			path = "/proc/self/ns/net"
+		}
+		id, err := netns.Stat(path)
+		if err != nil {
+			return fmt.Errorf("trace: %w", err)
+		}
+		ns.Inode = id.Inode
+		t.names[ns.Inode] = ns.Name
+	}
+	return nil
+}
+
+func (t *Tracer) configure(spec *ebpf.CollectionSpec) error {
+	set := func(name string, v any) error {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("trace: the eBPF object has no variable %s (rebuild it with go generate)", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("trace: setting %s: %w", name, err)
+		}
+		return nil
+	}
+	return errors.Join(
+		set("filter_ports", len(t.opts.Ports) > 0),
+		set("filter_netns", t.opts.OnlyNamespaces),
+		set("accept_wait", !t.opts.NoAcceptWait),
+		set("nr_accept", uint64(unix.SYS_ACCEPT)),
+		set("nr_accept4", uint64(unix.SYS_ACCEPT4)),
+	)
+}
+
+func (t *Tracer) loadAndAttach(spec *ebpf.CollectionSpec) error {
+	var errBtf error
+	if t.opts.Programs != ProgramsRawTp {
+		var objs tpBtfObjects
+		errBtf = t.attach(spec, &objs, &objs.tracerMaps, true)
+		if errBtf == nil {
+			t.programs = ProgramsTpBtf
+			return nil
+		}
+		if t.opts.Programs == ProgramsTpBtf {
+			return errBtf
+		}
+	}
+	var objs rawTpObjects
+	err := t.attach(spec, &objs, &objs.tracerMaps, false)
+	if err != nil {
+		if errBtf != nil {
+			return fmt.Errorf("%w (raw tracepoints failed too: %v)", errBtf, err)
+		}
+		return err
+	}
+	t.programs = ProgramsRawTp
+	if errBtf != nil {
+		t.warnings = append(t.warnings, fmt.Sprintf("using raw tracepoints: %v", errBtf))
+	}
+	return nil
+}
+
+// attach loads the objects named by objs and attaches their programs.
+func (t *Tracer) attach(spec *ebpf.CollectionSpec, objs any, maps *tracerMaps, btf bool) error {
+	if err := spec.LoadAndAssign(objs, nil); err != nil {
+		return loadError(err)
+	}
+	t.maps = *maps
+	progs := programsOf(objs)
+	for i, tp := range tracepoints {
+		if tp == "sys_exit" && t.opts.NoAcceptWait {
+			continue
+		}
+		var l link.Link
+		var err error
+		if btf {
+			l, err = link.AttachTracing(link.TracingOptions{Program: progs[i], AttachType: ebpf.AttachTraceRawTp})
+		} else {
+			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: progs[i]})
+		}
+		if err != nil {
+			t.closeLinks()
+			closeAll(progs)
+			t.closeMaps()
+			return fmt.Errorf("trace: attaching to tracepoint %s: %w", tp, err)
+		}
+		t.links = append(t.links, l)
+	}
+	// The links hold the programs.
+	closeAll(progs)
+	t.attachKfree(spec, btf)
+	return nil
+}
+
+// attachKfree adds the ack stage; without it the trace goes on, and says so.
+func (t *Tracer) attachKfree(spec *ebpf.CollectionSpec, btf bool) {
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
+		"events": t.maps.Events, "counters": t.maps.Counters, "listeners": t.maps.Listeners,
+		"want_ports": t.maps.WantPorts, "want_netns": t.maps.WantNetns,
+	}}
+	var prog *ebpf.Program
+	var err error
+	if btf {
+		var o tpBtfKfree
+		err = spec.LoadAndAssign(&o, opts)
+		prog = o.Prog
+	} else {
+		var o rawTpKfree
+		err = spec.LoadAndAssign(&o, opts)
+		prog = o.Prog
+	}
+	if err == nil {
+		defer prog.Close()
+		var l link.Link
+		if btf {
+			l, err = link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
+		} else {
+			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: "kfree_skb", Program: prog})
+		}
+		if err == nil {
+			t.links = append(t.links, l)
+			return
+		}
+	}
+	t.warnings = append(t.warnings, fmt.Sprintf("drops at the final ACK (stage ack) are not visible: kfree_skb: %v", err))
+}
+
+func programsOf(objs any) []*ebpf.Program {
+	switch o := objs.(type) {
+	case *tpBtfObjects:
+		return []*ebpf.Program{o.InetSockSetState, o.SysExit, o.NetDevQueue, o.ConsumeSkb}
+	case *rawTpObjects:
+		return []*ebpf.Program{o.InetSockSetState, o.SysExit, o.NetDevQueue, o.ConsumeSkb}
+	}
+	return nil
+}
+
+func closeAll(progs []*ebpf.Program) {
+	for _, p := range progs {
+		if p != nil {
+			p.Close()
+		}
+	}
+}
+
+func loadError(err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("trace: the kernel's verifier refused the eBPF programs (this kernel may be too old or built differently): %w", err)
+	}
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("trace: loading the eBPF programs was not permitted (a security policy may block bpf(2)): %w", err)
+	}
+	return fmt.Errorf("trace: loading the eBPF programs: %w", err)
+}
+
+func (t *Tracer) fillFilters() error {
+	one := uint8(1)
+	for _, p := range t.opts.Ports {
+		if err := t.maps.WantPorts.Put(p, one); err != nil {
+			return fmt.Errorf("trace: port filter: %w", err)
+		}
+	}
+	if t.opts.OnlyNamespaces {
+		for _, ns := range t.opts.Namespaces {
+			if err := t.maps.WantNetns.Put(uint32(ns.Inode), one); err != nil {
+				return fmt.Errorf("trace: namespace filter: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// seed runs the tcp iterator once in every namespace: it adds the
+// listeners that existed before the programs attached. A namespace that
+// cannot be read becomes a warning.
+func (t *Tracer) seed(spec *ebpf.CollectionSpec) {
+	var objs iterObjects
+	err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{
+		MapReplacements: map[string]*ebpf.Map{"listeners": t.maps.Listeners, "want_ports": t.maps.WantPorts, "want_netns": t.maps.WantNetns},
+	})
+	if err != nil {
+		t.warnings = append(t.warnings, fmt.Sprintf("listeners opened before the trace are not known (loading the tcp iterator: %v)", err))
+		return
+	}
+	defer objs.Seed.Close()
+	it, err := link.AttachIter(link.IterOptions{Program: objs.Seed})
+	if err != nil {
+		t.warnings = append(t.warnings, fmt.Sprintf("listeners opened before the trace are not known (tcp iterator: %v)", err))
+		return
+	}
+	defer it.Close()
+	run := func() error {
+		rc, err := it.Open()
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		_, err = io.Copy(io.Discard, rc)
+		return err
+	}
+	for _, ns := range t.opts.Namespaces {
+		var err error
+		if ns.Path == "" {
+			err = run()
+		} else {
+			err = netns.Do(ns.Path, run)
+		}
+		if err != nil {
+			t.warnings = append(t.warnings, fmt.Sprintf("namespace %s: listeners opened before the trace are not known: %v", nameOr(ns), err))
+		}
+	}
+	t.findOwners()
+}
+
+func nameOr(ns Namespace) string {
+	if ns.Name != "" {
+		return ns.Name
+	}
+	return fmt.Sprint(ns.Inode)
+}
+
+// findOwners looks up, with one /proc/*/fd walk, the owners of the
+// listeners the iterator found (those have no listen(2) caller).
+func (t *Tracer) findOwners() {
+	want := map[uint32]struct{}{}
+	var k bpfLkey
+	var v bpfLval
+	it := t.maps.Listeners.Iterate()
+	for it.Next(&k, &v) {
+		if v.Pid == 0 && v.Ino != 0 {
+			want[uint32(v.Ino)] = struct{}{}
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	res, err := procfd.Walk(t.opts.ProcRoot, want)
+	if err != nil {
+		t.warnings = append(t.warnings, fmt.Sprintf("owners of listeners opened before the trace are unknown: %v", err))
+		return
+	}
+	t.ownerMu.Lock()
+	defer t.ownerMu.Unlock()
+	for ino, ps := range res.Owners {
+		t.owners[uint64(ino)] = ps
+	}
+}
+
+func netipAddrPort(k bpfLkey) netip.AddrPort {
+	var a [16]byte
+	copy(a[:], k.Addr[:])
+	return netip.AddrPortFrom(addr(k.Family, a), k.Port)
+}
+
+func wallMinusMonotonic() time.Duration {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return time.Duration(time.Now().UnixNano() - ts.Nano())
+}
+
+// Monotonic returns CLOCK_MONOTONIC now, the clock of Event.Monotonic.
+func Monotonic() time.Duration {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return time.Duration(ts.Nano())
+}
+
+// Run reads events until ctx ends and calls fn (if not nil) with each, in
+// the order they were recorded per CPU. It also counts them for Stats. It
+// returns nil when ctx ends.
+func (t *Tracer) Run(ctx context.Context, fn func(Event)) error {
+	var rec ringbuf.Record
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		t.reader.SetDeadline(time.Now().Add(100 * time.Millisecond))
+		err := t.reader.ReadInto(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// Idle: follow wall-clock adjustments.
+			t.offset.Store(int64(wallMinusMonotonic()))
+			continue
+		}
+		if errors.Is(err, ringbuf.ErrClosed) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("trace: reading events: %w", err)
+		}
+		raw, err := decodeEvent(rec.RawSample)
+		if err != nil {
+			return err
+		}
+		e := t.complete(raw)
+		t.tally.add(&e)
+		if fn != nil {
+			fn(e)
+		}
+	}
+}
+
+func (t *Tracer) complete(raw rawEvent) Event {
+	e := raw.event()
+	e.Time = time.Unix(0, int64(e.Monotonic)+t.offset.Load())
+	e.Namespace = t.names[e.Netns]
+	if e.Processes == nil {
+		t.ownerMu.Lock()
+		e.Processes = t.owners[e.Inode]
+		t.ownerMu.Unlock()
+	}
+	return e
+}
+
+// Stats returns, per listener, the events read so far by stage and the
+// accept-queue waits measured since the trace started.
+func (t *Tracer) Stats() ([]ListenerStats, error) {
+	waits, err := t.readWaits()
+	if err != nil {
+		return nil, err
+	}
+	stats := t.tally.merge(waits, func(n uint64) string { return t.names[n] })
+	owners := t.listenerOwners()
+	for i := range stats {
+		if stats[i].Processes == nil {
+			stats[i].Processes = owners[stats[i].ListenerID]
+		}
+	}
+	return stats, nil
+}
+
+// listenerOwners returns the owners of the listeners the kernel side knows.
+func (t *Tracer) listenerOwners() map[ListenerID][]snapshot.Process {
+	out := map[ListenerID][]snapshot.Process{}
+	t.mapsMu.RLock()
+	defer t.mapsMu.RUnlock()
+	if t.maps.Listeners == nil {
+		return out
+	}
+	var k bpfLkey
+	var v bpfLval
+	it := t.maps.Listeners.Iterate()
+	t.ownerMu.Lock()
+	defer t.ownerMu.Unlock()
+	for it.Next(&k, &v) {
+		id := ListenerID{Netns: uint64(k.Netns), Listener: netipAddrPort(k)}
+		if v.Pid != 0 {
+			comm := make([]byte, len(v.Comm))
+			for i, c := range v.Comm {
+				comm[i] = byte(c)
+			}
+			out[id] = []snapshot.Process{{PID: int(v.Pid), Comm: cString(comm)}}
+		} else if ps := t.owners[v.Ino]; ps != nil {
+			out[id] = ps
+		}
+	}
+	return out
+}
+
+func (t *Tracer) readWaits() (map[ListenerID]*Histogram, error) {
+	t.mapsMu.RLock()
+	defer t.mapsMu.RUnlock()
+	if t.maps.Waits == nil {
+		return nil, errClosed
+	}
+	out := map[ListenerID]*Histogram{}
+	var k bpfLkey
+	var perCPU []bpfHist
+	it := t.maps.Waits.Iterate()
+	for it.Next(&k, &perCPU) {
+		id := ListenerID{Netns: uint64(k.Netns), Listener: netipAddrPort(k)}
+		h := out[id]
+		if h == nil {
+			h = &Histogram{}
+			out[id] = h
+		}
+		for i := range perCPU {
+			c := &perCPU[i]
+			o := Histogram{Slots: c.Slots, Count: c.Count, Sum: time.Duration(c.SumNs), Max: time.Duration(c.MaxNs)}
+			h.Add(&o)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("trace: reading accept waits: %w", err)
+	}
+	return out, nil
+}
+
+// Counters returns the tracer's health counters.
+func (t *Tracer) Counters() (Counters, error) {
+	var c Counters
+	t.mapsMu.RLock()
+	defer t.mapsMu.RUnlock()
+	if t.maps.Counters == nil {
+		return c, errClosed
+	}
+	for i, dst := range []*uint64{&c.Lost, &c.Unmatched} {
+		var perCPU []uint64
+		if err := t.maps.Counters.Lookup(uint32(i), &perCPU); err != nil {
+			return c, fmt.Errorf("trace: reading counters: %w", err)
+		}
+		for _, n := range perCPU {
+			*dst += n
+		}
+	}
+	return c, nil
+}
+
+var errClosed = errors.New("trace: the tracer is closed")
+
+// Close detaches and unloads everything; a Run in progress returns.
+// Idempotent.
+func (t *Tracer) Close() error {
+	var err error
+	t.closeOnce.Do(func() {
+		if t.reader != nil {
+			err = t.reader.Close()
+		}
+		t.closeLinks()
+		t.mapsMu.Lock()
+		t.closeMaps()
+		t.mapsMu.Unlock()
+	})
+	return err
+}
+
+func (t *Tracer) closeLinks() {
+	for i := len(t.links) - 1; i >= 0; i-- {
+		t.links[i].Close()
+	}
+	t.links = nil
+}
+
+func (t *Tracer) closeMaps() {
+	for _, m := range []*ebpf.Map{t.maps.Events, t.maps.Listeners, t.maps.Waits, t.maps.Counters, t.maps.WantPorts, t.maps.WantNetns} {
+		if m != nil {
+			m.Close()
+		}
+	}
+	t.maps = tracerMaps{}
+}
