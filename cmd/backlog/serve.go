@@ -19,6 +19,7 @@ import (
 	"github.com/backlog-dev/backlog/internal/collect"
 	"github.com/backlog-dev/backlog/internal/exporter"
 	"github.com/backlog-dev/backlog/internal/sampler"
+	"github.com/backlog-dev/backlog/internal/trace"
 )
 
 // defaultListenAddress is backlog's port. Prometheus' default port
@@ -37,6 +38,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noExporterMetrics := fs.Bool("web.disable-exporter-metrics", false, "leave out the go_*, process_* and promhttp_* metrics of the exporter itself")
 	interval := fs.Duration("sample.interval", sampler.DefaultInterval, "how often accept queues are sampled between scrapes for the peak; 0 turns sampling off")
 	maxListeners := fs.Int("max-listeners", 10000, "most listener series to export, fullest first; 0 for no limit")
+	bpf := fs.Bool("bpf", false, "also export eBPF drop events by stage and accept-wait histograms per listener (needs CAP_BPF and CAP_PERFMON, docs/trace.md)")
 	level := promslog.NewLevel()
 	fs.Var(level, "log.level", "log only messages at or above this `level`: debug, info, warn or error")
 	format := promslog.NewFormat()
@@ -59,9 +61,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	// Resolve once now so that a bad --netns is a usage error at start.
-	_, warning, err := filters.options()
+	opts, warning, err := filters.options()
 	if err != nil {
 		return err
+	}
+	var tr *trace.Tracer
+	if *bpf {
+		// Say what is missing before anything listens.
+		if err := trace.Check(); err != nil {
+			return fmt.Errorf("--bpf: %w", err)
+		}
+		if tr, err = trace.New(traceOptions(&filters, opts)); err != nil {
+			return fmt.Errorf("--bpf: %w", err)
+		}
+		defer tr.Close()
 	}
 	logger := promslog.New(&promslog.Config{Level: level, Format: format, Writer: stderr})
 	if warning != "" {
@@ -91,6 +104,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// would double the scrape time at 10,000 listeners.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(versioncollector.NewCollector("backlog"))
+	if tr != nil {
+		go func() {
+			if err := tr.Run(ctx, nil); err != nil {
+				logger.Error("eBPF tracing stopped", "err", err)
+			}
+		}()
+		reg.MustRegister(exporter.NewTraceCollector(tr.Stats, logger))
+	}
 	var metrics http.Handler = exporter.Handler(logger, *maxRequests, reg, exp)
 	if !*noExporterMetrics {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -10,10 +10,25 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/backlog-dev/backlog/internal/collect"
 	"github.com/backlog-dev/backlog/internal/render"
 	"github.com/backlog-dev/backlog/internal/snapshot"
 	"github.com/backlog-dev/backlog/internal/trace"
 )
+
+// traceOptions turns the listing filters into the tracer's: a chosen
+// namespace is filtered in the kernel; "all" also sees namespaces created
+// while tracing.
+func traceOptions(filters *filterFlags, opts collect.Options) trace.Options {
+	topts := trace.Options{
+		OnlyNamespaces: filters.netns != "" && filters.netns != "all",
+		Ports:          opts.Ports,
+	}
+	for _, t := range opts.Targets {
+		topts.Namespaces = append(topts.Namespaces, trace.Namespace{Path: t.Path, Name: t.Name, Inode: t.Inode})
+	}
+	return topts
+}
 
 func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("trace", stdout)
@@ -44,17 +59,8 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if warning != "" {
 		fmt.Fprintf(stderr, "backlog: %s\n", warning)
 	}
-	topts := trace.Options{
-		// A chosen namespace is filtered in the kernel; "all" also sees
-		// namespaces created while tracing.
-		OnlyNamespaces: filters.netns != "" && filters.netns != "all",
-		Ports:          opts.Ports,
-		Programs:       progs,
-		NoAcceptWait:   *noWait,
-	}
-	for _, t := range opts.Targets {
-		topts.Namespaces = append(topts.Namespaces, trace.Namespace{Path: t.Path, Name: t.Name, Inode: t.Inode})
-	}
+	topts := traceOptions(&filters, opts)
+	topts.Programs, topts.NoAcceptWait = progs, *noWait
 	tr, err := trace.New(topts)
 	if err != nil {
 		return err

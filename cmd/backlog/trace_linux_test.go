@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/collect"
+	"github.com/backlog-dev/backlog/internal/testutil"
+	"github.com/backlog-dev/backlog/internal/trace"
+)
+
+// TestTraceCLI runs the real `backlog trace --json` on a namespace while 20
+// clients overflow a backlog-5 listener: every syn event names that
+// listener and one of the clients, and their number equals the namespace's
+// ListenOverflows; the summary agrees.
+func TestTraceCLI(t *testing.T) {
+	testutil.RequireRoot(t)
+	if err := trace.Check(); err != nil {
+		t.Skipf("eBPF unavailable: %v", err)
+	}
+	ns, l := overflow(t)
+	cmd := exec.Command(binary, "trace", "--json", "--duration", "4s", "--netns", ns.Name)
+	var stdout strings.Builder
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	// Loading takes ~0.3 s here; the clients' SYNs come well after it, and
+	// their retransmissions (1 s, 3 s later) at 2.5 s and 4.5 s: the
+	// trace ends between two of them.
+	time.Sleep(1500 * time.Millisecond)
+	c, err := ns.Dial(netip.AddrPortFrom(l.Addr, l.Port), 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	peers := map[uint16]bool{}
+	for _, p := range c.LocalPorts() {
+		peers[p] = true
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("trace: %v", err)
+	}
+	snap, err := collect.Collect(context.Background(), collect.Options{Targets: []collect.Target{{Path: ns.Path}}, NoOwners: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	overflows := *snap.Namespaces[0].Counters.ListenOverflows
+
+	var syn uint64
+	var summary struct {
+		Summary struct {
+			Listeners []struct {
+				Listener string            `json:"listener"`
+				Drops    map[string]uint64 `json:"drops"`
+			} `json:"listeners"`
+		} `json:"summary"`
+	}
+	sc := bufio.NewScanner(strings.NewReader(stdout.String()))
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), `{"summary"`) {
+			if err := json.Unmarshal(sc.Bytes(), &summary); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		var e trace.Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("%v: %s", err, sc.Text())
+		}
+		if e.Stage != trace.StageSyn || e.Listener != netip.AddrPortFrom(l.Addr, l.Port) || !peers[e.Peer.Port()] || e.Backlog != 5 || e.AcceptQueue != 6 {
+			t.Errorf("event %+v: want a syn drop on %s from one of the clients, queue 6/5", e, netip.AddrPortFrom(l.Addr, l.Port))
+		}
+		syn++
+	}
+	t.Logf("syn events %d, ListenOverflows %d", syn, overflows)
+	if syn == 0 || syn != overflows {
+		t.Errorf("%d syn events, ListenOverflows %d: want equal and > 0", syn, overflows)
+	}
+	if len(summary.Summary.Listeners) != 1 || summary.Summary.Listeners[0].Drops["syn"] != syn {
+		t.Errorf("summary %+v, want %d syn drops on one listener", summary, syn)
+	}
+}

@@ -1,0 +1,88 @@
+package exporter
+
+import (
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/backlog-dev/backlog/internal/trace"
+)
+
+var (
+	descDropEvents = prometheus.NewDesc("backlog_listener_drop_events_total",
+		"Packets the listen path dropped, or answered with a SYN cookie, seen by eBPF since serve started, by stage: "+
+			"syn (accept queue full at SYN), syn-queue (SYN queue full, no cookies), syn-backlog (last quarter of "+
+			"tcp_max_syn_backlog), ack (accept queue full at the final ACK), cookie (docs/trace.md). Packets, not clients.",
+		[]string{"address", "netns", "port", "process", "stage"}, nil)
+	descAcceptWait = prometheus.NewDesc("backlog_listener_accept_wait_seconds",
+		"Time from a connection's handshake completing to accept() returning it, seen by eBPF since serve started.",
+		[]string{"address", "netns", "port", "process"}, nil)
+	descTraceErrors = prometheus.NewDesc("backlog_trace_errors_total",
+		"Scrapes whose eBPF statistics could not be read.", nil, nil)
+)
+
+// acceptWaitBuckets are powers of two from 256 µs to 33.5 s: edges of the
+// kernel side's histogram slots, so each bucket count is exact.
+var acceptWaitBuckets = func() []time.Duration {
+	var b []time.Duration
+	for us := time.Duration(256); us <= 1<<25; us <<= 1 {
+		b = append(b, us*time.Microsecond)
+	}
+	return b
+}()
+
+// TraceCollector exports what `backlog trace` measures, for serve --bpf:
+// drop events by stage and accept-wait histograms, per listener.
+type TraceCollector struct {
+	stats  func() ([]trace.ListenerStats, error)
+	logger *slog.Logger
+	errors uint64
+}
+
+// NewTraceCollector collects from stats, a running Tracer's Stats.
+func NewTraceCollector(stats func() ([]trace.ListenerStats, error), logger *slog.Logger) *TraceCollector {
+	return &TraceCollector{stats: stats, logger: logger}
+}
+
+// Describe sends the descriptions of the trace metrics.
+func (c *TraceCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descDropEvents
+	ch <- descAcceptWait
+	ch <- descTraceErrors
+}
+
+// Collect reads the tracer's statistics.
+func (c *TraceCollector) Collect(ch chan<- prometheus.Metric) {
+	stats, err := c.stats()
+	if err != nil {
+		c.errors++
+		c.logger.Warn("reading eBPF statistics failed", "err", err)
+	}
+	ch <- prometheus.MustNewConstMetric(descTraceErrors, prometheus.CounterValue, float64(c.errors))
+	for _, s := range stats {
+		netns := s.Namespace
+		if netns == "" {
+			netns = "inode:" + strconv.FormatUint(s.Netns, 10) // created after serve started
+		}
+		process := ""
+		if len(s.Processes) > 0 {
+			process = s.Processes[0].Comm
+		}
+		addr, port := s.Listener.Addr().String(), strconv.Itoa(int(s.Listener.Port()))
+		for _, st := range trace.Stages {
+			if n := s.Drops[st]; n > 0 {
+				ch <- prometheus.MustNewConstMetric(descDropEvents, prometheus.CounterValue, float64(n), addr, netns, port, process, st.String())
+			}
+		}
+		if h := &s.AcceptWait; h.Count > 0 {
+			cum := h.Cumulative(acceptWaitBuckets)
+			buckets := make(map[float64]uint64, len(cum))
+			for i, b := range acceptWaitBuckets {
+				buckets[b.Seconds()] = cum[i]
+			}
+			ch <- prometheus.MustNewConstHistogram(descAcceptWait, h.Count, h.Sum.Seconds(), buckets, addr, netns, port, process)
+		}
+	}
+}
