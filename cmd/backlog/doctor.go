@@ -10,6 +10,7 @@ import (
 
 	"github.com/backlog-dev/backlog/internal/doctor"
 	"github.com/backlog-dev/backlog/internal/render"
+	"github.com/backlog-dev/backlog/internal/trace"
 )
 
 // exitTrouble is doctor's exit code when it finds a warning or worse.
@@ -24,6 +25,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlagSet("doctor", stdout)
 	duration := fs.Duration("duration", 10*time.Second, "how long to watch before answering")
 	asJSON := fs.Bool("json", false, "print the findings as JSON")
+	bpf := fs.Bool("bpf", false, "also trace with eBPF during the window: drops by stage and accept-queue waits as evidence (docs/trace.md)")
 	var filters filterFlags
 	filters.register(fs)
 	if err := parse(fs, args); err != nil {
@@ -36,10 +38,25 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	var traced func() ([]trace.ListenerStats, error)
+	if *bpf {
+		if err := trace.Check(); err != nil {
+			return fmt.Errorf("--bpf: %w", err)
+		}
+		tr, err := trace.New(traceOptions(&filters, opts))
+		if err != nil {
+			return fmt.Errorf("--bpf: %w", err)
+		}
+		defer tr.Close()
+		tctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go tr.Run(tctx, nil)
+		traced = tr.Stats
+	}
 	if !*asJSON {
 		fmt.Fprintf(stderr, "backlog: watching for %v...\n", *duration)
 	}
-	obs, err := doctor.Observe(ctx, opts, *duration)
+	obs, err := doctor.Observe(ctx, opts, *duration, traced)
 	if err != nil {
 		return err
 	}

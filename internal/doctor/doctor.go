@@ -13,6 +13,7 @@ import (
 
 	"github.com/backlog-dev/backlog/internal/collect"
 	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/trace"
 )
 
 // Severities, most severe first.
@@ -46,6 +47,20 @@ type Observation struct {
 	FullAtRefresh map[snapshot.ListenerKey]int
 	PeakAccept    map[snapshot.ListenerKey]uint32
 	PeakSyn       map[snapshot.ListenerKey]uint32
+	// Trace is what eBPF saw during the window (doctor --bpf): drops by
+	// stage and accept-queue waits per listener. Nil without it.
+	Trace []trace.ListenerStats
+}
+
+// traced returns the trace of listener l, or nil.
+func (o *Observation) traced(l *snapshot.Listener) *trace.ListenerStats {
+	id := trace.ListenerID{Netns: l.Netns, Listener: netip.AddrPortFrom(l.Address, l.Port)}
+	for i := range o.Trace {
+		if o.Trace[i].ListenerID == id {
+			return &o.Trace[i]
+		}
+	}
+	return nil
 }
 
 // Finding is one diagnosis.

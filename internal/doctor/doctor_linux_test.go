@@ -10,6 +10,7 @@ import (
 	"github.com/backlog-dev/backlog/internal/collect"
 	"github.com/backlog-dev/backlog/internal/lab/scenario"
 	"github.com/backlog-dev/backlog/internal/testutil"
+	"github.com/backlog-dev/backlog/internal/trace"
 )
 
 // diagnoseScenario starts a lab scenario, lets the doctor watch its server
@@ -24,7 +25,7 @@ func diagnoseScenario(t *testing.T, name string, p scenario.Params, settle time.
 	}
 	t.Cleanup(func() { run.Close() })
 	time.Sleep(settle)
-	obs, err := Observe(context.Background(), collect.Options{Targets: []collect.Target{run.Target()}}, 2*time.Second)
+	obs, err := Observe(context.Background(), collect.Options{Targets: []collect.Target{run.Target()}}, 2*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func TestDoctorSynflood(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer run.Close()
-			obsc := observeAsync(t, run)
+			obsc := observeAsync(t, run, nil)
 			time.Sleep(500 * time.Millisecond)
 			more, err := run.Client.Dial(run.Addr(), 33)
 			if err != nil {
@@ -128,7 +129,7 @@ func TestDoctorAbort(t *testing.T) {
 	defer run.Close()
 	// Finish completes the parked handshakes into the full queue while the
 	// doctor watches.
-	obsc := observeAsync(t, run)
+	obsc := observeAsync(t, run, nil)
 	time.Sleep(300 * time.Millisecond)
 	if _, err := run.Finish(context.Background()); err != nil {
 		t.Fatal(err)
@@ -161,14 +162,70 @@ func TestDoctorSynQueueFullQuietly(t *testing.T) {
 
 // observeAsync starts watching run's namespace for 2 s and returns where
 // the observation will arrive, so the test can act during the window.
-func observeAsync(t *testing.T, run *scenario.Run) <-chan Observation {
+func observeAsync(t *testing.T, run *scenario.Run, traced func() ([]trace.ListenerStats, error)) <-chan Observation {
 	obsc := make(chan Observation, 1)
 	go func() {
-		o, err := Observe(context.Background(), collect.Options{Targets: []collect.Target{run.Target()}}, 2*time.Second)
+		o, err := Observe(context.Background(), collect.Options{Targets: []collect.Target{run.Target()}}, 2*time.Second, traced)
 		if err != nil {
 			t.Error(err)
 		}
 		obsc <- o
 	}()
 	return obsc
+}
+
+// TestDoctorWithTrace: with eBPF, the accept-queue waits tell a slow
+// acceptor (5 accepts a second: connections wait long) from a backlog too
+// small for a burst (200 a second: the queue drains in milliseconds).
+func TestDoctorWithTrace(t *testing.T) {
+	testutil.RequireRoot(t)
+	if err := trace.Check(); err != nil {
+		t.Skipf("eBPF unavailable: %v", err)
+	}
+	for _, c := range []struct {
+		rate float64
+		slow bool
+	}{{5, true}, {200, false}} {
+		// One client first; the burst of 40 arrives while the doctor
+		// watches.
+		run, err := scenario.Start(context.Background(), "overflow", scenario.Params{Backlog: 5, Clients: 1, AcceptRate: c.rate, Duration: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := trace.New(trace.Options{Namespaces: []trace.Namespace{{Path: run.Server.Path, Name: run.Server.Name}}, OnlyNamespaces: true})
+		if err != nil {
+			run.Close()
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go tr.Run(ctx, nil)
+		obsc := observeAsync(t, run, tr.Stats)
+		time.Sleep(300 * time.Millisecond)
+		burst, err := run.Client.Dial(run.Addr(), 40)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obs := <-obsc
+		cancel()
+		burst.Close()
+		tr.Close()
+		run.Close()
+		var f *Finding
+		fs := Diagnose(obs)
+		for i := range fs {
+			if strings.HasPrefix(fs[i].Rule, "accept-queue-") {
+				f = &fs[i]
+			}
+		}
+		if f == nil {
+			t.Fatalf("rate %v: no accept-queue finding: %+v", c.rate, fs)
+		}
+		t.Logf("rate %v: %s %v", c.rate, f.Summary, f.Evidence)
+		if f.Evidence["accept_wait_count"] == 0 || f.Evidence["events_syn"]+f.Evidence["events_ack"] == 0 {
+			t.Errorf("rate %v: no eBPF evidence: %v", c.rate, f.Evidence)
+		}
+		if got := strings.Contains(f.Summary, "too slowly"); got != c.slow {
+			t.Errorf("rate %v: %q, want slow acceptor = %v", c.rate, f.Summary, c.slow)
+		}
+	}
 }

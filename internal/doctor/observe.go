@@ -8,12 +8,14 @@ import (
 	"github.com/backlog-dev/backlog/internal/collect"
 	"github.com/backlog-dev/backlog/internal/sampler"
 	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/trace"
 )
 
 // Observe watches the namespaces of opts for d: a full snapshot at each end,
 // a collection every second in between, and the sampler's 100 ms peaks, the
-// same sources as ls, top and serve.
-func Observe(ctx context.Context, opts collect.Options, d time.Duration) (Observation, error) {
+// same sources as ls, top and serve. traced, when not nil, is a running
+// tracer's Stats (doctor --bpf), read at the end of the window.
+func Observe(ctx context.Context, opts collect.Options, d time.Duration, traced func() ([]trace.ListenerStats, error)) (Observation, error) {
 	o := Observation{
 		Duration:      d,
 		FullWindows:   map[snapshot.ListenerKey]int{},
@@ -65,6 +67,11 @@ func Observe(ctx context.Context, opts collect.Options, d time.Duration) (Observ
 		if last {
 			o.Last = snap
 			o.Duration = time.Since(start)
+			if traced != nil {
+				if o.Trace, err = traced(); err != nil {
+					return o, fmt.Errorf("reading the eBPF trace: %w", err)
+				}
+			}
 			return o, nil
 		}
 	}

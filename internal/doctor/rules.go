@@ -2,8 +2,11 @@ package doctor
 
 import (
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/trace"
 )
 
 // listener applies the per-listener rules.
@@ -17,7 +20,11 @@ func (d diag) listener(l *snapshot.Listener) []Finding {
 	peak := max(d.o.PeakAccept[k], l.AcceptQueue)
 	somax := val(d.ns.Sysctls.Somaxconn)
 
-	if peak > l.Backlog {
+	tr := d.o.traced(l)
+	// With eBPF, syn and ack drops prove the accept queue overflowed even
+	// when the burst drained between two samples.
+	overflowed := peak > l.Backlog || tr != nil && tr.Drops[trace.StageSyn]+tr.Drops[trace.StageAck] > 0
+	if overflowed {
 		// Full with drops in the window: critical. Full without: the next
 		// SYN will be dropped (clients already waiting retransmit at 1 s,
 		// 3 s, 7 s..., so a short window may see none).
@@ -32,7 +39,24 @@ func (d diag) listener(l *snapshot.Listener) []Finding {
 		f.Why = "The accept queue held backlog+1 finished handshakes, so the kernel dropped further SYNs " +
 			"(tcp_conn_request()) or final ACKs (tcp_check_req()); clients retransmit and wait. The drop " +
 			"count is in packets: every retransmitted SYN counts again."
-		if d.o.Windows > 0 && float64(d.o.FullAtRefresh[k]) >= 0.8*float64(d.o.Windows) {
+		slow := d.o.Windows > 0 && float64(d.o.FullAtRefresh[k]) >= 0.8*float64(d.o.Windows)
+		if tr != nil {
+			// With eBPF the waits decide: connections that sit in the
+			// queue for long mean accept() is slow, not the burst big.
+			for _, st := range trace.Stages {
+				if n := tr.Drops[st]; n > 0 {
+					e["events_"+strings.ReplaceAll(st.String(), "-", "_")] = int64(n)
+				}
+			}
+			if h := &tr.AcceptWait; h.Count > 0 {
+				p50 := h.Quantile(0.5)
+				e["accept_wait_count"] = int64(h.Count)
+				e["accept_wait_p50_ms"] = p50.Milliseconds()
+				e["accept_wait_p99_ms"] = h.Quantile(0.99).Milliseconds()
+				slow = p50 >= slowAcceptWait
+			}
+		}
+		if slow {
 			f.Summary = fmt.Sprintf("accept queue stays full (%d/%d): the application accepts too slowly for its arrival rate", peak, l.Backlog)
 			f.Advice = "Accept faster: more accepting threads or workers, or find what blocks the accept loop of the " +
 				"process shown. A bigger backlog only delays the drops while arrivals outpace accept()."
@@ -192,6 +216,12 @@ func (d diag) listenerDrops() int64 {
 	}
 	return sum
 }
+
+// slowAcceptWait is the median accept-queue wait from which an overflowing
+// listener counts as a slow acceptor rather than one with too small a
+// backlog for its bursts: a burst drains in milliseconds when accept()
+// keeps up.
+const slowAcceptWait = 50 * time.Millisecond
 
 func nextPow2(v int64) int64 {
 	p := int64(1)

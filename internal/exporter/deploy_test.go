@@ -36,7 +36,7 @@ var metricNameRe = regexp.MustCompile(`\bbacklog_[a-z0-9_]+`)
 
 // known are the metric names serve exports under backlog_.
 func known() []string {
-	names := []string{"backlog_build_info"}
+	names := append([]string{"backlog_build_info"}, traceMetricNames...)
 	for _, m := range allMetrics {
 		names = append(names, m.name)
 	}

@@ -10,16 +10,25 @@ import (
 	"github.com/backlog-dev/backlog/internal/trace"
 )
 
+// Names of the --bpf metrics.
+const (
+	nameDropEvents  = "backlog_listener_drop_events_total"
+	nameAcceptWait  = "backlog_listener_accept_wait_seconds"
+	nameTraceErrors = "backlog_trace_errors_total"
+)
+
+var traceMetricNames = []string{nameDropEvents, nameAcceptWait, nameTraceErrors}
+
 var (
-	descDropEvents = prometheus.NewDesc("backlog_listener_drop_events_total",
+	descDropEvents = prometheus.NewDesc(nameDropEvents,
 		"Packets the listen path dropped, or answered with a SYN cookie, seen by eBPF since serve started, by stage: "+
 			"syn (accept queue full at SYN), syn-queue (SYN queue full, no cookies), syn-backlog (last quarter of "+
 			"tcp_max_syn_backlog), ack (accept queue full at the final ACK), cookie (docs/trace.md). Packets, not clients.",
 		[]string{"address", "netns", "port", "process", "stage"}, nil)
-	descAcceptWait = prometheus.NewDesc("backlog_listener_accept_wait_seconds",
+	descAcceptWait = prometheus.NewDesc(nameAcceptWait,
 		"Time from a connection's handshake completing to accept() returning it, seen by eBPF since serve started.",
 		[]string{"address", "netns", "port", "process"}, nil)
-	descTraceErrors = prometheus.NewDesc("backlog_trace_errors_total",
+	descTraceErrors = prometheus.NewDesc(nameTraceErrors,
 		"Scrapes whose eBPF statistics could not be read.", nil, nil)
 )
 
