@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/backlog-dev/backlog/internal/doctor"
-	"github.com/backlog-dev/backlog/internal/lab"
+	"github.com/backlog-dev/backlog/internal/lab/labtest"
 	"github.com/backlog-dev/backlog/internal/testutil"
 )
 
@@ -28,11 +28,7 @@ type doctorOutput struct {
 func TestDoctorPythonServer(t *testing.T) {
 	testutil.RequireRoot(t)
 	py := testutil.RequireTool(t, "/usr/bin/python3")
-	ns, err := lab.NewNamespace("bl-doctor")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := labtest.Namespace(t, "bl-doctor")
 	port := 18000 + time.Now().Nanosecond()%1000
 	srv := exec.Command("ip", "netns", "exec", ns.Name, py, "-m", "http.server", "--bind", "127.0.0.1", strconv.Itoa(port))
 	if err := srv.Start(); err != nil {
@@ -52,11 +48,7 @@ func TestDoctorPythonServer(t *testing.T) {
 	if err := srv.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	clients, err := ns.Dial(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), 20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer clients.Close()
+	labtest.Dial(t, ns, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), 20)
 
 	out, stderr, code := runIn(t, "", "doctor", "--netns", ns.Name, "--duration", "2s", "--json")
 	if code != exitTrouble {
@@ -87,12 +79,7 @@ func TestDoctorPythonServer(t *testing.T) {
 
 // TestDoctorQuietCLI: a quiet namespace is healthy, exit 0.
 func TestDoctorQuietCLI(t *testing.T) {
-	testutil.RequireRoot(t)
-	ns, err := lab.NewNamespace("bl-doctor-quiet")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
+	ns := labtest.Namespace(t, "bl-doctor-quiet")
 	out, stderr, code := runIn(t, "", "doctor", "--netns", ns.Name, "--duration", "1s")
 	if code != 0 || !strings.HasPrefix(out, "INFO [healthy]") {
 		t.Errorf("exit %d: %s\n%s", code, stderr, out)

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backlog-dev/backlog/internal/lab"
+	"github.com/backlog-dev/backlog/internal/lab/labtest"
 	"github.com/backlog-dev/backlog/internal/snapshot"
 	"github.com/backlog-dev/backlog/internal/testutil"
 )
@@ -73,22 +73,9 @@ func TestUsageErrors(t *testing.T) {
 // TestLsInNamespace drives the real binary in a namespace the test made:
 // backlog 5, 20 clients, never accepted.
 func TestLsInNamespace(t *testing.T) {
-	testutil.RequireRoot(t)
-	ns, err := lab.NewNamespace("bl-cli")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	l, err := ns.Listen(netip.MustParseAddrPort("127.0.0.1:0"), 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	c, err := ns.Dial(netip.AddrPortFrom(l.Addr, l.Port), 20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ns := labtest.Namespace(t, "bl-cli")
+	l := labtest.Listen(t, ns, "127.0.0.1:0", 5)
+	labtest.Dial(t, ns, netip.AddrPortFrom(l.Addr, l.Port), 20)
 	port := strconv.Itoa(int(l.Port))
 
 	var snap snapshot.Snapshot
@@ -146,18 +133,9 @@ func TestLsInNamespace(t *testing.T) {
 // test made: its own namespace only, the listener still shown, one line
 // about what is missing, exit 0.
 func TestUnprivileged(t *testing.T) {
-	testutil.RequireRoot(t)
 	testutil.RequireTool(t, "setpriv")
-	ns, err := lab.NewNamespace("bl-nobody")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	l, err := ns.Listen(netip.MustParseAddrPort("127.0.0.1:0"), 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	ns := labtest.Namespace(t, "bl-nobody")
+	l := labtest.Listen(t, ns, "127.0.0.1:0", 5)
 
 	stdout, stderr, code := runIn(t, ns.Name, "--nobody", "ls")
 	if code != 0 {

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/backlog-dev/backlog/internal/lab"
+	"github.com/backlog-dev/backlog/internal/lab/labtest"
 	"github.com/backlog-dev/backlog/internal/testutil"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -116,31 +117,16 @@ func get(t *testing.T, client *http.Client, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// overflow makes a lab namespace with a listener of backlog 5 and 20
-// clients that are never accepted.
+// overflow makes a lab namespace with a listener of backlog 5 that never
+// accepts; tests dial its clients.
 func overflow(t *testing.T) (*lab.Namespace, *lab.Listener) {
 	t.Helper()
-	testutil.RequireRoot(t)
-	ns, err := lab.NewNamespace("bl-serve")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	l, err := ns.Listen(netip.MustParseAddrPort("127.0.0.1:0"), 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return ns, l
+	ns := labtest.Namespace(t, "bl-serve")
+	return ns, labtest.Listen(t, ns, "127.0.0.1:0", 5)
 }
 
 func dial(t *testing.T, ns *lab.Namespace, l *lab.Listener, n int) {
-	t.Helper()
-	c, err := ns.Dial(netip.AddrPortFrom(l.Addr, l.Port), n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	labtest.Dial(t, ns, netip.AddrPortFrom(l.Addr, l.Port), n)
 }
 
 // TestServeScrapeIsClean: a real scrape of a namespace with an overflowing

@@ -10,43 +10,23 @@ import (
 	"time"
 
 	"github.com/backlog-dev/backlog/internal/lab"
+	"github.com/backlog-dev/backlog/internal/lab/labtest"
 	"github.com/backlog-dev/backlog/internal/snapshot"
 	"github.com/backlog-dev/backlog/internal/testutil"
 )
 
 func newNS(t *testing.T) *lab.Namespace {
 	t.Helper()
-	testutil.RequireRoot(t)
 	testutil.RequireTool(t, "ss")
-	ns, err := lab.NewNamespace("bl-collect")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := ns.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return ns
+	return labtest.Namespace(t, "bl-collect")
 }
 
 func listen(t *testing.T, ns *lab.Namespace, addr string, backlog int) *lab.Listener {
-	t.Helper()
-	l, err := ns.Listen(netip.MustParseAddrPort(addr), backlog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l
+	return labtest.Listen(t, ns, addr, backlog)
 }
 
 func dial(t *testing.T, ns *lab.Namespace, to netip.AddrPort, n int) {
-	t.Helper()
-	c, err := ns.Dial(to, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	labtest.Dial(t, ns, to, n)
 }
 
 func collectNS(t *testing.T, ns *lab.Namespace, ports ...uint16) *snapshot.Snapshot {

@@ -9,30 +9,16 @@ import (
 
 	"github.com/backlog-dev/backlog/internal/collect"
 	"github.com/backlog-dev/backlog/internal/lab"
+	"github.com/backlog-dev/backlog/internal/lab/labtest"
 	"github.com/backlog-dev/backlog/internal/snapshot"
 	"github.com/backlog-dev/backlog/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
-func newNS(t testing.TB) *lab.Namespace {
-	t.Helper()
-	testutil.RequireRoot(t)
-	ns, err := lab.NewNamespace("bl-sampler")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
+func newNS(t testing.TB) *lab.Namespace { return labtest.Namespace(t, "bl-sampler") }
 
 func listen(t testing.TB, ns *lab.Namespace, backlog int) *lab.Listener {
-	t.Helper()
-	l, err := ns.Listen(netip.MustParseAddrPort("127.0.0.1:0"), backlog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l
+	return labtest.Listen(t, ns, "127.0.0.1:0", backlog)
 }
 
 func target(ns *lab.Namespace) collect.Target {
