@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backlog-dev/backlog/internal/lab"
+	"github.com/backlog-dev/backlog/internal/lab/labtest"
 	"github.com/backlog-dev/backlog/internal/lab/scenario"
 	"github.com/backlog-dev/backlog/internal/snapshot"
 	"github.com/backlog-dev/backlog/internal/testutil"
@@ -217,4 +219,79 @@ func TestNoArguments(t *testing.T) {
 	tm.waitScreen("the live view", func(s string) bool { return strings.Contains(s, "backlog top") })
 	tm.keys("q")
 	tm.waitScreen("exit 0", func(s string) bool { return strings.Contains(s, "EXITED 0") })
+}
+
+// TestTopScrollsThousands: 1,500 listeners scroll a page at a time, and
+// typing a port finds one among them.
+func TestTopScrollsThousands(t *testing.T) {
+	ns := labtest.Namespace(t, "bl-top-many")
+	var last *lab.Listener
+	for range 1500 {
+		last = labtest.Listen(t, ns, "127.0.0.1:0", 16)
+	}
+	tm := newTmux(t, 120, 20, binary+" top --netns "+ns.Name+" --interval 500ms")
+	first := tm.waitScreen("1,500 listeners", func(s string) bool {
+		return strings.Contains(s, "1500/1500 listeners") && len(dataRows(s)) == 20-5
+	})
+	tm.keys("G") // to the last row
+	tm.waitScreen("the last page", func(s string) bool {
+		rows := dataRows(s)
+		return len(rows) == 15 && rows[0] != dataRows(first)[0]
+	})
+	tm.keys("/")
+	tm.keys(strconv.Itoa(int(last.Port)))
+	tm.keys("Enter")
+	tm.waitScreen("one row for the typed port", func(s string) bool {
+		rows := dataRows(s)
+		return len(rows) == 1 && strings.Contains(rows[0], ":"+strconv.Itoa(int(last.Port))) && strings.Contains(s, "1/1500 listeners")
+	})
+	tm.keys("q")
+	tm.waitScreen("exit 0", func(s string) bool { return strings.Contains(s, "EXITED 0") })
+}
+
+// TestTopNamespacesComeAndGo: a namespace made while top runs appears, one
+// removed disappears, and top goes on.
+func TestTopNamespacesComeAndGo(t *testing.T) {
+	gone := labtest.Namespace(t, "bl-top-gone")
+	cmd := exec.Command(binary, "top", "--json", "--interval", "300ms", "--count", "8")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(out)
+	sc.Buffer(nil, 4<<20)
+	names := func(line []byte) map[string]bool {
+		var d snapshot.Delta
+		if err := json.Unmarshal(line, &d); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		m := map[string]bool{}
+		for _, ns := range d.Namespaces {
+			m[ns.Name] = true
+		}
+		return m
+	}
+	if !sc.Scan() || !names(sc.Bytes())[gone.Name] {
+		t.Fatalf("first frame lacks %s", gone.Name)
+	}
+	came := labtest.Namespace(t, "bl-top-came")
+	if err := gone.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var last map[string]bool
+	frames := 1
+	for sc.Scan() {
+		last = names(sc.Bytes())
+		frames++
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("top: %v", err)
+	}
+	if frames != 8 || !last[came.Name] || last[gone.Name] {
+		t.Errorf("%d frames; last has %s: %v, %s: %v", frames, came.Name, last[came.Name], gone.Name, last[gone.Name])
+	}
 }
