@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -68,8 +67,17 @@ func TestBuildWithoutClang(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the package; skipped with -short")
 	}
-	goBin := filepath.Join(runtime.GOROOT(), "bin")
-	cmd := exec.Command(filepath.Join(goBin, "go"), "build", ".")
+	// The real go binary's directory (GOROOT/bin): a PATH of that alone
+	// holds no clang.
+	goTool, err := exec.LookPath("go")
+	if err == nil {
+		goTool, err = filepath.EvalSymlinks(goTool)
+	}
+	if err != nil {
+		t.Fatalf("finding the go command: %v", err)
+	}
+	goBin := filepath.Dir(goTool)
+	cmd := exec.Command(goTool, "build", ".")
 	cmd.Env = append(os.Environ(), "PATH="+goBin, "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build with PATH=%s: %v\n%s", goBin, err, out)
