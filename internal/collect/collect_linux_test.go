@@ -236,3 +236,13 @@ func TestFiltersAndOwners(t *testing.T) {
 		}
 	}
 }
+
+// TestPerFamilyFallback: with one inet_diag_req_v2 request per family (what
+// a kernel that refuses the one-walk request gets) the numbers are the same.
+func TestPerFamilyFallback(t *testing.T) {
+	perFamily.Store(true)
+	defer perFamily.Store(false)
+	t.Run("families", TestSomaxconnCapAndFamilies)
+	t.Run("overflow", TestOverflowAgreesWithKernel)
+	t.Run("synqueue", TestSynQueueAgreesWithSS)
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"runtime"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/backlog-dev/backlog/internal/netns"
 	"github.com/backlog-dev/backlog/internal/procnet"
@@ -14,8 +16,40 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// allFamilies asks sock_diag for IPv4 and IPv6 sockets in one walk.
-const allFamilies = unix.AF_UNSPEC
+// perFamily makes dumpBoth send one inet_diag_req_v2 request per family:
+// set once a kernel refuses the one-walk request, and by tests.
+var perFamily atomic.Bool
+
+// dumpBoth dumps the IPv4 and IPv6 TCP sockets req asks for (its Family is
+// ignored), calling begin before each attempt and fn for each socket. It
+// asks for both families in one walk (sockdiag.Request with AF_UNSPEC):
+// a SYN-RECV dump walks the whole established hash, so one walk instead of
+// two halves its cost. A kernel that refuses that request gets one
+// inet_diag_req_v2 request per family instead.
+func dumpBoth(conn *sockdiag.Conn, req sockdiag.Request, begin func(), fn func(*sockdiag.Socket) error) error {
+	if !perFamily.Load() {
+		req.Family = unix.AF_UNSPEC
+		err := conn.DumpConsistent(req, begin, fn)
+		var errno syscall.Errno
+		if err == nil || !errors.As(err, &errno) {
+			return err
+		}
+		perFamily.Store(true) // refused (EINVAL, EOPNOTSUPP...): per family from now on
+	}
+	var err error
+	for range sockdiag.MaxDumpAttempts {
+		begin()
+		for _, req.Family = range []uint8{unix.AF_INET, unix.AF_INET6} {
+			if err = conn.Dump(req, fn); err != nil {
+				break
+			}
+		}
+		if !errors.Is(err, sockdiag.ErrDumpInterrupted) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w %d times in a row; the socket tables are changing fast, try again", err, sockdiag.MaxDumpAttempts)
+}
 
 // readNamespace reads one namespace. Inside it (on a locked thread) it opens
 // the sock_diag socket and reads counters and sysctls, which resolve by the
@@ -117,8 +151,8 @@ func Dial(t Target) (*sockdiag.Conn, uint64, error) {
 
 // listenRequest asks for the LISTEN sockets of one family with extensions
 // ext.
-func listenRequest(family, ext uint8) sockdiag.Request {
-	return sockdiag.Request{Family: family, Protocol: unix.IPPROTO_TCP, Ext: ext, States: sockdiag.StateMask(sockdiag.StateListen)}
+func listenRequest(ext uint8) sockdiag.Request {
+	return sockdiag.Request{Protocol: unix.IPPROTO_TCP, Ext: ext, States: sockdiag.StateMask(sockdiag.StateListen)}
 }
 
 // DumpAcceptQueues calls fn with the socket inode and accept-queue length of
@@ -126,7 +160,7 @@ func listenRequest(family, ext uint8) sockdiag.Request {
 // there is, for samplers that run many times a second. fn may see a socket
 // twice when a dump is restarted.
 func DumpAcceptQueues(conn *sockdiag.Conn, fn func(inode, acceptQueue uint32)) error {
-	err := conn.DumpConsistent(listenRequest(allFamilies, 0), func() {}, func(s *sockdiag.Socket) error {
+	err := dumpBoth(conn, listenRequest(0), func() {}, func(s *sockdiag.Socket) error {
 		fn(s.Inode, s.RQueue)
 		return nil
 	})
@@ -140,8 +174,8 @@ func DumpAcceptQueues(conn *sockdiag.Conn, fn func(inode, acceptQueue uint32)) e
 // alone, so its cost follows listeners, not connections (KERNEL.md).
 func dumpListeners(conn *sockdiag.Conn, nsInode uint64) ([]snapshot.Listener, error) {
 	var ls []snapshot.Listener
-	req := listenRequest(allFamilies, sockdiag.ExtInfo|sockdiag.ExtSKMemInfo)
-	err := conn.DumpConsistent(req, func() { ls = ls[:0] }, func(s *sockdiag.Socket) error {
+	req := listenRequest(sockdiag.ExtInfo | sockdiag.ExtSKMemInfo)
+	err := dumpBoth(conn, req, func() { ls = ls[:0] }, func(s *sockdiag.Socket) error {
 		ls = append(ls, listenerOf(s, nsInode))
 		return nil
 	})
@@ -181,8 +215,8 @@ func countSynQueues(conn *sockdiag.Conn, ls []snapshot.Listener) error {
 		return nil
 	}
 	idx := newSynIndex(ls)
-	req := sockdiag.Request{Family: allFamilies, Protocol: unix.IPPROTO_TCP, States: sockdiag.StateMask(sockdiag.StateSynRecv)}
-	err := conn.DumpConsistent(req, idx.reset, func(s *sockdiag.Socket) error {
+	req := sockdiag.Request{Protocol: unix.IPPROTO_TCP, States: sockdiag.StateMask(sockdiag.StateSynRecv)}
+	err := dumpBoth(conn, req, idx.reset, func(s *sockdiag.Socket) error {
 		idx.add(s.Src)
 		return nil
 	})
