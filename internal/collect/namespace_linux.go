@@ -29,26 +29,16 @@ var perFamily atomic.Bool
 func dumpBoth(conn *sockdiag.Conn, req sockdiag.Request, begin func(), fn func(*sockdiag.Socket) error) error {
 	if !perFamily.Load() {
 		req.Family = unix.AF_UNSPEC
-		err := conn.DumpConsistent(req, begin, fn)
+		err := conn.DumpConsistent(begin, fn, req)
 		var errno syscall.Errno
 		if err == nil || !errors.As(err, &errno) {
 			return err
 		}
 		perFamily.Store(true) // refused (EINVAL, EOPNOTSUPP...): per family from now on
 	}
-	var err error
-	for range sockdiag.MaxDumpAttempts {
-		begin()
-		for _, req.Family = range []uint8{unix.AF_INET, unix.AF_INET6} {
-			if err = conn.Dump(req, fn); err != nil {
-				break
-			}
-		}
-		if !errors.Is(err, sockdiag.ErrDumpInterrupted) {
-			return err
-		}
-	}
-	return fmt.Errorf("%w %d times in a row; the socket tables are changing fast, try again", err, sockdiag.MaxDumpAttempts)
+	v4, v6 := req, req
+	v4.Family, v6.Family = unix.AF_INET, unix.AF_INET6
+	return conn.DumpConsistent(begin, fn, v4, v6)
 }
 
 // readNamespace reads one namespace. Inside it (on a locked thread) it opens

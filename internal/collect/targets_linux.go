@@ -69,7 +69,8 @@ func one(procRoot, path string, f netns.Found) ([]Target, string, error) {
 		return nil, "", fmt.Errorf("--netns: %w", err)
 	}
 	f.ID, f.Path = id, path
-	return []Target{target(procRoot, f)}, "", nil
+	initID, _ := netns.InitID(procRoot)
+	return []Target{target(procRoot, f, initID)}, "", nil
 }
 
 func discoverAll(procRoot string, dirs []string) ([]Target, string, error) {
@@ -81,18 +82,18 @@ func discoverAll(procRoot string, dirs []string) ([]Target, string, error) {
 	if denied > 0 {
 		warning = fmt.Sprintf("the namespaces of %d process(es) could not be inspected (/proc/PID/ns/net needs root or CAP_SYS_PTRACE); namespaces only they hold are missing", denied)
 	}
+	initID, _ := netns.InitID(procRoot) // once, not per namespace
 	ts := make([]Target, len(found))
 	for i, f := range found {
-		ts[i] = target(procRoot, f)
+		ts[i] = target(procRoot, f, initID)
 	}
 	return ts, warning, nil
 }
 
 // target names a found namespace (netns.Name) from what /proc says of a
-// process inside it.
-func target(procRoot string, f netns.Found) Target {
-	initID, err := netns.InitID(procRoot)
-	isInit := err == nil && initID == f.ID
+// process inside it; initID is the initial namespace's (zero when unknown).
+func target(procRoot string, f netns.Found, initID netns.ID) Target {
+	isInit := initID != (netns.ID{}) && initID == f.ID
 	var cgroup, comm string
 	if f.PID > 0 {
 		dir := procRoot + "/" + strconv.Itoa(f.PID)

@@ -84,14 +84,20 @@ func (c *Conn) Dump(r Request, fn func(*Socket) error) error {
 	return nil
 }
 
-// DumpConsistent runs Dump until the kernel reports it consistent, at most
-// MaxDumpAttempts times. begin is called before each attempt so the caller
-// can drop what an interrupted attempt delivered.
-func (c *Conn) DumpConsistent(r Request, begin func(), fn func(*Socket) error) error {
+// DumpConsistent runs the dumps of reqs, one after the other, until the
+// kernel reports all of them consistent, at most MaxDumpAttempts times.
+// begin is called before each attempt so the caller can drop what an
+// interrupted attempt delivered.
+func (c *Conn) DumpConsistent(begin func(), fn func(*Socket) error, reqs ...Request) error {
 	var err error
 	for range MaxDumpAttempts {
 		begin()
-		if err = c.Dump(r, fn); !errors.Is(err, ErrDumpInterrupted) {
+		for _, r := range reqs {
+			if err = c.Dump(r, fn); err != nil {
+				break
+			}
+		}
+		if !errors.Is(err, ErrDumpInterrupted) {
 			return err
 		}
 	}

@@ -24,6 +24,6 @@ func (c *Conn) Dump(Request, func(*Socket) error) error {
 }
 
 // DumpConsistent is not supported on this system.
-func (c *Conn) DumpConsistent(Request, func(), func(*Socket) error) error {
+func (c *Conn) DumpConsistent(func(), func(*Socket) error, ...Request) error {
 	return fmt.Errorf("sockdiag: not supported on %s", runtime.GOOS)
 }

@@ -154,6 +154,15 @@ func (r *Run) dial(n int) (*lab.Clients, error) {
 	return c, nil
 }
 
+// oneNamespace makes the namespace of a loopback scenario: server and
+// clients share it.
+func (r *Run) oneNamespace() error {
+	var err error
+	r.Server, err = r.namespace(r.Name)
+	r.Client = r.Server
+	return err
+}
+
 // twoNamespaces makes a server and a client namespace joined by a veth
 // pair, the client's bare ACKs dropped so handshakes stay half-open.
 func (r *Run) twoNamespaces() error {

@@ -12,11 +12,9 @@ import (
 
 // nobind: listen(2) without bind(2).
 func (r *Run) startNobind() error {
-	var err error
-	if r.Server, err = r.namespace("nobind"); err != nil {
+	if err := r.oneNamespace(); err != nil {
 		return err
 	}
-	r.Client = r.Server
 	rng, err := r.Server.Sysctl("net.ipv4.ip_local_port_range")
 	if err != nil {
 		return err
@@ -60,11 +58,10 @@ func (r *Run) startNobind() error {
 
 // capped: listen(N) above somaxconn, then somaxconn raised and listen again.
 func (r *Run) startCapped() error {
-	var err error
-	if r.Server, err = r.namespace("capped"); err != nil {
+	if err := r.oneNamespace(); err != nil {
 		return err
 	}
-	r.Client = r.Server
+	var err error
 	if r.Listener, err = r.listen(r.Server, "127.0.0.1:0", r.Params.Backlog); err != nil {
 		return err
 	}
@@ -112,11 +109,10 @@ func (r *Run) startCapped() error {
 
 // overflow: a slow (or absent) acceptor and a burst of clients.
 func (r *Run) startOverflow() error {
-	var err error
-	if r.Server, err = r.namespace("overflow"); err != nil {
+	if err := r.oneNamespace(); err != nil {
 		return err
 	}
-	r.Client = r.Server
+	var err error
 	if r.Listener, err = r.listen(r.Server, "127.0.0.1:0", r.Params.Backlog); err != nil {
 		return err
 	}
