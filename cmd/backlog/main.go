@@ -13,7 +13,8 @@ import (
 	"syscall"
 )
 
-// Exit codes (DESIGN.md).
+// Exit codes, the same for every command (docs/errors.md); doctor adds
+// exitTrouble.
 const (
 	exitOK      = 0
 	exitFailure = 1
@@ -55,6 +56,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && !isFlag(args[0]) {
 		name, args = args[0], args[1:]
 	}
+	// A terminal is left as it is: top's live view needs the *os.File.
+	if isTerminal(stdout) {
+		return dispatch(ctx, name, args, stdout, stderr)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	out := &output{w: stdout, cancel: cancel}
+	code := dispatch(ctx, name, args, out, stderr)
+	// Output that was lost is a failure, whatever the command thought.
+	if err := out.Err(); err != nil {
+		if code != exitFailure { // else the command said it already
+			fmt.Fprintf(stderr, "backlog: %v\n", err)
+		}
+		return exitFailure
+	}
+	return code
+}
+
+func dispatch(ctx context.Context, name string, args []string, stdout, stderr io.Writer) int {
 	if name == "help" || name == "-h" || name == "--help" {
 		usage(stdout)
 		return exitOK
