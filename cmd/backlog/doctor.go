@@ -60,6 +60,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	// The tracer saw only part of the window too; its counts stand.
 	if warning != "" {
 		obs.Last.Warnings = append([]string{warning}, obs.Last.Warnings...)
 	}
@@ -69,17 +70,25 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(struct {
-			Duration float64          `json:"duration_seconds"`
-			Findings []doctor.Finding `json:"findings"`
-		}{obs.Duration.Seconds(), findings})
+			Duration    float64          `json:"duration_seconds"`
+			Interrupted bool             `json:"interrupted"`
+			Findings    []doctor.Finding `json:"findings"`
+		}{obs.Duration.Seconds(), obs.Interrupted, findings})
 	} else {
 		err = render.Findings(stdout, findings)
 	}
 	if err != nil {
 		return err
 	}
+	if obs.Interrupted {
+		fmt.Fprintf(stderr, "backlog: doctor was interrupted after %v of its %v window; the findings above are what that part showed\n",
+			obs.Duration.Round(time.Millisecond), *duration)
+	}
 	if doctor.Trouble(findings) {
 		return troubleError{}
+	}
+	if obs.Interrupted {
+		return errInterrupted // no trouble in part of a window is no verdict
 	}
 	return nil
 }

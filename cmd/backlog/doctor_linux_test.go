@@ -88,3 +88,74 @@ func TestDoctorQuietCLI(t *testing.T) {
 		t.Errorf("--duration 1h: exit %d, want 2", code)
 	}
 }
+
+// startIn starts the real binary (inside ns when not "") and returns a
+// function that signals it and waits for its output and exit code.
+func startIn(t *testing.T, ns string, args ...string) func(sig syscall.Signal) (stdout, stderr string, code int) {
+	t.Helper()
+	argv := append([]string{binary}, args...)
+	if ns != "" {
+		argv = append([]string{"ip", "netns", "exec", ns}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var o, e strings.Builder
+	cmd.Stdout, cmd.Stderr = &o, &e
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() }) // by pid; no-op once it exited
+	return func(sig syscall.Signal) (string, string, int) {
+		if sig != 0 {
+			cmd.Process.Signal(sig) // ip netns exec execs: the pid is backlog's
+		}
+		err := cmd.Wait()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return o.String(), e.String(), code
+	}
+}
+
+// TestDoctorInterrupted: a doctor stopped by SIGTERM or SIGINT before its
+// window ends never reads as healthy. A quiet namespace exits 1 with a line
+// that says so; a full accept queue is still reported, exit 3; --json
+// still prints its object, marked interrupted.
+func TestDoctorInterrupted(t *testing.T) {
+	testutil.RequireRoot(t)
+	quiet := labtest.Namespace(t, "bl-doc-int")
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		wait := startIn(t, "", "doctor", "--netns", quiet.Name, "--duration", "30s")
+		time.Sleep(1500 * time.Millisecond)
+		out, stderr, code := wait(sig)
+		if code != exitFailure || strings.Contains(out, "healthy") || !strings.Contains(stderr, "interrupted after") {
+			t.Errorf("%v, quiet: exit %d, want 1 and no healthy verdict\nstdout: %s\nstderr: %s", sig, code, out, stderr)
+		}
+	}
+	wait := startIn(t, "", "doctor", "--netns", quiet.Name, "--duration", "30s", "--json")
+	time.Sleep(1500 * time.Millisecond)
+	out, stderr, code := wait(syscall.SIGTERM)
+	var res struct {
+		doctorOutput
+		Interrupted bool `json:"interrupted"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || code != exitFailure || !res.Interrupted || res.Findings == nil || len(res.Findings) != 0 {
+		t.Errorf("--json, quiet: exit %d, %v, %+v\nstdout: %s\nstderr: %s", code, err, res, out, stderr)
+	}
+	if res.Duration < 1 || res.Duration > 5 {
+		t.Errorf("--json: duration_seconds %v, want the 1.5 s it ran", res.Duration)
+	}
+
+	full := labtest.Namespace(t, "bl-doc-intf")
+	l := labtest.Listen(t, full, "127.0.0.1:0", 5)
+	labtest.Dial(t, full, netip.AddrPortFrom(l.Addr, l.Port), 20)
+	wait = startIn(t, "", "doctor", "--netns", full.Name, "--duration", "30s", "--json")
+	time.Sleep(2500 * time.Millisecond)
+	out, stderr, code = wait(syscall.SIGTERM)
+	if err := json.Unmarshal([]byte(out), &res); err != nil || code != exitTrouble || !res.Interrupted || len(res.Findings) == 0 ||
+		!strings.HasPrefix(res.Findings[0].Rule, "accept-queue-") {
+		t.Errorf("--json, full queue: exit %d, want 3 with the accept-queue finding; %v\nstdout: %s\nstderr: %s", code, err, out, stderr)
+	}
+}

@@ -95,7 +95,7 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.short)
 	}
-	fmt.Fprintln(w, "\nWith no command, backlog runs ls. 'backlog COMMAND -h' shows a command's flags.")
+	fmt.Fprintln(w, "\nWith no command, backlog runs top on a terminal and ls otherwise. 'backlog COMMAND -h' shows a command's flags.")
 }
 
 // usageError marks a bad command line (exit 2).
@@ -103,6 +103,10 @@ type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
+
+// errInterrupted marks a command stopped by a signal before its answer was
+// complete (exit 1).
+var errInterrupted = errors.New("interrupted")
 
 func exitCode(err error, stderr io.Writer) int {
 	var ue usageError
@@ -114,8 +118,11 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.As(err, &ue):
 		fmt.Fprintln(stderr, err) // names the command already
 		return exitUsage
-	case errors.Is(err, context.Canceled):
-		return exitOK
+	case errors.Is(err, errInterrupted), errors.Is(err, context.Canceled):
+		// Commands whose normal end is a signal (top, trace, serve) return
+		// nil; for the others a signal means the answer is missing.
+		fmt.Fprintln(stderr, "backlog: interrupted before the answer was complete")
+		return exitFailure
 	case errors.As(err, new(troubleError)):
 		return exitTrouble
 	}

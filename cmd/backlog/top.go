@@ -80,7 +80,7 @@ func stream(ctx context.Context, stdout, stderr io.Writer, frames <-chan render.
 			return err
 		}
 	}
-	return ctx.Err()
+	return nil // --count reached, or Ctrl-C: top's normal end
 }
 
 // drive collects every interval, re-resolving namespaces so that new ones

@@ -36,6 +36,9 @@ func rank(sev string) int {
 // Observation is what a window of watching saw.
 type Observation struct {
 	Duration time.Duration
+	// Interrupted says the window was cut short (a signal): Duration is
+	// how long it really ran, and no "healthy" verdict is given.
+	Interrupted bool
 	First    *snapshot.Snapshot // at the start of the window
 	Last     *snapshot.Snapshot // at its end
 	// Windows counts the refreshes in the window (one a second); for each
@@ -86,7 +89,8 @@ func Trouble(fs []Finding) bool {
 
 // Diagnose applies every rule to the observation and returns the findings,
 // most severe first. With nothing wrong it returns one "healthy" finding
-// that says what was checked.
+// that says what was checked, unless the window was interrupted: a window
+// cut short is no evidence of health.
 func Diagnose(o Observation) []Finding {
 	var fs []Finding
 	for _, ns := range o.Last.Namespaces {
@@ -107,8 +111,11 @@ func Diagnose(o Observation) []Finding {
 	slices.SortStableFunc(fs, func(a, b Finding) int {
 		return cmp.Or(cmp.Compare(rank(a.Severity), rank(b.Severity)), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Listener, b.Listener))
 	})
-	if !Trouble(fs) {
+	if !Trouble(fs) && !o.Interrupted {
 		fs = append(fs, healthy(o))
+	}
+	if fs == nil {
+		fs = []Finding{} // JSON: an empty list, not null
 	}
 	return fs
 }

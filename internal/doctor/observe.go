@@ -15,6 +15,12 @@ import (
 // a collection every second in between, and the sampler's 100 ms peaks, the
 // same sources as ls, top and serve. traced, when not nil, is a running
 // tracer's Stats (doctor --bpf), read at the end of the window.
+//
+// When ctx ends before the window does (SIGINT, SIGTERM, `timeout N`), the
+// observation so far is returned with Interrupted set: one last snapshot
+// with owners is taken (bounded by interruptedGrace) so what was seen can
+// still be diagnosed. Only when not even the first snapshot was taken does
+// Observe return ctx's error.
 func Observe(ctx context.Context, opts collect.Options, d time.Duration, traced func() ([]trace.ListenerStats, error)) (Observation, error) {
 	o := Observation{
 		Duration:      d,
@@ -40,6 +46,7 @@ func Observe(ctx context.Context, opts collect.Options, d time.Duration, traced 
 	if err != nil {
 		return o, err
 	}
+	latest := first
 	o.First = first
 	smp.Take()
 	start := time.Now()
@@ -50,7 +57,7 @@ func Observe(ctx context.Context, opts collect.Options, d time.Duration, traced 
 		if wait := min(time.Second, time.Until(deadline)); wait > 0 {
 			select {
 			case <-ctx.Done():
-				return o, ctx.Err()
+				return o.interrupted(opts, start, latest), nil
 			case <-time.After(wait):
 			}
 		}
@@ -60,10 +67,14 @@ func Observe(ctx context.Context, opts collect.Options, d time.Duration, traced 
 			cur = opts // the final snapshot carries owners
 		}
 		snap, err := collect.Collect(ctx, cur)
+		if ctx.Err() != nil {
+			return o.interrupted(opts, start, latest), nil
+		}
 		if err != nil {
 			return o, fmt.Errorf("observing: %w", err)
 		}
 		o.record(snap, smp.Take())
+		latest = snap
 		if last {
 			o.Last = snap
 			o.Duration = time.Since(start)
@@ -75,6 +86,25 @@ func Observe(ctx context.Context, opts collect.Options, d time.Duration, traced 
 			return o, nil
 		}
 	}
+}
+
+// interruptedGrace bounds the last snapshot of an interrupted window: a
+// collection takes milliseconds, and `timeout` kills after its own grace.
+const interruptedGrace = 2 * time.Second
+
+// interrupted ends a window cut short: the last snapshot carries owners
+// when it can be taken in time, else the latest refresh stands in.
+func (o *Observation) interrupted(opts collect.Options, start time.Time, latest *snapshot.Snapshot) Observation {
+	o.Interrupted = true
+	o.Duration = time.Since(start)
+	o.Last = latest
+	ctx, cancel := context.WithTimeout(context.Background(), interruptedGrace)
+	defer cancel()
+	if snap, err := collect.Collect(ctx, opts); err == nil {
+		o.record(snap, nil)
+		o.Last = snap
+	}
+	return *o
 }
 
 // record folds one refresh into the observation.
