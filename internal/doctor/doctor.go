@@ -39,8 +39,8 @@ type Observation struct {
 	// Interrupted says the window was cut short (a signal): Duration is
 	// how long it really ran, and no "healthy" verdict is given.
 	Interrupted bool
-	First    *snapshot.Snapshot // at the start of the window
-	Last     *snapshot.Snapshot // at its end
+	First       *snapshot.Snapshot // at the start of the window
+	Last        *snapshot.Snapshot // at its end
 	// Windows counts the refreshes in the window (one a second); for each
 	// listener, FullWindows counts those whose sampled peak accept queue
 	// exceeded the backlog, and FullAtRefresh those where it was still full
