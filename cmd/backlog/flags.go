@@ -5,11 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/backlog-dev/backlog/internal/collect"
 	"github.com/backlog-dev/backlog/internal/netns"
+	"github.com/backlog-dev/backlog/internal/workload"
 )
 
 // newFlagSet returns a flag set whose parse errors are usage errors and
@@ -42,33 +45,93 @@ func parse(fs *flag.FlagSet, args []string) error {
 
 // filterFlags are the filters of every command that lists listeners.
 type filterFlags struct {
-	netns     string
-	netnsDirs stringList
-	ports     portList
-	pids      intList
-	processes stringList
+	netns      string
+	netnsDirs  stringList
+	ports      portList
+	pids       intList
+	processes  stringList
+	pods       stringList
+	containers stringList
+	roots      rootList
+	node       string
+	res        *workload.Resolver // made once: serve and top resolve often
 }
 
 func (f *filterFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.netns, "netns", "", "network namespaces: `all` (default when permitted), self, a name under /run/netns, a path, or pid:N")
+	fs.StringVar(&f.netns, "netns", "", "network namespaces: `all` (default when permitted), self, a name under /run/netns, a path, pid:N, pod:NAMESPACE/NAME, or container:NAME")
 	fs.Var(&f.netnsDirs, "netns-dir", "another `directory` of namespace bind mounts besides /run/netns (repeatable)")
 	fs.Var(&f.ports, "port", "only listeners on this local `port` (repeatable)")
 	fs.Var(&f.pids, "pid", "only listeners owned by this `pid` (repeatable)")
 	fs.Var(&f.processes, "process", "only listeners owned by a process with this command `name` (repeatable)")
+	fs.Var(&f.pods, "pod", "only listeners of this Kubernetes pod: `NAMESPACE/NAME`, NAME or UID (repeatable)")
+	fs.Var(&f.containers, "container", "only listeners of the container with this `name` or id (repeatable)")
+	fs.Var(&f.roots, "runtime-root", "state of a container runtime somewhere else than its default: `RUNTIME=DIR`, RUNTIME one of containerd (its --state), docker (its --data-root), containers (containers/storage root or run root of podman and CRI-O) (repeatable)")
+	fs.StringVar(&f.node, "node", "", "node name for workloads (default: $NODE_NAME, else the host name)")
+}
+
+// workloads returns the resolver that names pods and containers.
+func (f *filterFlags) workloads() *workload.Resolver {
+	if f.res != nil {
+		return f.res
+	}
+	node := f.node
+	if node == "" {
+		node = os.Getenv("NODE_NAME")
+	}
+	if node == "" {
+		node, _ = os.Hostname()
+	}
+	roots := workload.DefaultRoots
+	roots.Containerd = append(slices.Clone(roots.Containerd), f.roots.containerd...)
+	roots.Docker = append(slices.Clone(roots.Docker), f.roots.docker...)
+	roots.Storage = append(slices.Clone(roots.Storage), f.roots.storage...)
+	f.res = &workload.Resolver{Roots: &roots, Node: node}
+	return f.res
 }
 
 // options resolves the namespaces and returns the collection options, with
 // a warning to show when the choice was narrowed for lack of privilege.
 func (f *filterFlags) options() (collect.Options, string, error) {
 	dirs := append(slices.Clone(netns.DefaultDirs), f.netnsDirs...)
-	targets, warning, err := collect.Resolve(f.netns, "", dirs)
+	res := f.workloads()
+	targets, warning, err := collect.ResolveWith(f.netns, "", dirs, res)
 	if errors.Is(err, collect.ErrBadSpec) {
 		return collect.Options{}, "", usageError{fmt.Errorf("backlog: %w", err)}
 	}
 	if err != nil {
 		return collect.Options{}, "", err
 	}
-	return collect.Options{Targets: targets, Ports: f.ports, PIDs: f.pids, Processes: f.processes}, warning, nil
+	opts := collect.Options{Targets: targets, Ports: f.ports, PIDs: f.pids, Processes: f.processes,
+		Pods: f.pods, Containers: f.containers, Workloads: res}
+	// A hostNetwork pod's namespace is the host's: keep only its listeners.
+	if pod, ok := strings.CutPrefix(f.netns, "pod:"); ok {
+		opts.Pods = append(slices.Clone(opts.Pods), pod)
+	} else if ctr, ok := strings.CutPrefix(f.netns, "container:"); ok {
+		opts.Containers = append(slices.Clone(opts.Containers), ctr)
+	}
+	return opts, warning, nil
+}
+
+// rootList collects --runtime-root RUNTIME=DIR.
+type rootList struct{ containerd, docker, storage []string }
+
+func (r *rootList) String() string { return "" }
+func (r *rootList) Set(s string) error {
+	kind, dir, ok := strings.Cut(s, "=")
+	if !ok || dir == "" {
+		return fmt.Errorf("%q is not RUNTIME=DIR", s)
+	}
+	switch kind {
+	case "containerd":
+		r.containerd = append(r.containerd, dir)
+	case "docker":
+		r.docker = append(r.docker, dir)
+	case "containers", "podman", "crio":
+		r.storage = append(r.storage, dir)
+	default:
+		return fmt.Errorf("unknown runtime %q (want containerd, docker or containers)", kind)
+	}
+	return nil
 }
 
 type portList []uint16
@@ -100,7 +163,7 @@ type stringList []string
 func (p *stringList) String() string { return fmt.Sprint(*p) }
 func (p *stringList) Set(s string) error {
 	if s == "" {
-		return fmt.Errorf("empty process name")
+		return fmt.Errorf("empty name")
 	}
 	*p = append(*p, s)
 	return nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/backlog-dev/backlog/internal/procfd"
 	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/workload"
 )
 
 // Target is a network namespace to collect.
@@ -23,6 +24,9 @@ type Target struct {
 	Path  string
 	Name  string
 	Inode uint64
+	// PID is a process inside (the lowest seen), whose pod or container
+	// names the namespace's workload; 0 when unknown.
+	PID int
 }
 
 // Options say what to collect and what to keep.
@@ -36,11 +40,19 @@ type Options struct {
 	Ports     []uint16
 	PIDs      []int
 	Processes []string // exact comm names
+	// Pods (NAMESPACE/NAME, NAME or UID) and Containers (name or id) keep
+	// the listeners of those workloads (MatchPod, MatchContainer).
+	Pods       []string
+	Containers []string
 
 	// NoOwners skips the /proc/*/fd walk.
 	NoOwners bool
 	// Owners, when set, remembers owners across collections (OwnerCache).
 	Owners *OwnerCache
+	// Workloads names pods and containers; repeated collections share one
+	// so runtime state is read once per container. Nil: a fresh one with
+	// the default runtime roots.
+	Workloads *workload.Resolver
 }
 
 func (o *Options) procRoot() string {
@@ -126,7 +138,13 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 	if !opts.NoOwners {
 		addOwners(snap, opts.procRoot(), opts.Owners)
 	}
+	res := opts.Workloads
+	if res == nil {
+		res = &workload.Resolver{ProcRoot: opts.procRoot()}
+	}
+	addWorkloads(snap, targets, res)
 	snap.Listeners = filterOwners(snap.Listeners, opts.PIDs, opts.Processes)
+	snap.Listeners = filterWorkloads(snap.Listeners, opts.Pods, opts.Containers)
 	snapshot.SortFullest(snap.Listeners)
 	return snap, nil
 }

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/backlog-dev/backlog/internal/caps"
 	"github.com/backlog-dev/backlog/internal/netns"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/workload"
 )
 
 // ErrBadSpec is a --netns value that names no namespace.
@@ -21,9 +24,17 @@ var ErrNeedSysAdmin = errors.New("reading other network namespaces needs root or
 
 // Resolve turns a --netns SPEC into targets: "all" (the default, "", when
 // this process may enter namespaces), "self", a name under one of dirs
-// (`ip netns` names), a path to an nsfs file, or "pid:N". Without
+// (`ip netns` names), a path to an nsfs file, "pid:N", a pod
+// ("pod:NAMESPACE/NAME", "pod:NAME" or "pod:UID"), or a container
+// ("container:NAME", or a bare NAME that no bind mount has). Without
 // CAP_SYS_ADMIN the default falls back to "self" and warning says why.
 func Resolve(spec, procRoot string, dirs []string) (targets []Target, warning string, err error) {
+	return ResolveWith(spec, procRoot, dirs, nil)
+}
+
+// ResolveWith is Resolve with the resolver that names pods and containers
+// (nil: one with the default runtime roots).
+func ResolveWith(spec, procRoot string, dirs []string, res *workload.Resolver) (targets []Target, warning string, err error) {
 	if procRoot == "" {
 		procRoot = "/proc"
 	}
@@ -47,6 +58,12 @@ func Resolve(spec, procRoot string, dirs []string) (targets []Target, warning st
 			return nil, "", fmt.Errorf("%w %q: pid:N takes a process id", ErrBadSpec, spec)
 		}
 		return one(procRoot, fmt.Sprintf("%s/%d/ns/net", procRoot, pid), netns.Found{PID: pid})
+	case strings.HasPrefix(spec, "pod:"):
+		pod := spec[len("pod:"):]
+		return workloadTargets(procRoot, res, spec, func(w *snapshot.Workload) bool { return MatchPod(w, pod) })
+	case strings.HasPrefix(spec, "container:"):
+		ctr := spec[len("container:"):]
+		return workloadTargets(procRoot, res, spec, func(w *snapshot.Workload) bool { return MatchContainer(w, ctr) })
 	case strings.Contains(spec, "/"):
 		return one(procRoot, spec, netns.Found{Mount: filepath.Base(spec)})
 	}
@@ -56,8 +73,55 @@ func Resolve(spec, procRoot string, dirs []string) (targets []Target, warning st
 			return one(procRoot, p, netns.Found{Mount: spec})
 		}
 	}
-	return nil, "", fmt.Errorf("%w %q: no namespace of that name under %s (want all, self, a name, a path or pid:N)",
+	if ts, _, err := workloadTargets(procRoot, res, spec, func(w *snapshot.Workload) bool { return MatchContainer(w, spec) }); err == nil {
+		return ts, "", nil
+	}
+	return nil, "", fmt.Errorf("%w %q: no namespace of that name under %s and no container of that name (want all, self, a name, a path, pid:N, pod:NAMESPACE/NAME or container:NAME)",
 		ErrBadSpec, spec, strings.Join(dirs, ", "))
+}
+
+// workloadTargets are the namespaces of the processes whose workload
+// matches: one for a pod with its own namespace, the host's for a
+// hostNetwork pod (the listeners are then kept by Options.Pods).
+func workloadTargets(procRoot string, res *workload.Resolver, spec string, match func(*snapshot.Workload) bool) ([]Target, string, error) {
+	if res == nil {
+		res = &workload.Resolver{ProcRoot: procRoot}
+	}
+	d, err := os.Open(procRoot)
+	if err != nil {
+		return nil, "", fmt.Errorf("--netns %s: %w", spec, err)
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, "", fmt.Errorf("--netns %s: %w", spec, err)
+	}
+	pids := make([]int, 0, len(names))
+	for _, n := range names {
+		if pid, err := strconv.Atoi(n); err == nil && pid > 0 {
+			pids = append(pids, pid)
+		}
+	}
+	slices.Sort(pids)
+	initID, _ := netns.InitID(procRoot)
+	seen := make(map[netns.ID]bool)
+	var ts []Target
+	for _, pid := range pids {
+		if !match(res.PID(pid)) {
+			continue
+		}
+		path := fmt.Sprintf("%s/%d/ns/net", procRoot, pid)
+		id, err := netns.Stat(path)
+		if err != nil || seen[id] {
+			continue
+		}
+		seen[id] = true
+		ts = append(ts, target(procRoot, netns.Found{ID: id, Path: path, PID: pid}, initID))
+	}
+	if len(ts) == 0 {
+		return nil, "", fmt.Errorf("%w %q: no running process of that workload", ErrBadSpec, spec)
+	}
+	return ts, "", nil
 }
 
 func one(procRoot, path string, f netns.Found) ([]Target, string, error) {
@@ -104,5 +168,5 @@ func target(procRoot string, f netns.Found, initID netns.ID) Target {
 			comm = strings.TrimSpace(string(b))
 		}
 	}
-	return Target{Path: f.Path, Name: netns.Name(f, isInit, cgroup, comm), Inode: f.ID.Inode}
+	return Target{Path: f.Path, Name: netns.Name(f, isInit, cgroup, comm), Inode: f.ID.Inode, PID: f.PID}
 }

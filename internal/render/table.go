@@ -27,16 +27,23 @@ func JSON(w io.Writer, s *snapshot.Snapshot) error {
 // Table writes one block per namespace: its listeners, fullest first, then
 // its sysctls and TcpExt listen counters.
 func Table(w io.Writer, s *snapshot.Snapshot) error {
+	if s.Node != "" && hasWorkload(s) {
+		fmt.Fprintf(w, "node %s\n\n", s.Node)
+	}
 	for i, ns := range s.Namespaces {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "%s (netns %d)\n", ns.Name, ns.Inode)
+		fmt.Fprintf(w, "%s (netns %d)", ns.Name, ns.Inode)
+		if ns.Workload != nil {
+			fmt.Fprintf(w, " %s", ns.Workload)
+		}
+		fmt.Fprintln(w)
 		if ns.Error != "" {
 			fmt.Fprintf(w, "  error: %s\n", ns.Error)
 		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  ADDRESS:PORT\tACCEPT-Q/BACKLOG\tFILL\tSYN-Q\tDROPS\tPROCESS")
+		fmt.Fprintln(tw, "  ADDRESS:PORT\tACCEPT-Q/BACKLOG\tFILL\tSYN-Q\tDROPS\tPROCESS\tWORKLOAD")
 		n := 0
 		for i := range s.Listeners {
 			l := &s.Listeners[i]
@@ -44,9 +51,9 @@ func Table(w io.Writer, s *snapshot.Snapshot) error {
 				continue
 			}
 			n++
-			fmt.Fprintf(tw, "  %s\t%d/%d\t%s\t%d\t%s\t%s\n",
+			fmt.Fprintf(tw, "  %s\t%d/%d\t%s\t%d\t%s\t%s\t%s\n",
 				Endpoint(l.Address, l.Port), l.AcceptQueue, l.Backlog, Fill(l),
-				l.SynQueue, optional(l.Drops), Processes(l.Processes))
+				l.SynQueue, optional(l.Drops), Processes(l.Processes), Workload(l.Workload))
 		}
 		if err := tw.Flush(); err != nil {
 			return err
@@ -90,6 +97,15 @@ func Processes(ps []snapshot.Process) string {
 	return strings.Join(parts, ",")
 }
 
+// Workload prints a pod as NAMESPACE/POD/CONTAINER and a plain container
+// as RUNTIME:NAME; "-" for none.
+func Workload(w *snapshot.Workload) string {
+	if w == nil {
+		return "-"
+	}
+	return w.String()
+}
+
 func optional(p *uint64) string {
 	if p == nil {
 		return "-"
@@ -106,4 +122,13 @@ func joinNamed(nv []snapshot.NamedValue) string {
 		parts[i] = v.Name + "=" + strconv.FormatInt(v.Value, 10)
 	}
 	return strings.Join(parts, " ")
+}
+
+func hasWorkload(s *snapshot.Snapshot) bool {
+	for i := range s.Listeners {
+		if s.Listeners[i].Workload != nil {
+			return true
+		}
+	}
+	return false
 }

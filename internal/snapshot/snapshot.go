@@ -16,6 +16,9 @@ type Snapshot struct {
 	TakenAt    time.Time   `json:"taken_at"`
 	Namespaces []Namespace `json:"namespaces"`
 	Listeners  []Listener  `json:"listeners"`
+	// Node is the name of the machine the snapshot was taken on, as
+	// Kubernetes knows it (NODE_NAME, else the host name); empty when unknown.
+	Node string `json:"node,omitempty"`
 	// Warnings are things a person should know about the collection, such
 	// as owners that could not be read for lack of privilege.
 	Warnings []string `json:"warnings,omitempty"`
@@ -33,6 +36,10 @@ type Namespace struct {
 	// Error says why the namespace could not be read; its listeners are
 	// then missing from the snapshot.
 	Error string `json:"error,omitempty"`
+	// Workload is the pod or container the namespace belongs to, from a
+	// process inside it; for a pod, Container is empty (its containers
+	// share the namespace). Nil for the host's and unknown namespaces.
+	Workload *Workload `json:"workload,omitempty"`
 }
 
 // Sysctls are the per-namespace settings that cap the listen path. A nil
@@ -132,6 +139,66 @@ type Listener struct {
 	// Processes own the socket. Nil (JSON null) when owners could not be
 	// read; empty when none was found.
 	Processes []Process `json:"processes"`
+	// Workload is the pod or container of its owning processes (a listener
+	// of a hostNetwork pod lives in the host namespace but belongs to the
+	// pod); with no owner known, the workload of its namespace when that
+	// is a pod's. Nil when it belongs to none.
+	Workload *Workload `json:"workload,omitempty"`
+}
+
+// Workload is who runs a socket's owner: a Kubernetes pod and container,
+// or a plain container. Names follow kube-state-metrics and cAdvisor
+// (namespace, pod, container), so they join with kube_pod_info. Empty
+// fields are unknown.
+type Workload struct {
+	// Namespace, Pod and PodUID name the Kubernetes pod.
+	Namespace string `json:"namespace,omitempty"`
+	Pod       string `json:"pod,omitempty"`
+	PodUID    string `json:"pod_uid,omitempty"`
+	// Container is the Kubernetes container name, or the runtime's name of
+	// a plain container (docker --name, podman --name, a containerd id).
+	Container   string `json:"container,omitempty"`
+	ContainerID string `json:"container_id,omitempty"`
+	// Runtime is docker, podman, containerd or cri-o.
+	Runtime string `json:"runtime,omitempty"`
+	// Node is the Kubernetes node (Snapshot.Node) the workload runs on.
+	Node string `json:"node,omitempty"`
+}
+
+// String names the workload for people: NAMESPACE/POD/CONTAINER for a pod,
+// RUNTIME:NAME for a plain container, with what is unknown left out.
+func (w *Workload) String() string {
+	if w == nil {
+		return ""
+	}
+	if w.Pod != "" || w.PodUID != "" {
+		s := w.Pod
+		if s == "" {
+			s = "pod:" + w.PodUID
+		}
+		if w.Namespace != "" {
+			s = w.Namespace + "/" + s
+		}
+		if w.Container != "" {
+			s += "/" + w.Container
+		}
+		return s
+	}
+	name := w.Container
+	if name == "" {
+		name = shortID(w.ContainerID)
+	}
+	if w.Runtime == "" {
+		return name
+	}
+	return w.Runtime + ":" + name
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
 
 // Process is an owner of a socket.
