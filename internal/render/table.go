@@ -27,7 +27,9 @@ func JSON(w io.Writer, s *snapshot.Snapshot) error {
 // Table writes one block per namespace: its listeners, fullest first, then
 // its sysctls and TcpExt listen counters.
 func Table(w io.Writer, s *snapshot.Snapshot) error {
-	if s.Node != "" && hasWorkload(s) {
+	// The WORKLOAD column only where some listener runs in a container.
+	workloads := hasWorkload(s)
+	if s.Node != "" && workloads {
 		fmt.Fprintf(w, "node %s\n\n", s.Node)
 	}
 	for i, ns := range s.Namespaces {
@@ -43,7 +45,11 @@ func Table(w io.Writer, s *snapshot.Snapshot) error {
 			fmt.Fprintf(w, "  error: %s\n", ns.Error)
 		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  ADDRESS:PORT\tACCEPT-Q/BACKLOG\tFILL\tSYN-Q\tDROPS\tPROCESS\tWORKLOAD")
+		head := "  ADDRESS:PORT\tACCEPT-Q/BACKLOG\tFILL\tSYN-Q\tDROPS\tPROCESS"
+		if workloads {
+			head += "\tWORKLOAD"
+		}
+		fmt.Fprintln(tw, head)
 		n := 0
 		for i := range s.Listeners {
 			l := &s.Listeners[i]
@@ -51,9 +57,13 @@ func Table(w io.Writer, s *snapshot.Snapshot) error {
 				continue
 			}
 			n++
-			fmt.Fprintf(tw, "  %s\t%d/%d\t%s\t%d\t%s\t%s\t%s\n",
+			fmt.Fprintf(tw, "  %s\t%d/%d\t%s\t%d\t%s\t%s",
 				Endpoint(l.Address, l.Port), l.AcceptQueue, l.Backlog, Fill(l),
-				l.SynQueue, optional(l.Drops), Processes(l.Processes), Workload(l.Workload))
+				l.SynQueue, optional(l.Drops), Processes(l.Processes))
+			if workloads {
+				fmt.Fprintf(tw, "\t%s", Workload(l.Workload))
+			}
+			fmt.Fprintln(tw)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
