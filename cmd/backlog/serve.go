@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +30,10 @@ import (
 // docs/metrics.md.
 const defaultListenAddress = ":9871"
 
+// minSampleInterval keeps the sampler from spinning: a LISTEN-only dump of
+// 10,000 listeners takes 5-8 ms.
+const minSampleInterval = 10 * time.Millisecond
+
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", stdout)
 	var listen addressList
@@ -39,8 +46,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	interval := fs.Duration("sample.interval", sampler.DefaultInterval, "how often accept queues are sampled between scrapes for the peak; 0 turns sampling off")
 	maxListeners := fs.Int("max-listeners", 10000, "most listener series to export, fullest first; 0 for no limit")
 	bpf := fs.Bool("bpf", false, "also export eBPF drop events by stage and accept-wait histograms per listener (needs CAP_BPF and CAP_PERFMON, docs/trace.md)")
-	level := promslog.NewLevel()
-	fs.Var(level, "log.level", "log only messages at or above this `level`: debug, info, warn or error")
+	level := levelFlag{promslog.NewLevel()}
+	fs.Var(&level, "log.level", "log only messages at or above this `level`: debug, info, warn or error")
 	format := promslog.NewFormat()
 	format.Set("logfmt")
 	fs.Var(format, "log.format", "log `format`: logfmt or json")
@@ -55,6 +62,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(listen) == 0 {
 		listen = addressList{defaultListenAddress}
 	}
+	for i, a := range listen {
+		if err := checkListenAddress(a); err != nil {
+			return err
+		}
+		if !strings.HasSuffix(a, ":0") && slices.Contains(listen[:i], a) {
+			return usageError{fmt.Errorf("backlog serve: --web.listen-address %s is given twice", a)}
+		}
+	}
+	if *interval > 0 && *interval < minSampleInterval {
+		return usageError{fmt.Errorf("backlog serve: --sample.interval %v: want 0 (off) or at least %v; one sample of every listener takes milliseconds", *interval, minSampleInterval)}
+	}
+	if err := checkTelemetryPath(*path); err != nil {
+		return err
+	}
 	if *configFile != "" {
 		if err := web.Validate(*configFile); err != nil {
 			return fmt.Errorf("--web.config.file %s: %w; see https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuration.md", *configFile, err)
@@ -65,18 +86,34 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	var tr *trace.Tracer
 	if *bpf {
 		// Say what is missing before anything listens.
 		if err := trace.Check(); err != nil {
 			return fmt.Errorf("--bpf: %w", err)
 		}
+	}
+	// Listen before logging anything: a port that cannot be had is the
+	// one line a person sees.
+	listeners, err := openListeners(listen, *systemd)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}()
+	var tr *trace.Tracer
+	if *bpf {
 		if tr, err = trace.New(traceOptions(&filters, opts)); err != nil {
 			return fmt.Errorf("--bpf: %w", err)
 		}
 		defer tr.Close()
 	}
-	logger := promslog.New(&promslog.Config{Level: level, Format: format, Writer: stderr})
+	logger := promslog.New(&promslog.Config{Level: level.Level, Format: format, Writer: stderr})
+	// Libraries that log through the standard log package, and the HTTP
+	// server's own errors (TLS handshakes), come out in the same format.
+	slog.SetDefault(logger)
 	if warning != "" {
 		logger.Warn(warning) // and counted at every scrape (source netns)
 	}
@@ -125,6 +162,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			Description: "Linux TCP listen queues: accept and SYN queues, drops and their namespace's counters",
 			Version:     version,
 			Links:       []web.LandingLinks{{Address: *path, Text: "Metrics"}},
+			Profiling:   "false", // /debug/pprof is not served
 		})
 		if err != nil {
 			return fmt.Errorf("building the landing page: %w", err)
@@ -132,7 +170,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		mux.Handle("/", landing)
 	}
 
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError)}
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
@@ -143,12 +182,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}()
 	logger.Info("starting backlog serve", "version", version, "sample_interval", *interval, "max_listeners", *maxListeners)
 	addrs := []string(listen)
-	err = web.ListenAndServe(server, &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: systemd, WebConfigFile: configFile}, logger)
+	err = web.ServeMultiple(listeners, server, &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: systemd, WebConfigFile: configFile}, logger)
 	if errors.Is(err, http.ErrServerClosed) {
 		<-stopped
 		return nil
 	}
-	return fmt.Errorf("serving metrics on %v: %w; is another process on that address? pick one with --web.listen-address", addrs, err)
+	return fmt.Errorf("serving metrics: %w", err)
+}
+
+// levelFlag is promslog's level as a flag whose zero value prints: the
+// flag package calls String on one to show defaults, and promslog.Level's
+// panics.
+type levelFlag struct{ *promslog.Level }
+
+func (l *levelFlag) String() string {
+	if l.Level == nil {
+		return ""
+	}
+	return l.Level.String()
 }
 
 // addressList is a repeatable --web.listen-address.

@@ -50,7 +50,8 @@ func (s *server) stderr() string {
 	return s.log.String()
 }
 
-var listeningRe = regexp.MustCompile(`msg="Listening on" address=(\S+)`)
+// listeningRe finds the address in the log, logfmt or JSON.
+var listeningRe = regexp.MustCompile(`msg="Listening on" address=(\S+)|"msg":"Listening on","address":"([^"]+)"`)
 
 // startServe runs the real binary with args on 127.0.0.1:0 and returns once
 // it listens; it is ended by pid at cleanup.
@@ -89,7 +90,7 @@ func startServeUnder(t *testing.T, prefix []string, args ...string) *server {
 			s.mu.Unlock()
 			if m := listeningRe.FindStringSubmatch(sc.Text()); m != nil {
 				select {
-				case found <- m[1]:
+				case found <- m[1] + m[2]:
 				default:
 				}
 			}
@@ -454,6 +455,7 @@ func TestPrometheusEndToEnd(t *testing.T) {
 // listener of another user in another namespace, with its owner, and fails
 // nowhere full root does not; without one, the scrape says what is missing.
 func TestServeLeastPrivilege(t *testing.T) {
+	testutil.RequireRoot(t)
 	testutil.RequireTool(t, "setpriv")
 	ns, err := lab.NewNamespace("bl-caps")
 	if err != nil {
