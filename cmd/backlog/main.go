@@ -35,6 +35,7 @@ func commands() []command {
 		{"ls", "one snapshot of every listener: accept queue / backlog, SYN queue, drops, owner", runLs},
 		{"serve", "Prometheus exporter of every listener's queues and drops (docs/metrics.md)", runServe},
 		{"doctor", "watch a short window, then say what is wrong, with evidence and advice (exit 3 on trouble)", runDoctor},
+		{"record", "record every listener's queues, peaks and drops to a file, for replay and reports (docs/record.md)", runRecord},
 		{"trace", "eBPF: every dropped handshake with its peer and stage, and accept-queue waits (docs/trace.md)", runTrace},
 		{"lab", "reproduce a listen-path behaviour in private namespaces and show what moved", runLab},
 		{"version", "version, kernel and the capabilities this process has", runVersion},

@@ -31,11 +31,7 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	var u unix.Utsname
-	kernel := "unknown"
-	if err := unix.Uname(&u); err == nil {
-		kernel = unix.ByteSliceToString(u.Release[:])
-	}
+	kernel := kernelRelease()
 	fmt.Fprintf(stdout, "backlog %s (%s, %s/%s)\nkernel %s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH, kernel)
 	eff, err := caps.Effective()
 	if err != nil {
@@ -52,4 +48,13 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	_, err = os.Stat("/sys/kernel/btf/vmlinux")
 	fmt.Fprintf(stdout, "%-20s %-7s for trace\n", "kernel BTF", map[bool]string{true: "yes", false: "missing"}[err == nil])
 	return nil
+}
+
+// kernelRelease is uname -r, or "unknown".
+func kernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
 }
