@@ -1,0 +1,97 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/backlog-dev/backlog/internal/record"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/testutil"
+)
+
+// recordDir returns a directory only root can write, as the recorder wants.
+func recordDir(t *testing.T) string {
+	d := t.TempDir()
+	os.Chmod(d, 0o750)
+	return d
+}
+
+// readFrames reads a whole recording.
+func readFrames(t *testing.T, path string) ([]*record.Frame, []record.Damage) {
+	t.Helper()
+	var fs []*record.Frame
+	dmg, err := record.Read(path, record.Window{}, func(f *record.Frame) error { fs = append(fs, f); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fs, dmg
+}
+
+// TestRecordRefusesUnsafeOutput: the CLI refuses symlinks and shared
+// directories with one line and exit 1, and creates nothing.
+func TestRecordRefusesUnsafeOutput(t *testing.T) {
+	testutil.RequireRoot(t)
+	shared := t.TempDir()
+	os.Chmod(shared, 0o777|os.ModeSticky)
+	safe := recordDir(t)
+	victim := filepath.Join(recordDir(t), "victim")
+	os.WriteFile(victim, []byte("keep\n"), 0o600)
+	os.Symlink(victim, filepath.Join(safe, "link.blr"))
+	for _, c := range []struct{ path, says string }{
+		{filepath.Join(shared, "rec.blr"), "writable by group or others"},
+		{shared, "writable by group or others"},
+		{filepath.Join(safe, "link.blr"), "symbolic link"},
+	} {
+		_, stderr, code := runIn(t, "", "record", "--netns", "self", "--duration", "1s", "--output", c.path)
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		last := lines[len(lines)-1]
+		if code != exitFailure || !strings.Contains(last, "refusing to record") || !strings.Contains(last, c.says) {
+			t.Errorf("record --output %s: exit %d, stderr %q", c.path, code, stderr)
+		}
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep\n" {
+		t.Errorf("the symlink's target changed: %q", b)
+	}
+	if ents, _ := os.ReadDir(shared); len(ents) != 0 {
+		t.Errorf("files created in the shared directory: %v", ents)
+	}
+	if _, stderr, code := runIn(t, "", "record"); code != exitUsage || !strings.Contains(stderr, "--output is required") {
+		t.Errorf("record without --output: exit %d, %q", code, stderr)
+	}
+}
+
+// TestRecordOverflow records a lab overflow and reads back what ss sees:
+// accept queue 6 of backlog 5, and the sampled peak 6.
+func TestRecordOverflow(t *testing.T) {
+	run := startOverflow(t)
+	dir := recordDir(t)
+	port := strconv.Itoa(int(run.Listener.Port))
+	_, stderr, code := runIn(t, "", "record", "--netns", run.Server.Name, "--interval", "500ms", "--duration", "3s", "--output", dir)
+	if code != 0 {
+		t.Fatalf("record: exit %d: %s", code, stderr)
+	}
+	ss := testutil.SSListeners(t, run.Server.Name, "sport = :"+port)
+	fs, dmg := readFrames(t, dir)
+	if len(dmg) != 0 || len(fs) < 4 {
+		t.Fatalf("%d frames, damage %v", len(fs), dmg)
+	}
+	last := fs[len(fs)-1]
+	var l *snapshot.Listener
+	for i := range last.Snapshot.Listeners {
+		if last.Snapshot.Listeners[i].Port == run.Listener.Port {
+			l = &last.Snapshot.Listeners[i]
+		}
+	}
+	if l == nil || len(ss) != 1 {
+		t.Fatalf("listener :%s not recorded (ss %v)", port, ss)
+	}
+	if int(l.AcceptQueue) != ss[0].RecvQ || int(l.Backlog) != ss[0].SendQ || l.AcceptQueue != 6 || last.Peaks[l.Key()] != 6 {
+		t.Errorf("recorded %d/%d peak %d; ss Recv-Q %d Send-Q %d", l.AcceptQueue, l.Backlog, last.Peaks[l.Key()], ss[0].RecvQ, ss[0].SendQ)
+	}
+	if h := fs[0].Header; h == nil || h.Interval != 0.5 || h.Sample != 0.1 || h.BPF {
+		t.Errorf("header %+v", h)
+	}
+}
