@@ -48,6 +48,7 @@ type filterFlags struct {
 	netns      string
 	netnsDirs  stringList
 	ports      portList
+	paths      pathList
 	pids       intList
 	processes  stringList
 	pods       stringList
@@ -60,7 +61,8 @@ type filterFlags struct {
 func (f *filterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.netns, "netns", "", "network namespaces: `all` (default when permitted), self, a name under /run/netns, a path, pid:N, pod:NAMESPACE/NAME, or container:NAME")
 	fs.Var(&f.netnsDirs, "netns-dir", "another `directory` of namespace bind mounts besides /run/netns (repeatable)")
-	fs.Var(&f.ports, "port", "only listeners on this local `port` (repeatable)")
+	fs.Var(&f.ports, "port", "only TCP listeners on this local `port` (repeatable; with --path, either matches)")
+	fs.Var(&f.paths, "path", "only UNIX listeners with this `name`: a path, @abstract, or a pattern such as '/run/php/*' or '@*' (repeatable)")
 	fs.Var(&f.pids, "pid", "only listeners owned by this `pid` (repeatable)")
 	fs.Var(&f.processes, "process", "only listeners owned by a process with this command `name` (repeatable)")
 	fs.Var(&f.pods, "pod", "only listeners of this Kubernetes pod: `NAMESPACE/NAME`, NAME or UID (repeatable)")
@@ -101,7 +103,7 @@ func (f *filterFlags) options() (collect.Options, string, error) {
 	if err != nil {
 		return collect.Options{}, "", err
 	}
-	opts := collect.Options{Targets: targets, Ports: f.ports, PIDs: f.pids, Processes: f.processes,
+	opts := collect.Options{Targets: targets, Ports: f.ports, Paths: f.paths, PIDs: f.pids, Processes: f.processes,
 		Pods: f.pods, Containers: f.containers, Workloads: res}
 	// A hostNetwork pod's namespace is the host's: keep only its listeners.
 	if pod, ok := strings.CutPrefix(f.netns, "pod:"); ok {
@@ -143,6 +145,20 @@ func (p *portList) Set(s string) error {
 		return fmt.Errorf("%q is not a TCP port (1-65535)", s)
 	}
 	*p = append(*p, uint16(n))
+	return nil
+}
+
+type pathList []string
+
+func (p *pathList) String() string { return fmt.Sprint(*p) }
+func (p *pathList) Set(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty path")
+	}
+	if err := collect.ValidatePaths([]string{s}); err != nil {
+		return err
+	}
+	*p = append(*p, s)
 	return nil
 }
 

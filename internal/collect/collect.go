@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -38,6 +39,7 @@ type Options struct {
 
 	// Filters: a listener is kept when it matches every filter given.
 	Ports     []uint16
+	Paths     []string // UNIX listener names or path.Match patterns
 	PIDs      []int
 	Processes []string // exact comm names
 	// Pods (NAMESPACE/NAME, NAME or UID) and Containers (name or id) keep
@@ -88,9 +90,9 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 	}
 
 	type result struct {
-		ns  snapshot.Namespace
-		ls  []snapshot.Listener
-		err error
+		ns           snapshot.Namespace
+		ls           []snapshot.Listener
+		unixErr, err error
 	}
 	results := make([]result, len(targets))
 	sem := make(chan struct{}, conc)
@@ -105,8 +107,8 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			ns, ls, err := readNamespace(t, opts.procRoot())
-			results[i] = result{ns, ls, err}
+			ns, ls, unixErr, err := readNamespace(t, opts.procRoot())
+			results[i] = result{ns, ls, unixErr, err}
 		}()
 	}
 	wg.Wait()
@@ -114,7 +116,10 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 		return nil, err
 	}
 
-	var failed []error
+	var (
+		failed     []error
+		noUnixDiag bool
+	)
 	for i, r := range results {
 		ns := r.ns
 		if ns.Name == "" {
@@ -128,8 +133,17 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 			ns.Error = r.err.Error()
 			failed = append(failed, fmt.Errorf("namespace %s: %w", ns.Name, r.err))
 		}
+		switch {
+		case errors.Is(r.unixErr, ErrNoUnixDiag):
+			noUnixDiag = true // one line for all namespaces
+		case r.unixErr != nil:
+			snap.Warnings = append(snap.Warnings, fmt.Sprintf("%s of namespace %s: %v", unixUnknown, ns.Name, r.unixErr))
+		}
 		snap.Namespaces = append(snap.Namespaces, ns)
-		snap.Listeners = append(snap.Listeners, filterPorts(r.ls, opts.Ports)...)
+		snap.Listeners = append(snap.Listeners, filterAddresses(r.ls, opts.Ports, opts.Paths)...)
+	}
+	if noUnixDiag {
+		snap.Warnings = append(snap.Warnings, fmt.Sprintf("%s: %v", unixUnknown, ErrNoUnixDiag))
 	}
 	if len(failed) == len(targets) {
 		return nil, fmt.Errorf("%w: %w", ErrNoNamespace, errors.Join(failed...))
@@ -149,12 +163,55 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 	return snap, nil
 }
 
-func filterPorts(ls []snapshot.Listener, ports []uint16) []snapshot.Listener {
-	if len(ports) == 0 {
+// filterAddresses keeps the TCP listeners on one of ports and the UNIX
+// listeners whose name matches one of paths (path.Match patterns). With
+// neither given it keeps everything; with only ports, only TCP listeners,
+// and with only paths, only UNIX ones.
+func filterAddresses(ls []snapshot.Listener, ports []uint16, paths []string) []snapshot.Listener {
+	if len(ports) == 0 && len(paths) == 0 {
 		return ls
 	}
-	return slices.DeleteFunc(ls, func(l snapshot.Listener) bool { return !slices.Contains(ports, l.Port) })
+	return slices.DeleteFunc(ls, func(l snapshot.Listener) bool {
+		if l.IsUnix() {
+			return !MatchPath(paths, l.Path)
+		}
+		return !slices.Contains(ports, l.Port)
+	})
 }
+
+// MatchPath reports whether a UNIX listener's name matches one of the
+// patterns: an exact name, or a path.Match pattern ("/run/php/*.sock",
+// "@*" for every abstract name).
+func MatchPath(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, name); ok || p == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ValidatePaths checks --path patterns, so a bad one is a usage error
+// rather than a filter that silently matches nothing.
+func ValidatePaths(patterns []string) error {
+	for _, p := range patterns {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("bad --path pattern %q: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// unixUnknown starts the warning when UNIX listeners could not be listed.
+const unixUnknown = "UNIX listeners unknown"
+
+// UnixUnknown reports whether a snapshot warning says UNIX listeners could
+// not be listed (as opposed to owners that could not be read).
+func UnixUnknown(warning string) bool { return strings.HasPrefix(warning, unixUnknown) }
+
+// ErrNoUnixDiag means the kernel cannot list UNIX sockets: it was built
+// without CONFIG_UNIX_DIAG or cannot load the unix_diag module.
+var ErrNoUnixDiag = errors.New("this kernel has no unix_diag (CONFIG_UNIX_DIAG); load the module with `modprobe unix_diag` to see UNIX listeners")
 
 // OwnerCache lets repeated collections (serve, top) skip the /proc/*/fd
 // walk, which reads every descriptor of every process and dominates a

@@ -44,9 +44,11 @@ func dumpBoth(conn *sockdiag.Conn, req sockdiag.Request, begin func(), fn func(*
 // readNamespace reads one namespace. Inside it (on a locked thread) it opens
 // the sock_diag socket and reads counters and sysctls, which resolve by the
 // thread's namespace; the dumps then run on that socket from here.
-func readNamespace(t Target, procRoot string) (snapshot.Namespace, []snapshot.Listener, error) {
+// A failure to list UNIX listeners leaves the TCP ones complete and comes
+// back as unixErr.
+func readNamespace(t Target, procRoot string) (ns snapshot.Namespace, ls []snapshot.Listener, unixErr, err error) {
+	ns = snapshot.Namespace{Name: t.Name, Inode: t.Inode}
 	var (
-		ns      = snapshot.Namespace{Name: t.Name, Inode: t.Inode}
 		conn    *sockdiag.Conn
 		partial []error
 	)
@@ -71,27 +73,29 @@ func readNamespace(t Target, procRoot string) (snapshot.Namespace, []snapshot.Li
 		conn, err = sockdiag.Dial()
 		return err
 	}
-	err := enter(t, inside)
+	err = enter(t, inside)
 	if errors.Is(err, fs.ErrNotExist) {
-		return ns, nil, fmt.Errorf("vanished before it could be read: %w", err)
+		return ns, nil, nil, fmt.Errorf("vanished before it could be read: %w", err)
 	}
 	if err != nil {
-		return ns, nil, err
+		return ns, nil, nil, err
 	}
 	defer conn.Close()
 
-	ls, err := dumpListeners(conn, ns.Inode)
+	ls, err = dumpListeners(conn, ns.Inode)
 	if err != nil {
-		return ns, nil, err
+		return ns, nil, nil, err
 	}
 	if err := countSynQueues(conn, ls); err != nil {
-		return ns, nil, err
+		return ns, nil, nil, err
 	}
+	uls, unixErr := dumpUnixListeners(conn, ns.Inode)
+	ls = append(ls, uls...)
 	if len(partial) > 0 {
 		// Counters or sysctls missing: the listeners are still right.
 		ns.Error = fmt.Sprintf("%s: %v", partlyRead, errors.Join(partial...))
 	}
-	return ns, ls, nil
+	return ns, ls, unixErr, nil
 }
 
 // ownName names the caller's own namespace: "host" when it is init's.
@@ -146,9 +150,11 @@ func listenRequest(ext uint8) sockdiag.Request {
 }
 
 // DumpAcceptQueues calls fn with the socket inode and accept-queue length of
-// every listener conn sees. It asks for no extensions, the cheapest dump
-// there is, for samplers that run many times a second. fn may see a socket
-// twice when a dump is restarted.
+// every listener conn sees, TCP and UNIX. It asks for no extensions (for
+// UNIX only the queue lengths), the cheapest dumps there are, for samplers
+// that run many times a second. fn may see a socket twice when a dump is
+// restarted. A kernel without unix_diag gives the TCP listeners alone; the
+// snapshot says so.
 func DumpAcceptQueues(conn *sockdiag.Conn, fn func(inode, acceptQueue uint32)) error {
 	err := dumpBoth(conn, listenRequest(0), func() {}, func(s *sockdiag.Socket) error {
 		fn(s.Inode, s.RQueue)
@@ -156,6 +162,14 @@ func DumpAcceptQueues(conn *sockdiag.Conn, fn func(inode, acceptQueue uint32)) e
 	})
 	if err != nil {
 		return fmt.Errorf("listing listeners: %w", err)
+	}
+	err = dumpUnix(conn, sockdiag.UnixShowRQLen, func(s *sockdiag.UnixSocket) {
+		if s.RQLen != nil {
+			fn(s.Inode, s.RQLen.RQueue)
+		}
+	})
+	if err != nil && !errors.Is(err, ErrNoUnixDiag) {
+		return fmt.Errorf("listing UNIX listeners: %w", err)
 	}
 	return nil
 }

@@ -10,8 +10,8 @@ import (
 	"github.com/backlog-dev/backlog/internal/sockdiag"
 )
 
-func readNamespace(Target, string) (snapshot.Namespace, []snapshot.Listener, error) {
-	return snapshot.Namespace{}, nil, fmt.Errorf("collect: listen queues can only be read on Linux, not on %s", runtime.GOOS)
+func readNamespace(Target, string) (snapshot.Namespace, []snapshot.Listener, error, error) {
+	return snapshot.Namespace{}, nil, nil, fmt.Errorf("collect: listen queues can only be read on Linux, not on %s", runtime.GOOS)
 }
 
 // Dial is not supported on this system.

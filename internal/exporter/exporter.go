@@ -79,7 +79,7 @@ type result struct {
 // one process holds on the same address and port.
 type series struct {
 	key                                  seriesKey
-	address, port                        string
+	address, port, family                string
 	acceptQueue, peak, backlog, synQueue uint32
 	drops                                uint64
 	hasDrops                             bool
@@ -89,6 +89,7 @@ type seriesKey struct {
 	netns   string
 	address netip.Addr
 	port    uint16
+	path    string // UNIX listeners
 	process string
 }
 
@@ -203,7 +204,11 @@ func (e *Exporter) collectOnce() *result {
 			}
 		}
 		for _, w := range snap.Warnings {
-			fail(SourceOwners, "", textError(w))
+			if collect.UnixUnknown(w) {
+				fail(SourceUnix, "", textError(w))
+			} else {
+				fail(SourceOwners, "", textError(w))
+			}
 		}
 		r.namespaces = snap.Namespaces
 		r.listeners = buildSeries(snap, peaks)
@@ -257,7 +262,8 @@ func (e *Exporter) logChanges(now map[failure]error) {
 
 // buildSeries turns listeners into series, in the snapshot's order (fullest
 // first). SO_REUSEPORT sockets that one process holds on the same address
-// and port would carry the same labels, so they become one series: the
+// and port (or UNIX sockets of one name, in different mount namespaces)
+// would carry the same labels, so they become one series: the
 // largest queue and peak, the smallest backlog (a fill ratio that errs
 // toward alerting), and the sums of SYN queues and drops.
 func buildSeries(snap *snapshot.Snapshot, peaks map[sampler.Key]uint32) []series {
@@ -270,7 +276,7 @@ func buildSeries(snap *snapshot.Snapshot, peaks map[sampler.Key]uint32) []series
 	for i := range snap.Listeners {
 		l := &snap.Listeners[i]
 		s := series{
-			key:         seriesKey{netns: names[l.Netns], address: l.Address, port: l.Port},
+			key:         seriesKey{netns: names[l.Netns], address: l.Address, port: l.Port, path: l.Path},
 			acceptQueue: l.AcceptQueue,
 			peak:        max(l.AcceptQueue, peaks[sampler.Key{Netns: l.Netns, Inode: l.Inode}]),
 			backlog:     l.Backlog,
@@ -284,7 +290,10 @@ func buildSeries(snap *snapshot.Snapshot, peaks map[sampler.Key]uint32) []series
 		}
 		j, ok := index[s.key]
 		if !ok {
-			s.address, s.port = l.Address.String(), strconv.Itoa(int(l.Port))
+			s.family = l.Family
+			if !l.IsUnix() {
+				s.address, s.port = l.Address.String(), strconv.Itoa(int(l.Port))
+			}
 			index[s.key] = len(out)
 			out = append(out, s)
 			continue

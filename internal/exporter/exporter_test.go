@@ -29,8 +29,12 @@ func fake(snap *snapshot.Snapshot, err error, opts Options) *Exporter {
 }
 
 func listener(netns uint64, addr string, port uint16, inode uint32, q, backlog uint32, drops uint64, comm string) snapshot.Listener {
-	l := snapshot.Listener{Netns: netns, Address: netip.MustParseAddr(addr), Port: port, Inode: inode,
+	a := netip.MustParseAddr(addr)
+	l := snapshot.Listener{Netns: netns, Family: snapshot.FamilyInet, Address: a, Port: port, Inode: inode,
 		AcceptQueue: q, Backlog: backlog, Drops: &drops, Processes: []snapshot.Process{}}
+	if a.Is6() {
+		l.Family = snapshot.FamilyInet6
+	}
 	if comm != "" {
 		l.Processes = []snapshot.Process{{PID: int(inode), Comm: comm}}
 	}
@@ -59,19 +63,19 @@ func TestMetricsAndReuseport(t *testing.T) {
 	want := `
 # HELP backlog_listener_accept_queue Connections that finished the handshake and wait for accept(2); the kernel lets it reach backlog+1.
 # TYPE backlog_listener_accept_queue gauge
-backlog_listener_accept_queue{address="0.0.0.0",netns="host",port="80",process="nginx"} 129
-backlog_listener_accept_queue{address="0.0.0.0",netns="pod:1234",port="80",process=""} 0
-backlog_listener_accept_queue{address="::",netns="host",port="22",process="sshd"} 0
+backlog_listener_accept_queue{address="0.0.0.0",family="inet",netns="host",path="",port="80",process="nginx"} 129
+backlog_listener_accept_queue{address="0.0.0.0",family="inet",netns="pod:1234",path="",port="80",process=""} 0
+backlog_listener_accept_queue{address="::",family="inet6",netns="host",path="",port="22",process="sshd"} 0
 # HELP backlog_listener_backlog Effective backlog: the listen(2) backlog capped at net.core.somaxconn.
 # TYPE backlog_listener_backlog gauge
-backlog_listener_backlog{address="0.0.0.0",netns="host",port="80",process="nginx"} 128
-backlog_listener_backlog{address="0.0.0.0",netns="pod:1234",port="80",process=""} 128
-backlog_listener_backlog{address="::",netns="host",port="22",process="sshd"} 128
+backlog_listener_backlog{address="0.0.0.0",family="inet",netns="host",path="",port="80",process="nginx"} 128
+backlog_listener_backlog{address="0.0.0.0",family="inet",netns="pod:1234",path="",port="80",process=""} 128
+backlog_listener_backlog{address="::",family="inet6",netns="host",path="",port="22",process="sshd"} 128
 # HELP backlog_listener_drops_total Packets the listener dropped (sk_drops), each retransmitted SYN again: not a count of refused clients.
 # TYPE backlog_listener_drops_total counter
-backlog_listener_drops_total{address="0.0.0.0",netns="host",port="80",process="nginx"} 7
-backlog_listener_drops_total{address="0.0.0.0",netns="pod:1234",port="80",process=""} 0
-backlog_listener_drops_total{address="::",netns="host",port="22",process="sshd"} 0
+backlog_listener_drops_total{address="0.0.0.0",family="inet",netns="host",path="",port="80",process="nginx"} 7
+backlog_listener_drops_total{address="0.0.0.0",family="inet",netns="pod:1234",path="",port="80",process=""} 0
+backlog_listener_drops_total{address="::",family="inet6",netns="host",path="",port="22",process="sshd"} 0
 # HELP backlog_netns_tcpext_total TcpExt listen counters of the namespace's /proc/net/netstat, under their kernel names.
 # TYPE backlog_netns_tcpext_total counter
 backlog_netns_tcpext_total{counter="ListenDrops",netns="host"} 7
@@ -233,7 +237,7 @@ func TestGatherEqualsCollect(t *testing.T) {
 	if viaRegistry != direct {
 		t.Errorf("registry:\n%s\ndirect:\n%s", viaRegistry, direct)
 	}
-	if !strings.Contains(direct, `backlog_listener_accept_queue_peak{address="0.0.0.0",netns="host",port="80",process="nginx"} 129`) {
+	if !strings.Contains(direct, `backlog_listener_accept_queue_peak{address="0.0.0.0",family="inet",netns="host",path="",port="80",process="nginx"} 129`) {
 		t.Errorf("peak missing:\n%s", direct)
 	}
 }

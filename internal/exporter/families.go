@@ -99,9 +99,9 @@ func setValue(m *dto.Metric, typ dto.MetricType, v float64) {
 // listenerSamples hold the samples of one listener series in a single
 // allocation; they share one label slice, read-only once built.
 type listenerSamples struct {
-	values  [4]string
-	pairs   [4]dto.LabelPair
-	labels  [4]*dto.LabelPair
+	values  [6]string
+	pairs   [6]dto.LabelPair
+	labels  [6]*dto.LabelPair
 	metrics [5]dto.Metric
 	gauges  [4]dto.Gauge
 	counter dto.Counter
@@ -111,7 +111,7 @@ type listenerSamples struct {
 // add appends the series' samples to its families; drops only when the
 // kernel reported them.
 func (s *series) add(family func(*metric) *dto.MetricFamily) {
-	ls := &listenerSamples{values: [4]string{s.address, s.key.netns, s.port, s.key.process}}
+	ls := &listenerSamples{values: [6]string{s.address, s.family, s.key.netns, s.key.path, s.port, s.key.process}}
 	for i := range ls.pairs {
 		ls.pairs[i].Name, ls.pairs[i].Value = &listenerLabels[i], &ls.values[i]
 		ls.labels[i] = &ls.pairs[i]
@@ -147,7 +147,9 @@ func sortByLabels(ss []series) {
 	slices.SortFunc(ss, func(a, b series) int {
 		return cmp.Or(
 			strings.Compare(a.address, b.address),
+			strings.Compare(a.family, b.family),
 			strings.Compare(a.key.netns, b.key.netns),
+			strings.Compare(a.key.path, b.key.path),
 			strings.Compare(a.port, b.port),
 			strings.Compare(a.key.process, b.key.process),
 		)

@@ -13,9 +13,10 @@ const (
 	SourceSysctl    = "sysctl"    // its sysctls
 	SourceOwners    = "owners"    // the /proc/*/fd walk for owning processes
 	SourceSampler   = "sampler"   // sampling accept queues between scrapes
+	SourceUnix      = "unix"      // listing UNIX listeners (unix_diag)
 )
 
-var sources = []string{SourceNamespace, SourceNetns, SourceNetstat, SourceOwners, SourceSampler, SourceSysctl}
+var sources = []string{SourceNamespace, SourceNetns, SourceNetstat, SourceOwners, SourceSampler, SourceSysctl, SourceUnix}
 
 // metric is one metric family: its name, type, help and label names, the
 // latter sorted as the exposition wants them.
@@ -37,8 +38,10 @@ const (
 	counter = dto.MetricType_COUNTER
 )
 
-// listenerLabels label every listener series.
-var listenerLabels = []string{"address", "netns", "port", "process"}
+// listenerLabels label every listener series, sorted. A TCP listener has
+// address and port, a UNIX one path; Prometheus reads the empty others as
+// absent.
+var listenerLabels = []string{"address", "family", "netns", "path", "port", "process"}
 
 // The metrics, as docs/metrics.md lists them.
 var (

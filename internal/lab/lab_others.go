@@ -84,3 +84,24 @@ func (*Clients) Send([]byte) int { return 0 }
 
 // RemoveStale is not supported on this system.
 func RemoveStale(string) ([]string, error) { return nil, notSupported("remove stale namespaces") }
+
+// ListenUnix is not supported on this system.
+func (*Namespace) ListenUnix(int, string, int) (*UnixListener, error) {
+	return nil, notSupported("listen on unix")
+}
+
+// DialUnix is not supported on this system.
+func (*Namespace) DialUnix(int, string, int) (*Clients, int, error) {
+	return nil, 0, notSupported("dial unix")
+}
+
+// ConnectUnixBlocking is not supported on this system.
+func (*Namespace) ConnectUnixBlocking(int, string, time.Duration) (int, error) {
+	return -1, notSupported("connect unix")
+}
+
+// Accept is not supported on this system.
+func (*UnixListener) Accept() (int, bool, error) { return -1, false, notSupported("accept") }
+
+// Close is not supported on this system.
+func (*UnixListener) Close() error { return notSupported("close") }

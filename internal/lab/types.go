@@ -33,7 +33,19 @@ type Listener struct {
 	closed atomic.Bool
 }
 
-// Clients are TCP sockets connecting from inside a Namespace.
+// UnixListener is a UNIX stream or seqpacket listening socket opened inside
+// a Namespace.
+type UnixListener struct {
+	Fd    int    // valid until Close; non-blocking, so use Accept rather than accept(2)
+	Type  int    // unix.SOCK_STREAM or unix.SOCK_SEQPACKET
+	Name  string // as the kernel names it and ss prints it: a path, or @abstract
+	Inode uint32 // the socket's inode (socket:[N])
+
+	file   *os.File
+	closed atomic.Bool
+}
+
+// Clients are sockets connecting from inside a Namespace.
 type Clients struct {
 	mu     sync.Mutex
 	fds    []int

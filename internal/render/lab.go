@@ -21,8 +21,8 @@ func Lab(w io.Writer, r *scenario.Result) error {
 	fmt.Fprintln(w)
 	for i := range r.Listeners {
 		l := &r.Listeners[i]
-		fmt.Fprintf(w, "  listener %s  accept queue %d/%d (%s)  SYN queue %d  drops %s\n",
-			Endpoint(l.Address, l.Port), l.AcceptQueue, l.Backlog, Fill(l), l.SynQueue, optional(l.Drops))
+		fmt.Fprintf(w, "  listener %s  accept queue %d/%d (%s)  SYN queue %s  drops %s\n",
+			l.Local(), l.AcceptQueue, l.Backlog, Fill(l), SynQueue(l), optional(l.Drops))
 	}
 	var moved []string
 	for _, k := range slices.Sorted(maps.Keys(r.Moved)) {

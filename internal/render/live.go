@@ -201,7 +201,7 @@ func (m *Live) layout() {
 
 // rowText is what the filter matches: namespace, endpoint and processes.
 func (m *Live) rowText(l *snapshot.ListenerDelta) string {
-	return m.names[l.Netns] + " " + Endpoint(l.Address, l.Port) + " " + Processes(l.Processes)
+	return m.names[l.Netns] + " " + l.Local() + " " + Processes(l.Processes)
 }
 
 func peakFill(l *snapshot.ListenerDelta) float64 {
@@ -227,7 +227,7 @@ func (m *Live) less(a, b snapshot.ListenerDelta) int {
 	case "syn":
 		return cmp.Or(cmp.Compare(b.SynQueue, a.SynQueue), tie)
 	case "port":
-		return cmp.Or(cmp.Compare(a.Port, b.Port), tie)
+		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Path, b.Path), tie)
 	case "netns":
 		return cmp.Or(cmp.Compare(m.names[a.Netns], m.names[b.Netns]), tie)
 	}
@@ -371,7 +371,11 @@ func (c liveColumns) row(l *snapshot.ListenerDelta, netns string, hist []uint32)
 	if c.netns {
 		s += fmt.Sprintf("%-14s ", truncate(netns, 14))
 	}
-	s += fmt.Sprintf("%-22s %5d %5d %7d ", truncate(Endpoint(l.Address, l.Port), 22), l.AcceptQueue, l.AcceptQueuePeak, l.Backlog)
+	local := truncate(l.Local(), 22)
+	if l.IsUnix() {
+		local = truncateLeft(l.Local(), 22) // the file name says most
+	}
+	s += fmt.Sprintf("%-22s %5d %5d %7d ", local, l.AcceptQueue, l.AcceptQueuePeak, l.Backlog)
 	if c.bar {
 		s += fmt.Sprintf("%-16s ", bar(l.AcceptQueuePeak, l.Backlog))
 	}
@@ -379,7 +383,7 @@ func (c liveColumns) row(l *snapshot.ListenerDelta, netns string, hist []uint32)
 	if l.DropsPerSecond != nil {
 		rate = fmt.Sprintf("%.1f", *l.DropsPerSecond)
 	}
-	s += fmt.Sprintf("%5d %7s ", l.SynQueue, rate)
+	s += fmt.Sprintf("%5s %7s ", SynQueue(&l.Listener), rate)
 	if c.history {
 		s += fmt.Sprintf("%-*s ", historyLen, Sparkline(hist, l.Backlog+1))
 	}
@@ -411,6 +415,18 @@ func Sparkline(vals []uint32, top uint32) string {
 }
 
 // truncate cuts s to at most w runes.
+// truncateLeft keeps the end of s.
+func truncateLeft(s string, w int) string {
+	r := []rune(s)
+	if len(r) <= w {
+		return s
+	}
+	if w <= 1 {
+		return string(r[len(r)-w:])
+	}
+	return "…" + string(r[len(r)-w+1:])
+}
+
 func truncate(s string, w int) string {
 	r := []rune(s)
 	if len(r) <= w {

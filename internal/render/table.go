@@ -57,9 +57,9 @@ func Table(w io.Writer, s *snapshot.Snapshot) error {
 				continue
 			}
 			n++
-			fmt.Fprintf(tw, "  %s\t%d/%d\t%s\t%d\t%s\t%s",
-				Endpoint(l.Address, l.Port), l.AcceptQueue, l.Backlog, Fill(l),
-				l.SynQueue, optional(l.Drops), Processes(l.Processes))
+			fmt.Fprintf(tw, "  %s\t%d/%d\t%s\t%s\t%s\t%s",
+				l.Local(), l.AcceptQueue, l.Backlog, Fill(l),
+				SynQueue(l), optional(l.Drops), Processes(l.Processes))
 			if workloads {
 				fmt.Fprintf(tw, "\t%s", Workload(l.Workload))
 			}
@@ -81,6 +81,14 @@ func Table(w io.Writer, s *snapshot.Snapshot) error {
 // Endpoint prints address:port, with brackets for IPv6.
 func Endpoint(a netip.Addr, port uint16) string {
 	return netip.AddrPortFrom(a, port).String()
+}
+
+// SynQueue prints the SYN queue; "-" for a UNIX listener, which has none.
+func SynQueue(l *snapshot.Listener) string {
+	if l.IsUnix() {
+		return "-"
+	}
+	return strconv.FormatUint(uint64(l.SynQueue), 10)
 }
 
 // Fill prints the accept queue as a percentage of the backlog.

@@ -118,19 +118,35 @@ type NamedValue struct {
 	Value int64
 }
 
-// Listener is one listening TCP socket.
+// Listener is one listening socket: TCP (family inet or inet6) or UNIX
+// stream or seqpacket (family unix).
 type Listener struct {
-	Netns   uint64     `json:"netns"`
-	Family  string     `json:"family"` // "inet" or "inet6"
-	Address netip.Addr `json:"address"`
-	Port    uint16     `json:"port"`
-	Inode   uint32     `json:"inode"`
+	Netns  uint64 `json:"netns"`
+	Family string `json:"family"` // "inet", "inet6" or "unix"
+	// Address and Port are a TCP listener's local address; zero, and
+	// absent in JSON, for a UNIX listener.
+	Address netip.Addr `json:"address,omitzero"`
+	Port    uint16     `json:"port,omitzero"`
+	// Path is a UNIX listener's name: a file path, "@name" for an abstract
+	// one (each NUL written as "@", as ss does), empty when it has none.
+	Path string `json:"path,omitempty"`
+	// Type is a UNIX listener's socket type: "stream" or "seqpacket".
+	Type string `json:"type,omitempty"`
+	// VFS is the device and inode of a UNIX listener's socket file
+	// (UNIX_DIAG_VFS); it tells apart sockets of the same path in
+	// different mount namespaces. Nil for abstract names.
+	VFS   *VFS   `json:"vfs,omitempty"`
+	Inode uint32 `json:"inode"`
+	// UID owns the socket (UNIX_DIAG_UID, Linux 5.3 on); nil when the
+	// kernel did not say. Set for UNIX listeners only.
+	UID *uint32 `json:"uid,omitempty"`
 	// AcceptQueue is the number of finished handshakes waiting for
 	// accept(2); it can reach Backlog+1 (sk_acceptq_is_full() uses ">").
 	AcceptQueue uint32 `json:"accept_queue"`
 	// Backlog is the effective backlog: min(listen(2) backlog, somaxconn).
 	Backlog uint32 `json:"backlog"`
-	// SynQueue is the number of half-open handshakes (SYN-RECV) for it.
+	// SynQueue is the number of half-open handshakes (SYN-RECV) for it;
+	// always 0 for a UNIX listener, whose connect(2) has no handshake.
 	SynQueue uint32 `json:"syn_queue"`
 	// Drops is the listener's sk_drops: dropped packets, retransmitted
 	// SYNs included, not refused clients. Nil when the kernel did not say.
@@ -201,6 +217,13 @@ func shortID(id string) string {
 	return id
 }
 
+// VFS names the file a UNIX socket is bound to: the kernel's device
+// number of its filesystem (s_dev: major<<20 | minor) and its inode.
+type VFS struct {
+	Dev   uint32 `json:"dev"`
+	Inode uint32 `json:"inode"`
+}
+
 // Process is an owner of a socket.
 type Process struct {
 	PID  int    `json:"pid"`
@@ -211,7 +234,30 @@ type Process struct {
 const (
 	FamilyInet  = "inet"
 	FamilyInet6 = "inet6"
+	FamilyUnix  = "unix"
 )
+
+// UNIX socket types used in Listener.Type.
+const (
+	TypeStream    = "stream"
+	TypeSeqpacket = "seqpacket"
+)
+
+// IsUnix reports whether l is a UNIX-domain listener.
+func (l *Listener) IsUnix() bool { return l.Family == FamilyUnix }
+
+// Local is the listener's local name as ss prints it: address:port for
+// TCP ([v6]:port for IPv6), the path or @abstract name for UNIX ("*"
+// when it has none).
+func (l *Listener) Local() string {
+	if l.IsUnix() {
+		if l.Path == "" {
+			return "*"
+		}
+		return l.Path
+	}
+	return netip.AddrPortFrom(l.Address, l.Port).String()
+}
 
 // Fill is the accept queue as a fraction of the backlog; it exceeds 1 when
 // the queue holds backlog+1. ok is false for a zero backlog.
@@ -240,6 +286,7 @@ func SortFullest(ls []Listener) {
 			cmp.Compare(a.Netns, b.Netns),
 			cmp.Compare(a.Port, b.Port),
 			a.Address.Compare(b.Address),
+			cmp.Compare(a.Path, b.Path),
 			cmp.Compare(a.Inode, b.Inode),
 		)
 	})

@@ -59,6 +59,12 @@ func rawDump(t *testing.T, r Request) []byte {
 	if err := unix.Sendto(c.fd, marshalRequest(1, r), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		t.Fatal(err)
 	}
+	return receiveAll(t, c)
+}
+
+// receiveAll reads the reply of the request with sequence 1 to its end.
+func receiveAll(t *testing.T, c *Conn) []byte {
+	t.Helper()
 	st := dumpState{seq: 1}
 	var all []byte
 	for !st.done {

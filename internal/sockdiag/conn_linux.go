@@ -41,8 +41,34 @@ func (c *Conn) Close() error { return unix.Close(c.fd) }
 // reading the whole dump) if the kernel flagged it inconsistent.
 func (c *Conn) Dump(r Request, fn func(*Socket) error) error {
 	c.seq++
+	return c.dump(marshalRequest(c.seq, r), func(body []byte) error {
+		s, err := UnmarshalSocket(body)
+		if err != nil {
+			return err
+		}
+		return fn(&s)
+	})
+}
+
+// DumpUnix runs one unix_diag dump and calls fn for every UNIX socket,
+// streaming. A kernel without unix_diag (CONFIG_UNIX_DIAG=n, or the module
+// not loadable) answers ENOENT; errors.Is finds it in the error.
+func (c *Conn) DumpUnix(r UnixRequest, fn func(*UnixSocket) error) error {
+	c.seq++
+	return c.dump(marshalUnixRequest(c.seq, r), func(body []byte) error {
+		s, err := UnmarshalUnixSocket(body)
+		if err != nil {
+			return err
+		}
+		return fn(&s)
+	})
+}
+
+// dump sends msg (sequence c.seq) and passes each reply body to decode,
+// which returns the first error of the decoding or of the caller.
+func (c *Conn) dump(msg []byte, decode func(body []byte) error) error {
 	st := dumpState{seq: c.seq}
-	if err := unix.Sendto(c.fd, marshalRequest(c.seq, r), 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	if err := unix.Sendto(c.fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return &OpError{Op: "send dump request", Err: err}
 	}
 	var ferr error
@@ -58,15 +84,9 @@ func (c *Conn) Dump(r Request, fn func(*Socket) error) error {
 			return &OpError{Op: "receive dump", Err: fmt.Errorf("reply truncated at %d bytes", len(c.buf))}
 		}
 		err = st.parseBuffer(c.buf[:n], func(body []byte) error {
-			if ferr != nil {
-				return nil // drain the dump, keep the first error
+			if ferr == nil { // after an error, drain the dump and keep the first
+				ferr = decode(body)
 			}
-			s, err := UnmarshalSocket(body)
-			if err != nil {
-				ferr = err
-				return nil
-			}
-			ferr = fn(&s)
 			return nil
 		})
 		if err != nil {

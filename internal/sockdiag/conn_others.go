@@ -23,6 +23,11 @@ func (c *Conn) Dump(Request, func(*Socket) error) error {
 	return fmt.Errorf("sockdiag: not supported on %s", runtime.GOOS)
 }
 
+// DumpUnix is not supported on this system.
+func (c *Conn) DumpUnix(UnixRequest, func(*UnixSocket) error) error {
+	return fmt.Errorf("sockdiag: not supported on %s", runtime.GOOS)
+}
+
 // DumpConsistent is not supported on this system.
 func (c *Conn) DumpConsistent(func(), func(*Socket) error, ...Request) error {
 	return fmt.Errorf("sockdiag: not supported on %s", runtime.GOOS)

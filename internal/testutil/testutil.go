@@ -132,3 +132,47 @@ func Nstat(t testing.TB, ns string) map[string]uint64 {
 	}
 	return m
 }
+
+// SSUnixListener is one UNIX listener as `ss -xl` prints it.
+type SSUnixListener struct {
+	Netid        string // u_str, u_seq
+	RecvQ, SendQ int    // pending connections, backlog
+	Name         string // path, @abstract (NULs as @), or * when unnamed
+	Inode        uint32
+}
+
+// SSUnixListeners runs `ss -Hxl` in the namespace at nsPath (an nsfs file;
+// "" for this process's own) and returns its listeners.
+func SSUnixListeners(t testing.TB, nsPath string) []SSUnixListener {
+	t.Helper()
+	args := []string{"ss", "-Hxl"}
+	if nsPath != "" {
+		args = append([]string{"nsenter", "--net=" + nsPath}, args...)
+	}
+	out, err := exec.Command(args[0], args[1:]...).Output()
+	if err != nil {
+		t.Fatalf("%s: %v", strings.Join(args, " "), err)
+	}
+	return ParseSSUnix(string(out))
+}
+
+// ParseSSUnix parses `ss -Hxl` output: Netid State Recv-Q Send-Q Name Inode
+// Peer PeerInode, where the name may hold spaces.
+func ParseSSUnix(out string) []SSUnixListener {
+	var ls []SSUnixListener
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 || f[1] != "LISTEN" {
+			continue
+		}
+		rq, err1 := strconv.Atoi(f[2])
+		sq, err2 := strconv.Atoi(f[3])
+		ino, err3 := strconv.ParseUint(f[len(f)-3], 10, 32)
+		if err1 != nil || err2 != nil || err3 != nil {
+			continue
+		}
+		ls = append(ls, SSUnixListener{Netid: f[0], RecvQ: rq, SendQ: sq,
+			Name: strings.Join(f[4:len(f)-3], " "), Inode: uint32(ino)})
+	}
+	return ls
+}

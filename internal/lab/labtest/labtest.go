@@ -51,3 +51,29 @@ func Dial(t testing.TB, ns *lab.Namespace, to netip.AddrPort, n int) *lab.Client
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// ListenUnix opens a UNIX listener of type typ (unix.SOCK_STREAM or
+// unix.SOCK_SEQPACKET) on name (a path, "@abstract", or "" to autobind)
+// inside ns, closed (and its file removed) at cleanup.
+func ListenUnix(t testing.TB, ns *lab.Namespace, typ int, name string, backlog int) *lab.UnixListener {
+	t.Helper()
+	l, err := ns.ListenUnix(typ, name, backlog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// DialUnix makes n non-blocking connects to a UNIX listener from ns and
+// returns how many the listener refused (EAGAIN); the others are closed at
+// cleanup.
+func DialUnix(t testing.TB, ns *lab.Namespace, l *lab.UnixListener, n int) (refused int) {
+	t.Helper()
+	c, refused, err := ns.DialUnix(l.Type, l.Name, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return refused
+}
