@@ -28,8 +28,22 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	bpf := fs.Bool("bpf", false, "also trace with eBPF during the window: drops by stage and accept-queue waits as evidence (docs/trace.md)")
 	var filters filterFlags
 	filters.register(fs)
+	var rf replayFlags
+	rf.register(fs, "from", "judge this recording (backlog record) instead of watching live")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if rf.path != "" {
+		src, err := rf.source(&filters, stderr)
+		if err != nil {
+			return err
+		}
+		obs, dmg, err := src.Observe()
+		reportDamage(stderr, dmg)
+		if err != nil {
+			return err
+		}
+		return answer(stdout, stderr, obs, "", *asJSON, obs.Duration)
 	}
 	if *duration < time.Second || *duration > 10*time.Minute {
 		return usageError{errors.New("backlog doctor: --duration must be between 1s and 10m")}
@@ -61,12 +75,19 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	// The tracer saw only part of the window too; its counts stand.
+	return answer(stdout, stderr, obs, warning, *asJSON, *duration)
+}
+
+// answer prints the findings of an observation and returns the error that
+// gives doctor's exit code.
+func answer(stdout, stderr io.Writer, obs doctor.Observation, warning string, asJSON bool, window time.Duration) error {
+	var err error
 	if warning != "" {
 		obs.Last.Warnings = append([]string{warning}, obs.Last.Warnings...)
 	}
 	report(stderr, obs.Last)
 	findings := doctor.Diagnose(obs)
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(struct {
@@ -82,7 +103,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if obs.Interrupted {
 		fmt.Fprintf(stderr, "backlog: doctor was interrupted after %v of its %v window; the findings above are what that part showed\n",
-			obs.Duration.Round(time.Millisecond), *duration)
+			obs.Duration.Round(time.Millisecond), window)
 	}
 	if doctor.Trouble(findings) {
 		return troubleError{}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -29,8 +30,23 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print one JSON object (docs/json.md)")
 	var filters filterFlags
 	filters.register(fs)
+	from := fs.String("from", "", "print a recorded snapshot instead (with --at): a `file` or directory of recordings (docs/record.md)")
+	at := fs.String("at", "", "with --from: the last frame at or before `TIME` (2026-12-01T03:00:00Z, \"2026-12-01 03:00\", or 03:00:00 on the recording's first day)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if (*from == "") != (*at == "") {
+		return usageError{errors.New("backlog ls: --from and --at go together")}
+	}
+	if *from != "" {
+		snap, err := recordedAt(&filters, *from, *at, stderr)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return render.JSON(stdout, snap)
+		}
+		return render.Table(stdout, snap)
 	}
 	opts, warning, err := filters.options()
 	if err != nil {
@@ -48,4 +64,28 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return render.JSON(stdout, snap)
 	}
 	return render.Table(stdout, snap)
+}
+
+// recordedAt is the recorded snapshot ls --from --at prints.
+func recordedAt(filters *filterFlags, path, at string, stderr io.Writer) (*snapshot.Snapshot, error) {
+	rf := replayFlags{path: path}
+	src, err := rf.source(filters, stderr)
+	if err != nil {
+		return nil, err
+	}
+	first, err := firstFrameTime(path)
+	if err != nil {
+		return nil, err
+	}
+	t, err := parseWhen(at, first)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("backlog ls: --at: %w", err)}
+	}
+	f, dmg, err := src.At(t)
+	reportDamage(stderr, dmg)
+	if err != nil {
+		return nil, fmt.Errorf("%w; the recording starts at %s", err, first.Local().Format("2006-01-02 15:04:05"))
+	}
+	report(stderr, f.Snapshot)
+	return f.Snapshot, nil
 }

@@ -36,8 +36,13 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	asJSON := fs.Bool("json", false, "print one JSON object per interval (the default when stdout is not a terminal)")
 	var filters filterFlags
 	filters.register(fs)
+	var rf replayFlags
+	rf.register(fs, "replay", "replay this recording (backlog record) with a time cursor instead of watching live")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if rf.path != "" || rf.since != "" || rf.until != "" {
+		return replayTop(ctx, &rf, &filters, *asJSON, stdout, stderr)
 	}
 	if *interval < 100*time.Millisecond || *sample < 10*time.Millisecond || *sample > *interval || *count < 0 {
 		return usageError{errors.New("backlog top: want --interval >= 100ms, 10ms <= --sample <= --interval, --count >= 0")}
@@ -131,4 +136,40 @@ func drive(ctx context.Context, filters *filterFlags, smp *sampler.Sampler, inte
 			return
 		}
 	}
+}
+
+// replayTop shows a recording in the live view, or streams its deltas as
+// JSON lines like live top when stdout is not a terminal.
+func replayTop(ctx context.Context, rf *replayFlags, filters *filterFlags, asJSON bool, stdout, stderr io.Writer) error {
+	src, err := rf.source(filters, stderr)
+	if err != nil {
+		return err
+	}
+	deltas, dmg, err := src.Deltas()
+	reportDamage(stderr, dmg)
+	if err != nil {
+		return err
+	}
+	if asJSON || !isTerminal(stdout) {
+		enc := json.NewEncoder(stdout)
+		for _, d := range deltas {
+			if err := enc.Encode(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	interval := time.Second
+	for _, d := range deltas {
+		if d.Interval > 0 {
+			interval = time.Duration(d.Interval * float64(time.Second)).Round(time.Millisecond)
+			break
+		}
+	}
+	p := tea.NewProgram(render.NewReplay(deltas, interval, 0), tea.WithAltScreen(), tea.WithContext(ctx), tea.WithOutput(stdout))
+	_, err = p.Run()
+	if errors.Is(err, tea.ErrProgramKilled) || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }

@@ -61,6 +61,12 @@ type Live struct {
 	err       error
 
 	rows []snapshot.ListenerDelta // sorted and filtered
+
+	// status, when set, replaces the refresh interval in the title: the
+	// replay's time cursor.
+	status string
+	// footer, when set, replaces the key help at the bottom.
+	footer string
 }
 
 // NewLive returns the live view for a refresh interval.
@@ -255,8 +261,12 @@ func (m *Live) View() string {
 			state += "_"
 		}
 	}
-	line(fmt.Sprintf("backlog top  every %v  %s  %d namespaces  %d/%d listeners  sort: %s%s",
-		m.interval, m.delta.TakenAt.Local().Format("15:04:05"), len(m.delta.Namespaces), len(m.rows), len(m.delta.Listeners), m.sortBy, state))
+	head := fmt.Sprintf("every %v  %s", m.interval, m.delta.TakenAt.Local().Format("15:04:05"))
+	if m.status != "" {
+		head = m.status
+	}
+	line(fmt.Sprintf("backlog top  %s  %d namespaces  %d/%d listeners  sort: %s%s",
+		head, len(m.delta.Namespaces), len(m.rows), len(m.delta.Listeners), m.sortBy, state))
 	line(m.ratesLine())
 	line(m.capsLine())
 	cols := m.columns()
@@ -293,7 +303,11 @@ func (m *Live) View() string {
 	for n := strings.Count(b.String(), "\n"); n < m.height-footerRows; n++ {
 		b.WriteString("\n")
 	}
-	b.WriteString(styleDim.Render(truncate("q quit  f fill  d drops  s syn  o port  n netns  / filter  space pause  ↑↓ scroll  ? help", m.width)))
+	footer := "q quit  f fill  d drops  s syn  o port  n netns  / filter  space pause  ↑↓ scroll  ? help"
+	if m.footer != "" {
+		footer = m.footer
+	}
+	b.WriteString(styleDim.Render(truncate(footer, m.width)))
 	return b.String()
 }
 

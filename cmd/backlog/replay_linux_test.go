@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/lab/labtest"
+	"github.com/backlog-dev/backlog/internal/lab/scenario"
+	"github.com/backlog-dev/backlog/internal/record"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/testutil"
+	"github.com/backlog-dev/backlog/internal/trace"
+)
+
+// startRecorder runs `backlog record` in the background until the test
+// stops it with SIGTERM (by pid) and waits for its files to be closed.
+func startRecorder(t *testing.T, args ...string) (stop func()) {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"record"}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := false
+	stop = func() {
+		if done {
+			return
+		}
+		done = true
+		cmd.Process.Signal(os.Interrupt)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("record: %v: %s", err, stderr.String())
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// findingKeys are what must agree between live and recorded doctor: which
+// rule fired, how badly, for which listener.
+func findingKeys(t *testing.T, out string) []string {
+	t.Helper()
+	var res doctorOutput
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	var keys []string
+	for _, f := range res.Findings {
+		keys = append(keys, f.Rule+" "+f.Severity+" "+f.Namespace+" "+f.Listener)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// recordBesideDoctor records a lab scenario (with eBPF beside it when
+// possible) while live doctor watches the same namespace, then judges the
+// recording over the same window: the findings must be the same, with the
+// same exit code.
+func recordBesideDoctor(t *testing.T, ns, dir string, start func()) (since, until time.Time) {
+	t.Helper()
+	args := []string{"--netns", ns, "--output", dir}
+	bpf := trace.Check() == nil
+	if bpf {
+		args = append(args, "--bpf")
+	}
+	stop := startRecorder(t, args...)
+	time.Sleep(1500 * time.Millisecond) // a frame or two before the window
+	if start != nil {
+		start()
+	}
+	since = time.Now()
+	dargs := []string{"doctor", "--netns", ns, "--duration", "4s", "--json"}
+	if bpf {
+		dargs = append(dargs, "--bpf")
+	}
+	live, stderr, liveCode := runIn(t, "", dargs...)
+	until = time.Now()
+	time.Sleep(1200 * time.Millisecond)
+	stop()
+	if liveCode != exitTrouble {
+		t.Fatalf("live doctor: exit %d, want 3: %s\n%s", liveCode, stderr, live)
+	}
+	rec, stderr, code := runIn(t, "", "doctor", "--from", dir, "--netns", ns, "--json",
+		"--since", since.Format(time.RFC3339Nano), "--until", until.Format(time.RFC3339Nano))
+	if code != liveCode {
+		t.Fatalf("doctor --from: exit %d, live %d: %s\n%s", code, liveCode, stderr, rec)
+	}
+	lk, rk := findingKeys(t, live), findingKeys(t, rec)
+	if !slices.Equal(lk, rk) {
+		t.Errorf("findings differ:\nlive     %q\nrecorded %q", lk, rk)
+	}
+	t.Logf("bpf %v; findings %q", bpf, lk)
+	return since, until
+}
+
+func TestReplayOverflow(t *testing.T) {
+	testutil.RequireRoot(t)
+	ns := labtest.Namespace(t, "bl-replay")
+	ln := labtest.Listen(t, ns, "127.0.0.1:0", 5)
+	dir := recordDir(t)
+	var dialAt time.Time
+	recordBesideDoctor(t, ns.Name, dir, func() {
+		dialAt = time.Now()
+		labtest.Dial(t, ns, netip.AddrPortFrom(ln.Addr, ln.Port), 20)
+	})
+	frames, dmg := readFrames(t, dir)
+	if len(dmg) != 0 {
+		t.Fatalf("damage %v", dmg)
+	}
+	// The moment of the overflow: the first frame whose peak passed the
+	// backlog.
+	var at *record.Frame
+	var l snapshot.Listener
+	for _, f := range frames {
+		for _, fl := range f.Snapshot.Listeners {
+			if fl.Port == ln.Port && f.Peaks[fl.Key()] > fl.Backlog && at == nil {
+				at, l = f, fl
+			}
+		}
+	}
+	if at == nil {
+		t.Fatal("no recorded frame shows the overflow")
+	}
+	// It is the first frame after the clients came.
+	if at.Snapshot.TakenAt.Before(dialAt) || at.Snapshot.TakenAt.After(dialAt.Add(1500*time.Millisecond)) {
+		t.Errorf("the overflow was recorded at %v, the clients came at %v", at.Snapshot.TakenAt, dialAt)
+	}
+	if at.Peaks[l.Key()] != 6 || l.Backlog != 5 {
+		t.Fatalf("recorded peak %d of backlog %d, want 6 of 5", at.Peaks[l.Key()], l.Backlog)
+	}
+
+	// ls --at that moment prints what was recorded then.
+	out, stderr, code := runIn(t, "", "ls", "--from", dir, "--at", at.Snapshot.TakenAt.Format(time.RFC3339Nano), "--json", "--netns", ns.Name)
+	var snap snapshot.Snapshot
+	if code != 0 || json.Unmarshal([]byte(out), &snap) != nil {
+		t.Fatalf("ls --at: exit %d: %s\n%s", code, stderr, out)
+	}
+	if !snap.TakenAt.Equal(at.Snapshot.TakenAt) || snap.Listener(l.Key()) == nil || snap.Listener(l.Key()).AcceptQueue != l.AcceptQueue {
+		t.Errorf("ls --at %v printed the frame of %v", at.Snapshot.TakenAt, snap.TakenAt)
+	}
+
+	// top --replay in tmux: jump to the first trouble, see the frame's
+	// time and the recorded peak 6 of 5 on the top row.
+	tm := newTmux(t, 160, 30, binary+" top --replay "+dir+" --netns "+ns.Name)
+	tm.waitScreen("the replay at its first frame", func(s string) bool { return strings.Contains(s, "REPLAY") && strings.Contains(s, "frame 1/") })
+	tm.keys("!")
+	stamp := at.Snapshot.TakenAt.Local().Format("2006-01-02 15:04:05")
+	port := strconv.Itoa(int(ln.Port))
+	screen := tm.waitScreen("the overflow at "+stamp+" with peak 6/5", func(s string) bool {
+		rows := dataRows(s)
+		if !strings.Contains(s, "REPLAY "+stamp) || len(rows) == 0 || !strings.Contains(rows[0], "127.0.0.1:"+port) {
+			return false
+		}
+		f := strings.Fields(rows[0])
+		return len(f) > 4 && f[3] == "6" && f[4] == "5"
+	})
+	// One frame back: before the overflow the peak was not past backlog.
+	tm.keys("Left")
+	tm.waitScreen("the frame before", func(s string) bool { return !strings.Contains(s, "REPLAY "+stamp) })
+	// The live view's keys still work: sort by port, then quit.
+	tm.keys("o")
+	tm.waitScreen("sort by port", func(s string) bool { return strings.Contains(s, "sort: port") })
+	tm.keys("q")
+	tm.waitScreen("exit 0", func(s string) bool { return strings.Contains(s, "EXITED 0") })
+	t.Logf("replay screen:\n%s", screen)
+
+	// A recording torn mid-record replays up to the tear.
+	files, _ := record.Files(dir)
+	b, _ := os.ReadFile(files[len(files)-1])
+	torn := filepath.Join(t.TempDir(), "torn.blr")
+	os.WriteFile(torn, b[:len(b)-7], 0o600)
+	out, stderr, code = runIn(t, "", "top", "--replay", torn, "--json")
+	if n := strings.Count(out, "\n"); code != 0 || n != len(frames)-1 || !strings.Contains(stderr, "torn tail") {
+		t.Errorf("torn replay: exit %d, %d frames of %d, stderr %q", code, n, len(frames), stderr)
+	}
+}
+
+func TestReplaySynflood(t *testing.T) {
+	testutil.RequireRoot(t)
+	run, err := scenario.Start(context.Background(), "synflood", scenario.Params{Backlog: 16, Clients: 60, Syncookies: 0, Duration: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { run.Close() })
+	dir := recordDir(t)
+	since, until := recordBesideDoctor(t, run.Server.Name, dir, nil)
+	// The SYN queue recorded in the window is the one ss shows now.
+	frames, _ := readFrames(t, dir)
+	var syn uint32
+	for _, f := range frames {
+		if f.Snapshot.TakenAt.Before(since) || f.Snapshot.TakenAt.After(until) {
+			continue
+		}
+		for _, l := range f.Snapshot.Listeners {
+			if l.Port == run.Listener.Port {
+				syn = max(syn, l.SynQueue)
+			}
+		}
+	}
+	ss := testutil.SSCount(t, run.Server.Name, "syn-recv", "sport = :"+strconv.Itoa(int(run.Listener.Port)))
+	if syn == 0 || int(syn) != ss {
+		t.Errorf("recorded SYN queue %d, ss syn-recv %d", syn, ss)
+	}
+}
