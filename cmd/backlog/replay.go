@@ -59,7 +59,7 @@ func (r *replayFlags) source(filters *filterFlags, stderr io.Writer) (replay.Sou
 	if err != nil {
 		return replay.Source{}, err
 	}
-	opts := collect.Options{Ports: filters.ports, PIDs: filters.pids, Processes: filters.processes, Pods: filters.pods, Containers: filters.containers}
+	opts := collect.Options{Ports: filters.ports, Paths: filters.paths, PIDs: filters.pids, Processes: filters.processes, Pods: filters.pods, Containers: filters.containers}
 	spec := filters.netns
 	return replay.Source{Path: r.path, Window: w, Filter: func(s *snapshot.Snapshot) { collect.Filter(s, opts, spec) }}, nil
 }

@@ -31,7 +31,7 @@ func Filter(s *snapshot.Snapshot, opts Options, netns string) {
 		}
 		s.Listeners = ls
 	}
-	s.Listeners = filterPorts(s.Listeners, opts.Ports)
+	s.Listeners = filterAddresses(s.Listeners, opts.Ports, opts.Paths)
 	s.Listeners = filterOwners(s.Listeners, opts.PIDs, opts.Processes)
 	s.Listeners = filterWorkloads(s.Listeners, opts.Pods, opts.Containers)
 }

@@ -41,6 +41,9 @@ func frames() []*Frame {
 		if i%5 != 4 {
 			s.Listeners = append(s.Listeners, snapshot.Listener{Netns: 4026531840, Family: "inet6", Address: netip.MustParseAddr("::"), Port: 22, Inode: 12, Backlog: 128, Processes: []snapshot.Process{}})
 		}
+		// A field added to the model later (UNIX listeners' path) is carried
+		// with no change to the format.
+		s.Listeners = append(s.Listeners, snapshot.Listener{Netns: 4026531840, Family: "unix", Path: "/run/php/fpm.sock", Inode: 99, AcceptQueue: uint32(i % 3), Backlog: 511})
 		if i == 5 {
 			s.Warnings = []string{"owners of 1 listener hidden"}
 		}
