@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 # The oracle tools and real peers the tests drive. clang, llvm and
 # libbpf-dev let internal/trace check that go generate reproduces the
 # committed eBPF object (building backlog needs none of them).
-packages=(iproute2 tmux python3 prometheus clang llvm libbpf-dev)
+# php8.2-fpm and nginx are the real UNIX-socket pair (fastcgi_pass unix:)
+# the UNIX-listener tests drive.
+packages=(iproute2 tmux python3 prometheus clang llvm libbpf-dev php8.2-fpm nginx)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

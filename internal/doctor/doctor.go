@@ -71,7 +71,8 @@ type Finding struct {
 	Rule      string `json:"rule"` // stable id, see docs/doctor.md
 	Severity  string `json:"severity"`
 	Namespace string `json:"namespace"`
-	// Listener is address:port, empty for a namespace-wide finding.
+	// Listener is address:port, or a UNIX listener's path; empty for a
+	// namespace-wide finding.
 	Listener  string             `json:"listener,omitempty"`
 	Processes []snapshot.Process `json:"processes,omitempty"`
 	Summary   string             `json:"summary"`
@@ -150,9 +151,7 @@ func val(p *int64) int64 {
 	return *p
 }
 
-func endpoint(l *snapshot.Listener) string {
-	return netip.AddrPortFrom(l.Address, l.Port).String()
-}
+func endpoint(l *snapshot.Listener) string { return l.Local() }
 
 func healthy(o Observation) Finding {
 	return Finding{
@@ -160,7 +159,7 @@ func healthy(o Observation) Finding {
 		Summary: fmt.Sprintf("no listen-queue trouble in %d namespaces and %d listeners over %v",
 			len(o.Last.Namespaces), len(o.Last.Listeners), o.Duration.Round(time.Millisecond)),
 		Evidence: map[string]int64{"namespaces": int64(len(o.Last.Namespaces)), "listeners": int64(len(o.Last.Listeners)), "windows": int64(o.Windows)},
-		Why: "Checked: accept queues against backlog+1 (sampled every 100 ms), listener drops, SYN queues, " +
+		Why: "Checked: accept queues of TCP and UNIX listeners against backlog+1 (sampled every 100 ms), listener drops, SYN queues, " +
 			"ListenOverflows, ListenDrops, TCPReqQFullDrop, SyncookiesSent, and the sysctls that cap them.",
 		Advice: "Nothing to do. Run it again while clients report timeouts.",
 	}

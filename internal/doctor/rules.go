@@ -11,6 +11,9 @@ import (
 
 // listener applies the per-listener rules.
 func (d diag) listener(l *snapshot.Listener) []Finding {
+	if l.IsUnix() {
+		return d.unixListener(l)
+	}
 	var fs []Finding
 	k := l.Key()
 	var drops int64
