@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DESIGN.md target: with 10,000 listeners and 100,000 established sockets,
+# Target: with 10,000 listeners and 100,000 established sockets,
 # `backlog ls --json` takes at most half the time of ss -ltnmp +
 # ss -tn state syn-recv + nstat -az together. Both run inside the fixture's
 # namespace through `ip netns exec`, so both pay the same entry cost.

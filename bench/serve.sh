@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DESIGN.md target: an exporter scrape at 10,000 listeners + 100,000
+# Target: an exporter scrape at 10,000 listeners + 100,000
 # established sockets under 100 ms. The real binary, scraped with curl as
 # Prometheus asks (gzip), after a first scrape that fills the owner cache.
 source "$(dirname "$0")/lib.sh"

@@ -33,8 +33,9 @@ func TestTraceCLI(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	// Loading takes ~0.3 s here; the clients' SYNs come well after it, and
-	// their retransmissions (1 s, 3 s later) at 2.5 s and 4.5 s: the
-	// trace ends between two of them.
+	// their retransmissions at 2.5 s, 3.5 s, 4.5 s (a second apart with
+	// tcp_syn_linear_timeouts=4; 2.5 s and 4.5 s with 0): the trace ends
+	// between two of them.
 	time.Sleep(1500 * time.Millisecond)
 	c, err := ns.Dial(netip.AddrPortFrom(l.Addr, l.Port), 20)
 	if err != nil {

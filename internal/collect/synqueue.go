@@ -9,7 +9,8 @@ import (
 // synIndex attributes request sockets (SYN-RECV) to listeners of one
 // namespace. A request socket carries the concrete local address the SYN was
 // sent to, never the listener's wildcard, and no reference to its listener
-// (KERNEL.md), so it is matched by port and by address or wildcard, in the
+// (inet_diag_req_v2 dumps of SYN_RECV show inode 0 and no cookie of the
+// listener), so it is matched by port and by address or wildcard, in the
 // order the kernel's lookup prefers (compute_score() in
 // net/ipv4/inet_hashtables.c): exact address, then same-family wildcard,
 // then a dual-stack IPv6 wildcard. SO_REUSEPORT siblings cannot be told

@@ -29,8 +29,10 @@ func (d diag) listener(l *snapshot.Listener) []Finding {
 	overflowed := peak > l.Backlog || tr != nil && tr.Drops[trace.StageSyn]+tr.Drops[trace.StageAck] > 0
 	if overflowed {
 		// Full with drops in the window: critical. Full without: the next
-		// SYN will be dropped (clients already waiting retransmit at 1 s,
-		// 3 s, 7 s..., so a short window may see none).
+		// SYN will be dropped (clients already waiting retransmit 1 s, 2 s,
+		// 3 s, 4 s, 5 s, 7 s, 11 s after their SYN under
+		// tcp_syn_linear_timeouts=4, at 1 s, 3 s, 7 s, 15 s under 0, so a
+		// short window may see none).
 		f := d.finding("accept-queue-overflow", Critical, l)
 		if drops == 0 {
 			f = d.finding("accept-queue-full", Warning, l)

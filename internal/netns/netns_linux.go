@@ -32,8 +32,9 @@ func Current() (ID, error) { return Stat("/proc/thread-self/ns/net") }
 // then returns the thread to its own namespace. Sockets fn opens stay in the
 // target namespace and may be used from any goroutine afterwards.
 //
-// /proc/self/net follows the main thread, not this one: inside fn read
-// /proc/thread-self/net/... (see KERNEL.md).
+// /proc/self/net follows the main thread, not this one (proc_self is the
+// thread group leader in fs/proc/base.c): inside fn read
+// /proc/thread-self/net/...
 func Do(path string, fn func() error) error {
 	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 //
 // /proc/self/net follows the main thread's namespace, so a caller that has
 // entered another namespace on a locked thread reads root
-// "/proc/self/task" with its own thread id (KERNEL.md).
+// "/proc/self/task" with its own thread id.
 func ReadCounters(root string, pid int) (snapshot.Counters, error) {
 	fail := func(err error) (snapshot.Counters, error) {
 		return snapshot.Counters{}, fmt.Errorf("procnet: reading TcpExt counters from %s/%d/net/netstat: %w", root, pid, err)
