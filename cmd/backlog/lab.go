@@ -23,6 +23,9 @@ Scenarios:
   overflow  a slow acceptor and a burst of clients: accept queue at backlog+1, drops
   synflood  half-open clients over a veth pair: SYN queue, drops or SYN cookies
   abort     tcp_abort_on_overflow=1: clients get a RST instead of a silent drop
+  unix-overflow
+            a UNIX listener that never accepts: backlog+1 get in, non-blocking
+            connects then fail with EAGAIN, blocking ones wait; somaxconn caps it
 `
 
 func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -47,7 +50,7 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.DurationVar(&p.Duration, "duration", 0, fmt.Sprintf("how long to drive it, at most %v (default: a few seconds)", scenario.MaxDuration))
 	fs.IntVar(&p.Syncookies, "syncookies", 0, "synflood: net.ipv4.tcp_syncookies inside the lab (0, 1 or 2)")
 	fs.IntVar(&p.MaxSynBacklog, "max-syn-backlog", 0, "synflood: net.ipv4.tcp_max_syn_backlog inside the lab (0: leave)")
-	fs.IntVar(&p.Somaxconn, "somaxconn", 0, "capped: the somaxconn to raise to (default 16384)")
+	fs.IntVar(&p.Somaxconn, "somaxconn", 0, "capped: the somaxconn to raise to (default 16384); unix-overflow: the lab's somaxconn (default 64)")
 	abort := fs.Int("abort-on-overflow", 1, "abort: net.ipv4.tcp_abort_on_overflow inside the lab (0 or 1)")
 	if err := parse(fs, args[1:]); err != nil {
 		return err

@@ -16,6 +16,8 @@ func withDefaults(name string, p Params) Params {
 		def.Backlog, def.Clients, def.Duration = 16, 50, 2*time.Second
 	case "abort":
 		def.Backlog, def.Abort, def.Duration = 5, 1, time.Second
+	case "unix-overflow":
+		def.Backlog, def.Clients, def.Somaxconn, def.Duration = 4, 10, 64, time.Second
 	}
 	if p.Backlog == 0 {
 		p.Backlog = def.Backlog
@@ -58,4 +60,10 @@ var explanations = map[string]string{
 		"it and lets the client retry (ListenOverflows). With tcp_abort_on_overflow=1 it " +
 		"answers with a RST instead (tcp_check_req()): the client's connection, which it " +
 		"believed established, is reset.",
+	"unix-overflow": "A UNIX stream listener (php-fpm, gunicorn, uWSGI, puma behind nginx) that " +
+		"does not accept. Its queue takes backlog+1 connections (unix_recvq_full() tests >); " +
+		"then unix_stream_connect() refuses a non-blocking connect with EAGAIN at once (nginx: " +
+		"502, \"Resource temporarily unavailable\") and puts a blocking one to sleep until " +
+		"accept() makes room or its SO_SNDTIMEO runs out. The kernel counts none of it. " +
+		"listen(2) caps a UNIX backlog at net.core.somaxconn as it caps TCP's.",
 }

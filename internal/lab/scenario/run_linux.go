@@ -95,6 +95,8 @@ func Start(ctx context.Context, name string, p Params) (*Run, error) {
 		err = r.startSynflood()
 	case "abort":
 		err = r.startAbort(ctx)
+	case "unix-overflow":
+		err = r.startUnixOverflow()
 	}
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("%s: %w", name, err), r.Close())

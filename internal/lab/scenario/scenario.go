@@ -12,7 +12,7 @@ import (
 )
 
 // Names of the scenarios, in the order `backlog lab` lists them.
-var Names = []string{"nobind", "capped", "overflow", "synflood", "abort"}
+var Names = []string{"nobind", "capped", "overflow", "synflood", "abort", "unix-overflow"}
 
 // Hard caps: a scenario is bounded whatever its flags say.
 const (
@@ -29,7 +29,7 @@ type Params struct {
 	Duration      time.Duration `json:"duration_ns"`       // how long to drive it
 	Syncookies    int           `json:"syncookies"`        // net.ipv4.tcp_syncookies of the server (synflood)
 	MaxSynBacklog int           `json:"max_syn_backlog"`   // net.ipv4.tcp_max_syn_backlog, 0 = leave (synflood)
-	Somaxconn     int           `json:"somaxconn"`         // somaxconn raised to this (capped)
+	Somaxconn     int           `json:"somaxconn"`         // somaxconn raised to this (capped), set to this (unix-overflow)
 	Abort         int           `json:"abort_on_overflow"` // net.ipv4.tcp_abort_on_overflow (abort)
 
 	abortSet bool // Abort was given, even as 0

@@ -102,3 +102,18 @@ func TestBadParams(t *testing.T) {
 	}
 	assertNothingLeft(t)
 }
+
+// TestUnixOverflow: unix_recvq_full() and the somaxconn cap, checked by the
+// scenario itself, with backlogs 1, 5 and 128.
+func TestUnixOverflow(t *testing.T) {
+	for _, c := range []struct{ backlog, clients int }{{1, 3}, {5, 10}, {128, 140}} {
+		res := execute(t, "unix-overflow", Params{Backlog: c.backlog, Clients: c.clients, Somaxconn: 200})
+		o := res.Observed
+		if o["accept_queue"] != int64(c.backlog+1) || o["clients_refused_eagain"] != int64(c.clients-c.backlog-1) || o["capped_backlog"] != 200 {
+			t.Errorf("backlog %d, %d clients: observed %v", c.backlog, c.clients, o)
+		}
+		if len(res.Listeners) != 2 || res.Listeners[0].Family != "unix" {
+			t.Errorf("listeners %+v", res.Listeners)
+		}
+	}
+}
