@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 # libbpf-dev let internal/trace check that go generate reproduces the
 # committed eBPF object (building backlog needs none of them).
 # php8.2-fpm and nginx are the real UNIX-socket pair (fastcgi_pass unix:)
-# the UNIX-listener tests drive.
-packages=(iproute2 tmux python3 prometheus clang llvm libbpf-dev php8.2-fpm nginx)
+# the UNIX-listener tests drive. docker.io, podman, containerd, runc and
+# containernetworking-plugins are the real runtimes the workload tests
+# start on private state (internal/workload/runtimetest).
+packages=(iproute2 tmux python3 prometheus clang llvm libbpf-dev php8.2-fpm nginx docker.io podman containerd runc containernetworking-plugins)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

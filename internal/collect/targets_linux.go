@@ -168,5 +168,9 @@ func target(procRoot string, f netns.Found, initID netns.ID) Target {
 			comm = strings.TrimSpace(string(b))
 		}
 	}
-	return Target{Path: f.Path, Name: netns.Name(f, isInit, cgroup, comm), Inode: f.ID.Inode, PID: f.PID}
+	t := Target{Path: f.Path, Name: netns.Name(f, isInit, cgroup, comm), Inode: f.ID.Inode, PID: f.PID}
+	if isInit {
+		t.PID = 0 // the host's namespace is no workload's, hostNetwork pods' included
+	}
+	return t
 }

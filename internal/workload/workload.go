@@ -27,7 +27,8 @@ type Roots struct {
 	Docker []string
 	// Storage are containers/storage roots and run roots, shared by podman
 	// and CRI-O: names in overlay-containers/containers.json, CRI-O's
-	// annotations in overlay-containers/ID/userdata/config.json.
+	// annotations in overlay-containers/ID/userdata/config.json (vfs-,
+	// btrfs-containers... with other storage drivers).
 	Storage []string
 }
 
@@ -118,8 +119,8 @@ func (r *Resolver) Cgroup(cgroup string) *snapshot.Workload {
 	defer r.mu.Unlock()
 	now := r.clock()
 	if e, ok := r.cache[ref.Path]; ok {
-		ttl := negativeTTL
-		if e.w != nil {
+		ttl := negativeTTL // nothing found, or an id without names yet
+		if e.w != nil && (e.w.Container != "" || e.w.Pod != "") {
 			ttl = positiveTTL
 		}
 		if now.Sub(e.at) < ttl {
@@ -241,23 +242,25 @@ func containerdBundle(root, ns, id string) (snapshot.Workload, bool) {
 // annotations in its userdata/config.json, else its name in
 // containers.json (podman's, or CRI-O's when the cgroup says crio).
 func (r *Resolver) storageContainer(root, id, hint string) (snapshot.Workload, bool) {
-	dir := filepath.Join(root, StorageContainers)
-	if b, err := os.ReadFile(filepath.Join(dir, id, "userdata", "config.json")); err == nil {
-		if w, ok, err := ParseOCIConfig(b); err == nil && ok {
-			w.ContainerID = id
-			return w, true
+	dirs, _ := filepath.Glob(filepath.Join(root, "*-containers"))
+	for _, dir := range dirs {
+		if b, err := os.ReadFile(filepath.Join(dir, id, "userdata", "config.json")); err == nil {
+			if w, ok, err := ParseOCIConfig(b); err == nil && ok {
+				w.ContainerID = id
+				return w, true
+			}
 		}
+		name, ok := r.storageNames(filepath.Join(dir, "containers.json"))[id]
+		if !ok {
+			continue
+		}
+		runtime := Podman
+		if hint == CRIO {
+			runtime = CRIO
+		}
+		return snapshot.Workload{Runtime: runtime, Container: name, ContainerID: id}, true
 	}
-	names := r.storageNames(filepath.Join(dir, "containers.json"))
-	name, ok := names[id]
-	if !ok {
-		return snapshot.Workload{}, false
-	}
-	runtime := Podman
-	if hint == CRIO {
-		runtime = CRIO
-	}
-	return snapshot.Workload{Runtime: runtime, Container: name, ContainerID: id}, true
+	return snapshot.Workload{}, false
 }
 
 // storageNames reads a containers.json again only when it changed.

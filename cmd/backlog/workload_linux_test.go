@@ -1,0 +1,130 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/testutil"
+	"github.com/backlog-dev/backlog/internal/workload/runtimetest"
+)
+
+// lsListener runs `backlog ls --json` with args until the listener on
+// port has a full accept queue (backlog+1: the payload fills its own)
+// and returns it with its snapshot.
+func lsListener(t *testing.T, port, backlog int, args ...string) (snapshot.Listener, *snapshot.Snapshot) {
+	t.Helper()
+	var l snapshot.Listener
+	var snap snapshot.Snapshot
+	testutil.Eventually(t, 30*time.Second, func() error {
+		out, stderr, code := runIn(t, "", append([]string{"ls", "--json", "--port", strconv.Itoa(port)}, args...)...)
+		if code != 0 {
+			return fmt.Errorf("ls exit %d: %s", code, stderr)
+		}
+		snap = snapshot.Snapshot{}
+		if err := json.Unmarshal([]byte(out), &snap); err != nil {
+			return err
+		}
+		if len(snap.Listeners) != 1 {
+			return fmt.Errorf("%d listeners on port %d, want 1:\n%s", len(snap.Listeners), port, out)
+		}
+		l = snap.Listeners[0]
+		if l.AcceptQueue != uint32(backlog+1) || l.Backlog != uint32(backlog) {
+			return fmt.Errorf("accept queue %d/%d, want %d/%d", l.AcceptQueue, l.Backlog, backlog+1, backlog)
+		}
+		return nil
+	})
+	return l, &snap
+}
+
+func wantWorkload(t *testing.T, l snapshot.Listener, want snapshot.Workload) {
+	t.Helper()
+	if l.Workload == nil {
+		t.Fatalf("listener %v:%d has no workload, want %+v", l.Address, l.Port, want)
+	}
+	got := *l.Workload
+	want.Node = got.Node
+	if got != want || got.Node == "" {
+		t.Errorf("workload %+v, want %+v with a node", got, want)
+	}
+}
+
+// TestWorkloadDocker: a real dockerd, a named container listening with
+// backlog 3, filled; ls names it by docker's own state.
+func TestWorkloadDocker(t *testing.T) {
+	d := runtimetest.StartDocker(t)
+	name := fmt.Sprintf("bl-docker-%d", os.Getpid())
+	id, pid := d.Run(t, name, 8080, 3)
+	root := "docker=" + d.DataRoot
+	l, snap := lsListener(t, 8080, 3, "--runtime-root", root, "--container", name)
+	wantWorkload(t, l, snapshot.Workload{Runtime: "docker", Container: name, ContainerID: id})
+	if len(l.Processes) != 1 || l.Processes[0].PID != pid {
+		t.Errorf("owners %+v, want the payload %d", l.Processes, pid)
+	}
+	if ns := snap.Namespace(l.Netns); ns == nil || ns.Workload == nil || ns.Workload.Container != name {
+		t.Errorf("namespace %+v does not name the container", ns)
+	}
+	// --netns container:NAME and a bare container name find its namespace.
+	for _, spec := range []string{"container:" + name, name} {
+		l2, _ := lsListener(t, 8080, 3, "--runtime-root", root, "--netns", spec)
+		if l2.Inode != l.Inode {
+			t.Errorf("--netns %s: listener %d, want %d", spec, l2.Inode, l.Inode)
+		}
+	}
+	table, _, _ := runIn(t, "", "ls", "--runtime-root", root, "--container", name)
+	if !strings.Contains(table, "docker:"+name) {
+		t.Errorf("table does not name docker:%s:\n%s", name, table)
+	}
+}
+
+// TestWorkloadPodman: podman with runc on private storage, a named
+// container listening with backlog 2, filled.
+func TestWorkloadPodman(t *testing.T) {
+	p := runtimetest.StartPodman(t)
+	name := fmt.Sprintf("bl-podman-%d", os.Getpid())
+	id, pid := p.Run(t, name, 8080, 2)
+	l, _ := lsListener(t, 8080, 2, "--runtime-root", "containers="+p.Root, "--container", name)
+	wantWorkload(t, l, snapshot.Workload{Runtime: "podman", Container: name, ContainerID: id})
+	if len(l.Processes) != 1 || l.Processes[0].PID != pid {
+		t.Errorf("owners %+v, want the payload %d", l.Processes, pid)
+	}
+}
+
+// TestWorkloadPods drives containerd's CRI plugin as kubelet does: one
+// pod with its own network namespace, one hostNetwork pod whose listener
+// lives in the host namespace and still belongs to it.
+func TestWorkloadPods(t *testing.T) {
+	c := runtimetest.StartContainerd(t)
+	ns := fmt.Sprintf("bl-ns-%d", os.Getpid())
+	uid1 := fmt.Sprintf("0bac1000-0000-4000-8000-%012d", os.Getpid())
+	uid2 := fmt.Sprintf("0bac2000-0000-4000-8000-%012d", os.Getpid())
+	web := c.RunPod(t, ns, "web", uid1, "server", false, 8080, 3)
+	hostPort := freePort(t)
+	edge := c.RunPod(t, ns, "edge", uid2, "proxy", true, hostPort, 2)
+	root := "containerd=" + c.State
+
+	l, snap := lsListener(t, 8080, 3, "--runtime-root", root, "--pod", ns+"/web")
+	wantWorkload(t, l, snapshot.Workload{Runtime: "containerd", Namespace: ns, Pod: "web", PodUID: uid1, Container: "server", ContainerID: web.ContainerID})
+	// The pod's namespace is the pod's, not one of its containers'.
+	if n := snap.Namespace(l.Netns); n == nil || n.Workload == nil || n.Workload.Pod != "web" || n.Workload.Container != "" {
+		t.Errorf("pod namespace %+v, want pod web without a container", n)
+	}
+
+	h, hsnap := lsListener(t, hostPort, 2, "--runtime-root", root, "--pod", ns+"/edge")
+	wantWorkload(t, h, snapshot.Workload{Runtime: "containerd", Namespace: ns, Pod: "edge", PodUID: uid2, Container: "proxy", ContainerID: edge.ContainerID})
+	if n := hsnap.Namespace(h.Netns); n == nil || n.Name != "host" {
+		t.Errorf("hostNetwork listener in namespace %+v, want host", n)
+	}
+	// --netns pod:NS/NAME of a hostNetwork pod reads the host namespace
+	// and keeps only the pod's listeners.
+	out, _, code := runIn(t, "", "ls", "--json", "--runtime-root", root, "--netns", "pod:"+ns+"/edge")
+	var only snapshot.Snapshot
+	if code != 0 || json.Unmarshal([]byte(out), &only) != nil || len(only.Listeners) != 1 || only.Listeners[0].Inode != h.Inode {
+		t.Errorf("--netns pod:%s/edge: exit %d, listeners %+v", ns, code, only.Listeners)
+	}
+}
