@@ -36,6 +36,7 @@ func commands() []command {
 		{"serve", "Prometheus exporter of every listener's queues and drops (docs/metrics.md)", runServe},
 		{"doctor", "watch a short window, then say what is wrong, with evidence and advice (exit 3 on trouble)", runDoctor},
 		{"record", "record every listener's queues, peaks and drops to a file, for replay and reports (docs/record.md)", runRecord},
+		{"report", "one offline HTML page with plots of a recording, or OpenMetrics to backfill Prometheus (docs/record.md)", runReport},
 		{"trace", "eBPF: every dropped handshake with its peer and stage, and accept-queue waits (docs/trace.md)", runTrace},
 		{"lab", "reproduce a listen-path behaviour in private namespaces and show what moved", runLab},
 		{"version", "version, kernel and the capabilities this process has", runVersion},

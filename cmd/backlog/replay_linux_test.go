@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -46,6 +47,22 @@ func startRecorder(t *testing.T, args ...string) (stop func()) {
 	return stop
 }
 
+// waitFrames waits until the recording at dir holds n frames: the recorder
+// is running (loading eBPF programs can take seconds on a busy machine).
+func waitFrames(t *testing.T, dir string, n int) {
+	t.Helper()
+	testutil.Eventually(t, 30*time.Second, func() error {
+		got := 0
+		if _, err := os.Stat(dir); err == nil {
+			record.Read(dir, record.Window{}, func(*record.Frame) error { got++; return nil })
+		}
+		if got < n {
+			return fmt.Errorf("%d frames recorded, waiting for %d", got, n)
+		}
+		return nil
+	})
+}
+
 // findingKeys are what must agree between live and recorded doctor: which
 // rule fired, how badly, for which listener.
 func findingKeys(t *testing.T, out string) []string {
@@ -74,7 +91,7 @@ func recordBesideDoctor(t *testing.T, ns, dir string, start func()) (since, unti
 		args = append(args, "--bpf")
 	}
 	stop := startRecorder(t, args...)
-	time.Sleep(1500 * time.Millisecond) // a frame or two before the window
+	waitFrames(t, dir, 2) // a frame or two before the window
 	if start != nil {
 		start()
 	}

@@ -41,15 +41,6 @@ type Output struct {
 	fresh   bool // no record written to the current file since it opened
 }
 
-// UnsafeError says why a path was refused.
-type UnsafeError struct {
-	Path, Why string
-}
-
-func (e *UnsafeError) Error() string {
-	return fmt.Sprintf("refusing to record to %s: %s", e.Path, e.Why)
-}
-
 // OpenOutput opens path for recording: a directory (files rotate inside
 // it) or a file (appended to; a torn tail left by a crash is cut first).
 func OpenOutput(path string, opts OutputOptions) (*Output, error) {

@@ -11,6 +11,15 @@ import (
 	"time"
 )
 
+// UnsafeError says why a path was refused.
+type UnsafeError struct {
+	Path, Why string
+}
+
+func (e *UnsafeError) Error() string {
+	return fmt.Sprintf("refusing to record to %s: %s", e.Path, e.Why)
+}
+
 // IsRecordingName reports whether a file name is one directory mode writes.
 func IsRecordingName(n string) bool {
 	return strings.HasPrefix(n, "backlog-") && strings.HasSuffix(n, ".blr")
