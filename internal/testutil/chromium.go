@@ -156,7 +156,9 @@ func (p *Page) event(ev cdpMsg, loaded *bool) {
 			p.Console = append(p.Console, "console: "+string(ev.Params))
 		}
 	case "Log.entryAdded":
-		var l struct{ Entry struct{ Level, Text, URL string } }
+		var l struct {
+			Entry struct{ Level, Text, URL string }
+		}
 		json.Unmarshal(ev.Params, &l)
 		if l.Entry.Level == "error" {
 			p.Console = append(p.Console, "log: "+l.Entry.Text+" "+l.Entry.URL)
