@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -35,7 +37,8 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asJSON := fs.Bool("json", false, "print one JSON object a line: each event, then the summary (docs/trace.md)")
 	duration := fs.Duration("duration", 0, "stop after this long and print the summary (default: until interrupted)")
 	programs := fs.String("programs", "", "eBPF program type: tp_btf or raw_tp (default: tp_btf, falling back to raw_tp)")
-	noWait := fs.Bool("no-accept-wait", false, "leave out accept-queue waits, and with them the hook on every system call: the lightest trace")
+	noWait := fs.Bool("no-accept-wait", false, "leave out accept-queue waits, and with them the hook on every system call's exit (unless UNIX refusals need it)")
+	noUnix := fs.Bool("no-unix", false, "leave out UNIX connects refused with EAGAIN, and with them the hook on every system call's entry")
 	var filters filterFlags
 	filters.register(fs)
 	if err := parse(fs, args); err != nil {
@@ -60,7 +63,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "backlog: %s\n", warning)
 	}
 	topts := traceOptions(&filters, opts)
-	topts.Programs, topts.NoAcceptWait = progs, *noWait
+	topts.Programs, topts.NoAcceptWait, topts.NoUnix = progs, *noWait, *noUnix
 	tr, err := trace.New(topts)
 	if err != nil {
 		return err
@@ -79,20 +82,45 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer cancel()
 	}
 	keep := ownerFilter(opts.PIDs, opts.Processes)
-	var view func(trace.Event)
+	var (
+		mu    sync.Mutex // the two readers share stdout
+		view  func(trace.Event)
+		uview func(*trace.UnixRefusal)
+	)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		view = func(e trace.Event) { enc.Encode(e) }
+		uview = func(u *trace.UnixRefusal) { enc.Encode(u) }
 	} else {
-		view = textView(stdout)
+		view, uview = textView(stdout)
 	}
 	start := time.Now()
+	finder := newUnixFinder(opts)
+	keepU := keepUnix(opts, keep)
+	uerr := make(chan error, 1)
+	go func() {
+		if *noUnix {
+			uerr <- nil
+			return
+		}
+		uerr <- tr.RunUnix(ctx, func(u trace.UnixRefusal) {
+			finder.fill(ctx, &u)
+			if keepU(&u) {
+				finder.add(&u)
+				mu.Lock()
+				uview(&u)
+				mu.Unlock()
+			}
+		})
+	}()
 	err = tr.Run(ctx, func(e trace.Event) {
 		if keep(e.Processes) {
+			mu.Lock()
 			view(e)
+			mu.Unlock()
 		}
 	})
-	if err != nil {
+	if err := errors.Join(err, <-uerr); err != nil {
 		return err
 	}
 	stats, err := tr.Stats()
@@ -107,9 +135,16 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(traceSummary{Summary: summaryJSON{
 			Duration: time.Since(start), Programs: tr.Programs(), Listeners: stats, Counters: counters,
+			Unix: finder.summary(),
 		}})
 	}
-	return textSummary(stdout, time.Since(start), stats, counters)
+	if err := textSummary(stdout, time.Since(start), stats, counters); err != nil {
+		return err
+	}
+	if *noUnix {
+		return nil
+	}
+	return unixTextSummary(stdout, finder.summary())
 }
 
 // ownerFilter keeps what --pid and --process ask for (all when neither).
@@ -127,19 +162,25 @@ func ownerFilter(pids []int, names []string) func([]snapshot.Process) bool {
 	}
 }
 
-// textView prints one line per event under a header printed once.
-func textView(w io.Writer) func(trace.Event) {
+// textView prints one line per event under a header printed once: TCP
+// drops, and UNIX connects refused (their PEER is the client process).
+func textView(w io.Writer) (func(trace.Event), func(*trace.UnixRefusal)) {
 	const format = "%-12s  %-16s  %-11s  %-22s  %-22s  %7s  %5s  %7s  %s\n"
 	header := false
-	return func(e trace.Event) {
+	line := func(cols ...any) {
 		if !header {
 			fmt.Fprintf(w, format, "TIME", "NETNS", "STAGE", "LISTENER", "PEER", "ACCEPTQ", "SYNQ", "BACKLOG", "PROCESS")
 			header = true
 		}
-		fmt.Fprintf(w, format, e.Time.Format("15:04:05.000"), netnsName(e.Namespace, e.Netns), e.Stage,
-			e.Listener, e.Peer, fmt.Sprint(e.AcceptQueue), fmt.Sprint(e.SynQueue), fmt.Sprint(e.Backlog),
-			render.Processes(e.Processes))
+		fmt.Fprintf(w, format, cols...)
 	}
+	return func(e trace.Event) {
+			line(e.Time.Format("15:04:05.000"), netnsName(e.Namespace, e.Netns), e.Stage,
+				e.Listener, e.Peer, fmt.Sprint(e.AcceptQueue), fmt.Sprint(e.SynQueue), fmt.Sprint(e.Backlog),
+				render.Processes(e.Processes))
+		}, func(u *trace.UnixRefusal) {
+			line(unixText(u)...)
+		}
 }
 
 func netnsName(name string, ino uint64) string {
@@ -158,6 +199,8 @@ type summaryJSON struct {
 	Programs  trace.Programs        `json:"programs"`
 	Listeners []trace.ListenerStats `json:"listeners"`
 	Counters  trace.Counters        `json:"counters"`
+	// Unix counts the UNIX connects refused with EAGAIN, by listener.
+	Unix []unixSummary `json:"unix_refused,omitempty"`
 }
 
 // textSummary prints events by listener and stage, and accept-wait

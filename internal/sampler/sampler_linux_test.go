@@ -162,3 +162,44 @@ func BenchmarkSample10000(b *testing.B) {
 		b.Fatalf("saw %d listeners", n)
 	}
 }
+
+// TestUnixBurstShowsInPeak: a UNIX listener's queue fills to backlog+1 and
+// is drained again between two Takes; the peak, keyed like the snapshot's
+// listener, keeps it.
+func TestUnixBurstShowsInPeak(t *testing.T) {
+	ns := newNS(t)
+	l := labtest.ListenUnix(t, ns, unix.SOCK_STREAM, "", 3)
+	s := New(Options{})
+	if err := s.SetTargets([]collect.Target{target(ns)}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if refused := labtest.DialUnix(t, ns, l, 6); refused != 2 {
+		t.Fatalf("%d refused, want 2", refused)
+	}
+	if err := s.Sample(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		fd, ok, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		unix.Close(fd)
+	}
+	if err := s.Sample(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := collect.Collect(context.Background(), collect.Options{Targets: []collect.Target{target(ns)}, Paths: []string{l.Name}, NoOwners: true})
+	if err != nil || len(snap.Listeners) != 1 {
+		t.Fatalf("collect: %v %+v", err, snap)
+	}
+	cur := snap.Listeners[0]
+	peaks := s.Take()
+	if p := peaks[Key{Netns: cur.Netns, Inode: cur.Inode}]; cur.AcceptQueue != 0 || p != 4 {
+		t.Errorf("queue now %d, peak %d; want 0 and backlog+1 = 4 (peaks %v)", cur.AcceptQueue, p, peaks)
+	}
+}

@@ -29,7 +29,9 @@ func BenchmarkConnectAccept(b *testing.B) {
 	defer ns.Close()
 	b.Run("bare", func(b *testing.B) { connectAccept(b, ns) })
 	b.Run("traced", func(b *testing.B) { traced(b, ns, Options{}) })
+	b.Run("traced-no-unix", func(b *testing.B) { traced(b, ns, Options{NoUnix: true}) })
 	b.Run("traced-no-accept-wait", func(b *testing.B) { traced(b, ns, Options{NoAcceptWait: true}) })
+	b.Run("traced-no-accept-wait-no-unix", func(b *testing.B) { traced(b, ns, Options{NoAcceptWait: true, NoUnix: true}) })
 }
 
 func traced(b *testing.B, ns *lab.Namespace, opts Options) {

@@ -19,6 +19,13 @@ type bpfBorn struct {
 	Listener bpfLkey
 }
 
+type bpfConnectArgs struct {
+	_       structs.HostLayout
+	Fd      uint64
+	Addr    uint64
+	Addrlen uint64
+}
+
 type bpfEvent struct {
 	_           structs.HostLayout
 	TsNs        uint64
@@ -79,15 +86,31 @@ type bpfSynack struct {
 	Daddr  [16]uint8
 }
 
+type bpfUnixEvent struct {
+	_       structs.HostLayout
+	TsNs    uint64
+	Pid     uint32
+	Tid     uint32
+	Netns   uint32
+	Namelen uint32
+	Type    uint16
+	Pad     [6]uint8
+	Comm    [16]int8
+	Path    [108]uint8
+	_       [4]byte
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfMapBorn                   = "born"
+	bpfMapConnecting             = "connecting"
 	bpfMapCounters               = "counters"
 	bpfMapEvents                 = "events"
 	bpfMapLastSynack             = "last_synack"
 	bpfMapListeners              = "listeners"
+	bpfMapUnixEvents             = "unix_events"
 	bpfMapWaits                  = "waits"
 	bpfMapWantNetns              = "want_netns"
 	bpfMapWantPorts              = "want_ports"
@@ -95,19 +118,24 @@ const (
 	bpfProgRawTpInetSockSetState = "raw_tp_inet_sock_set_state"
 	bpfProgRawTpKfreeSkb         = "raw_tp_kfree_skb"
 	bpfProgRawTpNetDevQueue      = "raw_tp_net_dev_queue"
+	bpfProgRawTpSysEnter         = "raw_tp_sys_enter"
 	bpfProgRawTpSysExit          = "raw_tp_sys_exit"
 	bpfProgSeedListeners         = "seed_listeners"
 	bpfProgTpBtfConsumeSkb       = "tp_btf_consume_skb"
 	bpfProgTpBtfInetSockSetState = "tp_btf_inet_sock_set_state"
 	bpfProgTpBtfKfreeSkb         = "tp_btf_kfree_skb"
 	bpfProgTpBtfNetDevQueue      = "tp_btf_net_dev_queue"
+	bpfProgTpBtfSysEnter         = "tp_btf_sys_enter"
 	bpfProgTpBtfSysExit          = "tp_btf_sys_exit"
 	bpfVarAcceptWait             = "accept_wait"
 	bpfVarFilterNetns            = "filter_netns"
 	bpfVarFilterPorts            = "filter_ports"
 	bpfVarNrAccept               = "nr_accept"
 	bpfVarNrAccept4              = "nr_accept4"
+	bpfVarNrConnect              = "nr_connect"
+	bpfVarUnixRefused            = "unix_refused"
 	bpfVarUnusedEvent            = "unused_event"
+	bpfVarUnusedUnixEvent        = "unused_unix_event"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -156,12 +184,14 @@ type bpfProgramSpecs struct {
 	RawTpInetSockSetState *ebpf.ProgramSpec `ebpf:"raw_tp_inet_sock_set_state"`
 	RawTpKfreeSkb         *ebpf.ProgramSpec `ebpf:"raw_tp_kfree_skb"`
 	RawTpNetDevQueue      *ebpf.ProgramSpec `ebpf:"raw_tp_net_dev_queue"`
+	RawTpSysEnter         *ebpf.ProgramSpec `ebpf:"raw_tp_sys_enter"`
 	RawTpSysExit          *ebpf.ProgramSpec `ebpf:"raw_tp_sys_exit"`
 	SeedListeners         *ebpf.ProgramSpec `ebpf:"seed_listeners"`
 	TpBtfConsumeSkb       *ebpf.ProgramSpec `ebpf:"tp_btf_consume_skb"`
 	TpBtfInetSockSetState *ebpf.ProgramSpec `ebpf:"tp_btf_inet_sock_set_state"`
 	TpBtfKfreeSkb         *ebpf.ProgramSpec `ebpf:"tp_btf_kfree_skb"`
 	TpBtfNetDevQueue      *ebpf.ProgramSpec `ebpf:"tp_btf_net_dev_queue"`
+	TpBtfSysEnter         *ebpf.ProgramSpec `ebpf:"tp_btf_sys_enter"`
 	TpBtfSysExit          *ebpf.ProgramSpec `ebpf:"tp_btf_sys_exit"`
 }
 
@@ -170,10 +200,12 @@ type bpfProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
 	Born       *ebpf.MapSpec `ebpf:"born"`
+	Connecting *ebpf.MapSpec `ebpf:"connecting"`
 	Counters   *ebpf.MapSpec `ebpf:"counters"`
 	Events     *ebpf.MapSpec `ebpf:"events"`
 	LastSynack *ebpf.MapSpec `ebpf:"last_synack"`
 	Listeners  *ebpf.MapSpec `ebpf:"listeners"`
+	UnixEvents *ebpf.MapSpec `ebpf:"unix_events"`
 	Waits      *ebpf.MapSpec `ebpf:"waits"`
 	WantNetns  *ebpf.MapSpec `ebpf:"want_netns"`
 	WantPorts  *ebpf.MapSpec `ebpf:"want_ports"`
@@ -183,12 +215,15 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	AcceptWait  *ebpf.VariableSpec `ebpf:"accept_wait"`
-	FilterNetns *ebpf.VariableSpec `ebpf:"filter_netns"`
-	FilterPorts *ebpf.VariableSpec `ebpf:"filter_ports"`
-	NrAccept    *ebpf.VariableSpec `ebpf:"nr_accept"`
-	NrAccept4   *ebpf.VariableSpec `ebpf:"nr_accept4"`
-	UnusedEvent *ebpf.VariableSpec `ebpf:"unused_event"`
+	AcceptWait      *ebpf.VariableSpec `ebpf:"accept_wait"`
+	FilterNetns     *ebpf.VariableSpec `ebpf:"filter_netns"`
+	FilterPorts     *ebpf.VariableSpec `ebpf:"filter_ports"`
+	NrAccept        *ebpf.VariableSpec `ebpf:"nr_accept"`
+	NrAccept4       *ebpf.VariableSpec `ebpf:"nr_accept4"`
+	NrConnect       *ebpf.VariableSpec `ebpf:"nr_connect"`
+	UnixRefused     *ebpf.VariableSpec `ebpf:"unix_refused"`
+	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedUnixEvent *ebpf.VariableSpec `ebpf:"unused_unix_event"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -212,10 +247,12 @@ func (o *bpfObjects) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
 	Born       *ebpf.Map `ebpf:"born"`
+	Connecting *ebpf.Map `ebpf:"connecting"`
 	Counters   *ebpf.Map `ebpf:"counters"`
 	Events     *ebpf.Map `ebpf:"events"`
 	LastSynack *ebpf.Map `ebpf:"last_synack"`
 	Listeners  *ebpf.Map `ebpf:"listeners"`
+	UnixEvents *ebpf.Map `ebpf:"unix_events"`
 	Waits      *ebpf.Map `ebpf:"waits"`
 	WantNetns  *ebpf.Map `ebpf:"want_netns"`
 	WantPorts  *ebpf.Map `ebpf:"want_ports"`
@@ -224,10 +261,12 @@ type bpfMaps struct {
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Born,
+		m.Connecting,
 		m.Counters,
 		m.Events,
 		m.LastSynack,
 		m.Listeners,
+		m.UnixEvents,
 		m.Waits,
 		m.WantNetns,
 		m.WantPorts,
@@ -238,12 +277,15 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	AcceptWait  *ebpf.Variable `ebpf:"accept_wait"`
-	FilterNetns *ebpf.Variable `ebpf:"filter_netns"`
-	FilterPorts *ebpf.Variable `ebpf:"filter_ports"`
-	NrAccept    *ebpf.Variable `ebpf:"nr_accept"`
-	NrAccept4   *ebpf.Variable `ebpf:"nr_accept4"`
-	UnusedEvent *ebpf.Variable `ebpf:"unused_event"`
+	AcceptWait      *ebpf.Variable `ebpf:"accept_wait"`
+	FilterNetns     *ebpf.Variable `ebpf:"filter_netns"`
+	FilterPorts     *ebpf.Variable `ebpf:"filter_ports"`
+	NrAccept        *ebpf.Variable `ebpf:"nr_accept"`
+	NrAccept4       *ebpf.Variable `ebpf:"nr_accept4"`
+	NrConnect       *ebpf.Variable `ebpf:"nr_connect"`
+	UnixRefused     *ebpf.Variable `ebpf:"unix_refused"`
+	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
+	UnusedUnixEvent *ebpf.Variable `ebpf:"unused_unix_event"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.
@@ -254,12 +296,14 @@ type bpfPrograms struct {
 	RawTpInetSockSetState *ebpf.Program `ebpf:"raw_tp_inet_sock_set_state"`
 	RawTpKfreeSkb         *ebpf.Program `ebpf:"raw_tp_kfree_skb"`
 	RawTpNetDevQueue      *ebpf.Program `ebpf:"raw_tp_net_dev_queue"`
+	RawTpSysEnter         *ebpf.Program `ebpf:"raw_tp_sys_enter"`
 	RawTpSysExit          *ebpf.Program `ebpf:"raw_tp_sys_exit"`
 	SeedListeners         *ebpf.Program `ebpf:"seed_listeners"`
 	TpBtfConsumeSkb       *ebpf.Program `ebpf:"tp_btf_consume_skb"`
 	TpBtfInetSockSetState *ebpf.Program `ebpf:"tp_btf_inet_sock_set_state"`
 	TpBtfKfreeSkb         *ebpf.Program `ebpf:"tp_btf_kfree_skb"`
 	TpBtfNetDevQueue      *ebpf.Program `ebpf:"tp_btf_net_dev_queue"`
+	TpBtfSysEnter         *ebpf.Program `ebpf:"tp_btf_sys_enter"`
 	TpBtfSysExit          *ebpf.Program `ebpf:"tp_btf_sys_exit"`
 }
 
@@ -269,12 +313,14 @@ func (p *bpfPrograms) Close() error {
 		p.RawTpInetSockSetState,
 		p.RawTpKfreeSkb,
 		p.RawTpNetDevQueue,
+		p.RawTpSysEnter,
 		p.RawTpSysExit,
 		p.SeedListeners,
 		p.TpBtfConsumeSkb,
 		p.TpBtfInetSockSetState,
 		p.TpBtfKfreeSkb,
 		p.TpBtfNetDevQueue,
+		p.TpBtfSysEnter,
 		p.TpBtfSysExit,
 	)
 }

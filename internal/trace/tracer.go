@@ -42,6 +42,9 @@ type Options struct {
 	// NoAcceptWait leaves out the accept-wait histograms, and with them
 	// the hook on every system call's exit: the cheapest trace.
 	NoAcceptWait bool
+	// NoUnix leaves out UNIX connects refused with EAGAIN (RunUnix), and
+	// with them the hook on every system call's entry.
+	NoUnix bool
 	// ProcRoot is where owners of older listeners are looked up ("/proc").
 	ProcRoot string
 	Programs Programs

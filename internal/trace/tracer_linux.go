@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,7 +78,8 @@ type Tracer struct {
 	maps    tracerMaps
 	links   []link.Link
 	reader  *ringbuf.Reader
-	offset  atomic.Int64 // wall clock - CLOCK_MONOTONIC, ns
+	ureader *ringbuf.Reader // UNIX connects refused
+	offset  atomic.Int64    // wall clock - CLOCK_MONOTONIC, ns
 	names   map[uint64]string
 	owners  map[uint64][]snapshot.Process // socket inode → owners, for listeners older than the trace
 	ownerMu sync.Mutex
@@ -93,6 +96,9 @@ type tracerMaps struct {
 	Counters  *ebpf.Map `ebpf:"counters"`
 	WantPorts *ebpf.Map `ebpf:"want_ports"`
 	WantNetns *ebpf.Map `ebpf:"want_netns"`
+
+	Connecting *ebpf.Map `ebpf:"connecting"`
+	UnixEvents *ebpf.Map `ebpf:"unix_events"`
 }
 
 // One set of programs per program type; LoadAndAssign loads only what the
@@ -103,6 +109,7 @@ type tpBtfObjects struct {
 	NetDevQueue      *ebpf.Program `ebpf:"tp_btf_net_dev_queue"`
 	InetSockSetState *ebpf.Program `ebpf:"tp_btf_inet_sock_set_state"`
 	SysExit          *ebpf.Program `ebpf:"tp_btf_sys_exit"`
+	SysEnter         *ebpf.Program `ebpf:"tp_btf_sys_enter"`
 }
 
 type rawTpObjects struct {
@@ -111,6 +118,7 @@ type rawTpObjects struct {
 	NetDevQueue      *ebpf.Program `ebpf:"raw_tp_net_dev_queue"`
 	InetSockSetState *ebpf.Program `ebpf:"raw_tp_inet_sock_set_state"`
 	SysExit          *ebpf.Program `ebpf:"raw_tp_sys_exit"`
+	SysEnter         *ebpf.Program `ebpf:"raw_tp_sys_enter"`
 }
 
 // kfree_skb loads on its own: its arguments changed across kernels (the
@@ -129,7 +137,7 @@ type iterObjects struct {
 
 // tracepoints in the order the programs attach: listeners first, so that
 // no SYN meets an unknown listener.
-var tracepoints = []string{"inet_sock_set_state", "sys_exit", "net_dev_queue", "consume_skb"}
+var tracepoints = []string{"inet_sock_set_state", "sys_exit", "sys_enter", "net_dev_queue", "consume_skb"}
 
 // New checks the host, loads and attaches the programs, and learns the
 // listeners that already exist. Events are buffered from then on; call
@@ -169,6 +177,9 @@ func New(opts Options) (*Tracer, error) {
 	}
 	if t.reader, err = ringbuf.NewReader(t.maps.Events); err != nil {
 		return nil, fmt.Errorf("trace: opening the event ring buffer: %w", err)
+	}
+	if t.ureader, err = ringbuf.NewReader(t.maps.UnixEvents); err != nil {
+		return nil, fmt.Errorf("trace: opening the UNIX event ring buffer: %w", err)
 	}
 	t.offset.Store(int64(wallMinusMonotonic()))
 	t.seed(spec)
@@ -224,6 +235,8 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec) error {
 		set("accept_wait", !t.opts.NoAcceptWait),
 		set("nr_accept", uint64(unix.SYS_ACCEPT)),
 		set("nr_accept4", uint64(unix.SYS_ACCEPT4)),
+		set("nr_connect", uint64(unix.SYS_CONNECT)),
+		set("unix_refused", !t.opts.NoUnix),
 	)
 }
 
@@ -263,7 +276,7 @@ func (t *Tracer) attach(spec *ebpf.CollectionSpec, objs any, maps *tracerMaps, b
 	t.maps = *maps
 	progs := programsOf(objs)
 	for i, tp := range tracepoints {
-		if tp == "sys_exit" && t.opts.NoAcceptWait {
+		if tp == "sys_exit" && t.opts.NoAcceptWait && t.opts.NoUnix || tp == "sys_enter" && t.opts.NoUnix {
 			continue
 		}
 		var l link.Link
@@ -272,6 +285,11 @@ func (t *Tracer) attach(spec *ebpf.CollectionSpec, objs any, maps *tracerMaps, b
 			l, err = link.AttachTracing(link.TracingOptions{Program: progs[i], AttachType: ebpf.AttachTraceRawTp})
 		} else {
 			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: progs[i]})
+		}
+		if err != nil && tp == "sys_enter" {
+			// The rest of the trace stands without it.
+			t.warnings = append(t.warnings, fmt.Sprintf("UNIX connects refused with EAGAIN are not visible: attaching to sys_enter: %v", err))
+			continue
 		}
 		if err != nil {
 			t.closeLinks()
@@ -323,9 +341,9 @@ func (t *Tracer) attachKfree(spec *ebpf.CollectionSpec, btf bool) {
 func programsOf(objs any) []*ebpf.Program {
 	switch o := objs.(type) {
 	case *tpBtfObjects:
-		return []*ebpf.Program{o.InetSockSetState, o.SysExit, o.NetDevQueue, o.ConsumeSkb}
+		return []*ebpf.Program{o.InetSockSetState, o.SysExit, o.SysEnter, o.NetDevQueue, o.ConsumeSkb}
 	case *rawTpObjects:
-		return []*ebpf.Program{o.InetSockSetState, o.SysExit, o.NetDevQueue, o.ConsumeSkb}
+		return []*ebpf.Program{o.InetSockSetState, o.SysExit, o.SysEnter, o.NetDevQueue, o.ConsumeSkb}
 	}
 	return nil
 }
@@ -495,6 +513,45 @@ func (t *Tracer) Run(ctx context.Context, fn func(Event)) error {
 	}
 }
 
+// RunUnix reads the UNIX connects refused with EAGAIN until ctx ends and
+// calls fn with each; run it beside Run. It returns nil when ctx ends.
+// The caller finds the listener by Path (and Netns for an abstract name).
+func (t *Tracer) RunUnix(ctx context.Context, fn func(UnixRefusal)) error {
+	var rec ringbuf.Record
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		t.ureader.SetDeadline(time.Now().Add(100 * time.Millisecond))
+		err := t.ureader.ReadInto(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		if errors.Is(err, ringbuf.ErrClosed) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("trace: reading UNIX events: %w", err)
+		}
+		raw, err := decodeUnixEvent(rec.RawSample)
+		if err != nil {
+			return err
+		}
+		u := raw.refusal()
+		u.Time = time.Unix(0, int64(u.Monotonic)+t.offset.Load())
+		u.Namespace = t.names[u.Netns]
+		if relative := u.Path != "" && !strings.HasPrefix(u.Path, "@") && !filepath.IsAbs(u.Path); relative {
+			// The kernel resolved it from the client's working directory.
+			if cwd, err := os.Readlink(fmt.Sprintf("%s/%d/cwd", t.opts.ProcRoot, raw.Pid)); err == nil {
+				u.Path = filepath.Join(cwd, u.Path)
+			}
+		}
+		if fn != nil {
+			fn(u)
+		}
+	}
+}
+
 func (t *Tracer) complete(raw rawEvent) Event {
 	e := raw.event()
 	e.Time = time.Unix(0, int64(e.Monotonic)+t.offset.Load())
@@ -611,6 +668,9 @@ func (t *Tracer) Close() error {
 		if t.reader != nil {
 			err = t.reader.Close()
 		}
+		if t.ureader != nil {
+			err = errors.Join(err, t.ureader.Close())
+		}
 		t.closeLinks()
 		t.mapsMu.Lock()
 		t.closeMaps()
@@ -627,7 +687,7 @@ func (t *Tracer) closeLinks() {
 }
 
 func (t *Tracer) closeMaps() {
-	for _, m := range []*ebpf.Map{t.maps.Events, t.maps.Listeners, t.maps.Waits, t.maps.Counters, t.maps.WantPorts, t.maps.WantNetns} {
+	for _, m := range []*ebpf.Map{t.maps.Events, t.maps.Listeners, t.maps.Waits, t.maps.Counters, t.maps.WantPorts, t.maps.WantNetns, t.maps.Connecting, t.maps.UnixEvents} {
 		if m != nil {
 			m.Close()
 		}

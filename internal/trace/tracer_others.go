@@ -29,6 +29,9 @@ func (t *Tracer) Warnings() []string { return nil }
 // Run reports that tracing needs Linux on amd64.
 func (t *Tracer) Run(context.Context, func(Event)) error { return errPlatform }
 
+// RunUnix reports that tracing needs Linux on amd64.
+func (t *Tracer) RunUnix(context.Context, func(UnixRefusal)) error { return errPlatform }
+
 // Stats reports that tracing needs Linux on amd64.
 func (t *Tracer) Stats() ([]ListenerStats, error) { return nil, errPlatform }
 

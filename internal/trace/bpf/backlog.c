@@ -18,7 +18,13 @@
 //                        the accept queue is full (cookie_v4_check()).
 //   inet_sock_set_state  listeners appearing and going, and children becoming
 //                        ESTABLISHED in the accept queue.
-//   sys_exit             accept(2)/accept4(2) returning a child.
+//   sys_exit             accept(2)/accept4(2) returning a child; connect(2)
+//                        on a UNIX socket failing with EAGAIN: the listener's
+//                        queue was full (unix_stream_connect(),
+//                        unix_recvq_full()). The kernel has no tracepoint in
+//                        af_unix; this is the hook that loads without
+//                        kprobes or fentry.
+//   sys_enter            connect(2)'s descriptor and address, for sys_exit.
 //   iter/tcp             the listeners that existed before the trace started.
 //
 // Each program exists as tp_btf (preferred) and raw_tp (fallback); their
@@ -58,6 +64,8 @@ volatile const bool filter_netns = false;
 volatile const bool accept_wait = true; // stamp children for the accept-wait histogram
 volatile const u64 nr_accept = 43;   // __NR_accept, x86_64
 volatile const u64 nr_accept4 = 288; // __NR_accept4, x86_64
+volatile const u64 nr_connect = 42;  // __NR_connect, x86_64
+volatile const bool unix_refused = true; // report UNIX connects refused with EAGAIN
 
 // A listener: its namespace, bound address and port.
 struct lkey {
@@ -716,14 +724,116 @@ static __always_inline int on_accept(struct file **fds, long ret)
 	return 0;
 }
 
+// --- UNIX connects refused ---------------------------------------------------
+
+#define AF_UNIX 1
+#define EAGAIN 11
+#define UNIX_PATH 108
+
+// connect(2)'s arguments, from sys_enter to sys_exit of the same thread.
+struct connect_args {
+	u64 fd;
+	u64 addr; // struct sockaddr_un __user *
+	u64 addrlen;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, u64); // pid_tgid
+	__type(value, struct connect_args);
+} connecting SEC(".maps");
+
+// A UNIX connect refused with EAGAIN: the client, its socket's namespace,
+// and the name it asked for. User space finds the listener by that name.
+struct unix_event {
+	u64 ts_ns;
+	u32 pid;     // tgid
+	u32 tid;
+	u32 netns;   // of the client's socket
+	u32 namelen; // bytes of path that came from the caller
+	u16 type;    // SOCK_STREAM 1, SOCK_SEQPACKET 5
+	u8 pad[6];
+	char comm[16];
+	u8 path[UNIX_PATH]; // sun_path: a path, or NUL and an abstract name
+};
+
+const struct unix_event *unused_unix_event __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} unix_events SEC(".maps");
+
+static __always_inline int on_connect_enter(u64 fd, u64 addr, u64 addrlen)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct connect_args a = {.fd = fd, .addr = addr, .addrlen = addrlen};
+	bpf_map_update_elem(&connecting, &id, &a, BPF_ANY);
+	return 0;
+}
+
+// on_connect_exit runs when connect(2) returned ret. Only a UNIX stream or
+// seqpacket connect to a full listener fails with EAGAIN: at once when
+// non-blocking, after SO_SNDTIMEO when blocking (unix_stream_connect()).
+static __always_inline int on_connect_exit(struct file **fds, long ret)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct connect_args *ap = bpf_map_lookup_elem(&connecting, &id);
+	if (!ap)
+		return 0;
+	struct connect_args a = *ap;
+	bpf_map_delete_elem(&connecting, &id);
+	if (ret != -EAGAIN || a.fd >= (1 << 20))
+		return 0;
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[a.fd]) || !f)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) != AF_UNIX)
+		return 0;
+	u32 netns = sk_netns(sk);
+	if (filter_netns && !bpf_map_lookup_elem(&want_netns, &netns))
+		return 0;
+	struct unix_event *e = bpf_ringbuf_reserve(&unix_events, sizeof(*e), 0);
+	if (!e) {
+		count(0);
+		return 0;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->pid = id >> 32;
+	e->tid = (u32)id;
+	e->netns = netns;
+	e->type = BPF_CORE_READ(sk, sk_type);
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	__builtin_memset(e->path, 0, sizeof(e->path));
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	// sun_path follows the 2-byte family; the caller's length says how much.
+	u64 n = a.addrlen > 2 ? a.addrlen - 2 : 0;
+	if (n > UNIX_PATH)
+		n = UNIX_PATH;
+	e->namelen = n;
+	n &= 127; // for the verifier: n <= UNIX_PATH already
+	if (n > 0 && n <= UNIX_PATH)
+		bpf_probe_read_user(e->path, n, (void *)(a.addr + 2));
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
 // Every system call of every task passes here: test the number first.
 SEC("tp_btf/sys_exit")
 int BPF_PROG(tp_btf_sys_exit, struct pt_regs *regs, long ret)
 {
 	u64 nr = regs->orig_ax;
-	if ((nr != nr_accept && nr != nr_accept4) || ret < 0)
+	struct task_struct *task;
+	if (nr == nr_connect && unix_refused) {
+		task = bpf_get_current_task_btf();
+		return on_connect_exit(task->files->fdt->fd, ret);
+	}
+	if ((nr != nr_accept && nr != nr_accept4) || ret < 0 || !accept_wait)
 		return 0;
-	struct task_struct *task = bpf_get_current_task_btf();
+	task = bpf_get_current_task_btf();
 	return on_accept(task->files->fdt->fd, ret);
 }
 
@@ -731,10 +841,31 @@ SEC("raw_tp/sys_exit")
 int BPF_PROG(raw_tp_sys_exit, struct pt_regs *regs, long ret)
 {
 	u64 nr = BPF_CORE_READ(regs, orig_ax);
-	if ((nr != nr_accept && nr != nr_accept4) || ret < 0)
+	struct task_struct *task;
+	if (nr == nr_connect && unix_refused) {
+		task = (struct task_struct *)bpf_get_current_task();
+		return on_connect_exit(BPF_CORE_READ(task, files, fdt, fd), ret);
+	}
+	if ((nr != nr_accept && nr != nr_accept4) || ret < 0 || !accept_wait)
 		return 0;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	task = (struct task_struct *)bpf_get_current_task();
 	return on_accept(BPF_CORE_READ(task, files, fdt, fd), ret);
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(tp_btf_sys_enter, struct pt_regs *regs, long nr)
+{
+	if (nr != nr_connect || !unix_refused)
+		return 0;
+	return on_connect_enter(regs->di, regs->si, regs->dx);
+}
+
+SEC("raw_tp/sys_enter")
+int BPF_PROG(raw_tp_sys_enter, struct pt_regs *regs, long nr)
+{
+	if (nr != nr_connect || !unix_refused)
+		return 0;
+	return on_connect_enter(BPF_CORE_READ(regs, di), BPF_CORE_READ(regs, si), BPF_CORE_READ(regs, dx));
 }
 
 // --- start-up state ----------------------------------------------------------

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/backlog-dev/backlog/internal/lab/labtest"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/trace"
+)
+
+// TestTopAndLsUnix: top streams a full UNIX listener with its peak, ls
+// prints it by path, --path picks it and --port leaves it out.
+func TestTopAndLsUnix(t *testing.T) {
+	ns := labtest.Namespace(t, "bl-unix-cli")
+	l := labtest.ListenUnix(t, ns, unix.SOCK_SEQPACKET, "@bl-cli-unix", 2)
+	labtest.DialUnix(t, ns, l, 5)
+
+	out, stderr, code := runIn(t, "", "top", "--json", "--count", "2", "--interval", "300ms", "--netns", ns.Name, "--path", "@bl-cli-*")
+	if code != 0 {
+		t.Fatalf("top: exit %d: %s", code, stderr)
+	}
+	frames := 0
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var d snapshot.Delta
+		if err := json.Unmarshal(sc.Bytes(), &d); err != nil {
+			t.Fatalf("%v: %s", err, sc.Text())
+		}
+		frames++
+		if len(d.Listeners) != 1 {
+			t.Fatalf("frame %d: %+v", frames, d.Listeners)
+		}
+		ld := d.Listeners[0]
+		if ld.Family != "unix" || ld.Path != "@bl-cli-unix" || ld.Type != "seqpacket" || ld.AcceptQueue != 3 || ld.AcceptQueuePeak != 3 || ld.Backlog != 2 || ld.DropsPerSecond != nil {
+			t.Errorf("frame %d: %+v", frames, ld)
+		}
+	}
+	if frames != 2 {
+		t.Errorf("%d frames, want 2", frames)
+	}
+
+	text, _, code := runIn(t, "", "ls", "--netns", ns.Name)
+	if code != 0 || !strings.Contains(text, "@bl-cli-unix") || !strings.Contains(text, "3/2") {
+		t.Errorf("ls (exit %d):\n%s", code, text)
+	}
+	text, _, _ = runIn(t, "", "ls", "--netns", ns.Name, "--port", "80")
+	if strings.Contains(text, "@bl-cli-unix") {
+		t.Errorf("--port 80 kept the UNIX listener:\n%s", text)
+	}
+	if _, stderr, code := runIn(t, "", "ls", "--path", "[x"); code != 2 || !strings.Contains(stderr, "bad --path pattern") {
+		t.Errorf("--path [x: exit %d, %q", code, stderr)
+	}
+}
+
+// TestTraceCLIUnix runs the real `backlog trace --json` while a UNIX
+// listener with backlog 3 refuses 7 of 11 non-blocking connects: each
+// refusal is one line naming the listener, its owner, its queue and the
+// client, and the summary counts 7.
+func TestTraceCLIUnix(t *testing.T) {
+	if err := trace.Check(); err != nil {
+		t.Skipf("eBPF unavailable: %v", err)
+	}
+	ns := labtest.Namespace(t, "bl-trace-cli-unix")
+	l := labtest.ListenUnix(t, ns, unix.SOCK_STREAM, filepath.Join(t.TempDir(), "app.sock"), 3)
+	cmd := exec.Command(binary, "trace", "--json", "--duration", "3s", "--netns", ns.Name, "--no-accept-wait")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill() // by pid
+	time.Sleep(1500 * time.Millisecond) // loading takes ~0.3 s
+	if refused := labtest.DialUnix(t, ns, l, 11); refused != 7 {
+		t.Fatalf("%d refused, want 7", refused)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("trace: %v: %s", err, stderr.String())
+	}
+	var lines int
+	var summary struct {
+		Summary struct {
+			Unix []struct {
+				Path    string `json:"path"`
+				Refused int    `json:"refused"`
+			} `json:"unix_refused"`
+		} `json:"summary"`
+	}
+	sc := bufio.NewScanner(strings.NewReader(stdout.String()))
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), `{"summary"`) {
+			if err := json.Unmarshal(sc.Bytes(), &summary); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		var u trace.UnixRefusal
+		if err := json.Unmarshal(sc.Bytes(), &u); err != nil {
+			t.Fatalf("%v: %s", err, sc.Text())
+		}
+		lines++
+		if u.Stage != trace.StageUnixRefused || u.Path != l.Name || u.Client.PID != os.Getpid() || u.Inode != l.Inode ||
+			u.AcceptQueue == nil || *u.AcceptQueue != 4 || *u.Backlog != 3 || len(u.Processes) != 1 || u.Processes[0].PID != os.Getpid() {
+			t.Errorf("line %s", sc.Text())
+		}
+	}
+	if lines != 7 || len(summary.Summary.Unix) != 1 || summary.Summary.Unix[0].Refused != 7 || summary.Summary.Unix[0].Path != l.Name {
+		t.Errorf("%d lines, summary %+v; want 7 refusals of %s\n%s", lines, summary.Summary.Unix, l.Name, stdout.String())
+	}
+}
