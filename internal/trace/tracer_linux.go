@@ -483,25 +483,8 @@ func Monotonic() time.Duration {
 // the order they were recorded per CPU. It also counts them for Stats. It
 // returns nil when ctx ends.
 func (t *Tracer) Run(ctx context.Context, fn func(Event)) error {
-	var rec ringbuf.Record
-	for {
-		if ctx.Err() != nil {
-			return nil
-		}
-		t.reader.SetDeadline(time.Now().Add(100 * time.Millisecond))
-		err := t.reader.ReadInto(&rec)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			// Idle: follow wall-clock adjustments.
-			t.offset.Store(int64(wallMinusMonotonic()))
-			continue
-		}
-		if errors.Is(err, ringbuf.ErrClosed) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("trace: reading events: %w", err)
-		}
-		raw, err := decodeEvent(rec.RawSample)
+	return t.read(ctx, t.reader, "events", func(b []byte) error {
+		raw, err := decodeEvent(b)
 		if err != nil {
 			return err
 		}
@@ -510,30 +493,16 @@ func (t *Tracer) Run(ctx context.Context, fn func(Event)) error {
 		if fn != nil {
 			fn(e)
 		}
-	}
+		return nil
+	})
 }
 
 // RunUnix reads the UNIX connects refused with EAGAIN until ctx ends and
 // calls fn with each; run it beside Run. It returns nil when ctx ends.
 // The caller finds the listener by Path (and Netns for an abstract name).
 func (t *Tracer) RunUnix(ctx context.Context, fn func(UnixRefusal)) error {
-	var rec ringbuf.Record
-	for {
-		if ctx.Err() != nil {
-			return nil
-		}
-		t.ureader.SetDeadline(time.Now().Add(100 * time.Millisecond))
-		err := t.ureader.ReadInto(&rec)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			continue
-		}
-		if errors.Is(err, ringbuf.ErrClosed) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("trace: reading UNIX events: %w", err)
-		}
-		raw, err := decodeUnixEvent(rec.RawSample)
+	return t.read(ctx, t.ureader, "UNIX events", func(b []byte) error {
+		raw, err := decodeUnixEvent(b)
 		if err != nil {
 			return err
 		}
@@ -548,6 +517,34 @@ func (t *Tracer) RunUnix(ctx context.Context, fn func(UnixRefusal)) error {
 		}
 		if fn != nil {
 			fn(u)
+		}
+		return nil
+	})
+}
+
+// read passes each record of a ring buffer to fn until ctx ends or the
+// tracer closes.
+func (t *Tracer) read(ctx context.Context, r *ringbuf.Reader, what string, fn func([]byte) error) error {
+	var rec ringbuf.Record
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.SetDeadline(time.Now().Add(100 * time.Millisecond))
+		err := r.ReadInto(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// Idle: follow wall-clock adjustments.
+			t.offset.Store(int64(wallMinusMonotonic()))
+			continue
+		}
+		if errors.Is(err, ringbuf.ErrClosed) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("trace: reading %s: %w", what, err)
+		}
+		if err := fn(rec.RawSample); err != nil {
+			return err
 		}
 	}
 }
