@@ -78,7 +78,7 @@ func TestTraceCLIUnix(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill() // by pid
+	defer cmd.Process.Kill()            // by pid
 	time.Sleep(1500 * time.Millisecond) // loading takes ~0.3 s
 	if refused := labtest.DialUnix(t, ns, l, 11); refused != 7 {
 		t.Fatalf("%d refused, want 7", refused)
