@@ -246,3 +246,18 @@ func TestServeLandingLinks(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpShowsEveryFlag: -h of every command exits 0 and prints its flags
+// without a panic (the flag package calls String on zero values).
+func TestHelpShowsEveryFlag(t *testing.T) {
+	for _, c := range commands() {
+		args := []string{c.name, "-h"}
+		if c.name == "lab" {
+			args = []string{"lab", "overflow", "-h"}
+		}
+		out, err := exec.Command(binary, args...).CombinedOutput()
+		if err != nil || strings.Contains(string(out), "panic") || !strings.Contains(string(out), "Usage") {
+			t.Errorf("backlog %v: %v\n%s", args, err, out)
+		}
+	}
+}
