@@ -33,7 +33,10 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if rf.path != "" {
+	if rf.path != "" || rf.since != "" || rf.until != "" {
+		if *bpf {
+			return usageError{errors.New("backlog doctor: --bpf traces live; a recording made with record --bpf carries its trace already")}
+		}
 		src, err := rf.source(&filters, stderr)
 		if err != nil {
 			return err
