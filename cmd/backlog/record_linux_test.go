@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,5 +96,50 @@ func TestRecordOverflow(t *testing.T) {
 	}
 	if h := fs[0].Header; h == nil || h.Interval != 0.5 || h.Sample != 0.1 || h.BPF {
 		t.Errorf("header %+v", h)
+	}
+}
+
+// TestRecordSystemdUnit: the unit docs/deployment.md gives passes
+// systemd-analyze verify, and its command line records into a directory
+// like the one StateDirectory= makes (root, 0750).
+func TestRecordSystemdUnit(t *testing.T) {
+	testutil.RequireRoot(t)
+	analyze := testutil.RequireTool(t, "systemd-analyze")
+	doc, err := os.ReadFile("../../docs/deployment.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, unit, ok := strings.Cut(string(doc), "# /etc/systemd/system/backlog-record.service\n")
+	if !ok {
+		t.Fatal("docs/deployment.md has no backlog-record.service")
+	}
+	unit, _, _ = strings.Cut(unit, "```")
+	var execStart []string
+	for _, line := range strings.Split(unit, "\n") {
+		if v, ok := strings.CutPrefix(line, "ExecStart="); ok {
+			execStart = strings.Fields(v)
+		}
+	}
+	if len(execStart) < 2 || execStart[0] != "/usr/local/bin/backlog" || execStart[1] != "record" {
+		t.Fatalf("ExecStart %q", execStart)
+	}
+	path := filepath.Join(t.TempDir(), "backlog-record.service")
+	os.WriteFile(path, []byte(strings.Replace(unit, "/usr/local/bin/backlog", binary, 1)), 0o644)
+	if out, err := exec.Command(analyze, "verify", path).CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	dir := recordDir(t)
+	args := slices.Clone(execStart[2:])
+	for i := range args {
+		if args[i] == "/var/lib/backlog" {
+			args[i] = dir
+		}
+	}
+	_, stderr, code := runIn(t, "", append(append([]string{"record"}, args...), "--netns", "self", "--duration", "2500ms")...)
+	if code != 0 {
+		t.Fatalf("the unit's command: exit %d: %s", code, stderr)
+	}
+	if fs, dmg := readFrames(t, dir); len(fs) < 2 || len(dmg) != 0 {
+		t.Errorf("%d frames, damage %v", len(fs), dmg)
 	}
 }
