@@ -254,3 +254,26 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// TestTraceFieldsKnown: trace tallies are recorded field by field (their
+// own JSON leaves the histogram's slots out), so a field added to them must
+// be added to wireTrace too; this test says so when it happens.
+func TestTraceFieldsKnown(t *testing.T) {
+	for _, c := range []struct {
+		v    any
+		want []string
+	}{
+		{trace.ListenerStats{}, []string{"ListenerID", "Namespace", "Processes", "Drops", "AcceptWait"}},
+		{trace.ListenerID{}, []string{"Netns", "Listener"}},
+		{trace.Histogram{}, []string{"Slots", "Count", "Sum", "Max"}},
+	} {
+		typ := reflect.TypeOf(c.v)
+		var got []string
+		for i := range typ.NumField() {
+			got = append(got, typ.Field(i).Name)
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%v has fields %v; record them in wireTrace (encode.go) and docs/record.md, then update this test", typ, got)
+		}
+	}
+}
