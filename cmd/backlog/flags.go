@@ -45,8 +45,8 @@ func parse(fs *flag.FlagSet, args []string) error {
 
 // filterFlags are the filters of every command that lists listeners.
 type filterFlags struct {
-	netns      string
-	netnsDirs  stringList
+	netns      netnsList
+	netnsDirs  dirList
 	ports      portList
 	paths      pathList
 	pids       intList
@@ -56,10 +56,12 @@ type filterFlags struct {
 	roots      rootList
 	node       string
 	res        *workload.Resolver // made once: serve and top resolve often
+
+	everyNS bool // set by options: every namespace was resolved
 }
 
 func (f *filterFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.netns, "netns", "", "network namespaces: `all` (default when permitted), self, a name under /run/netns, a path, pid:N, pod:NAMESPACE/NAME, or container:NAME")
+	fs.Var(&f.netns, "netns", "network namespace: `all`, self, a name under /run/netns, a path, pid:N, pod:NAMESPACE/NAME, or container:NAME (repeatable; default: all on the host, else the caller's own)")
 	fs.Var(&f.netnsDirs, "netns-dir", "another `directory` of namespace bind mounts besides /run/netns (repeatable)")
 	fs.Var(&f.ports, "port", "only TCP listeners on this local `port` (repeatable; with --path, either matches)")
 	fs.Var(&f.paths, "path", "only UNIX listeners with this `name`: a path, @abstract, or a pattern such as '/run/php/*' or '@*' (repeatable)")
@@ -92,26 +94,30 @@ func (f *filterFlags) workloads() *workload.Resolver {
 }
 
 // options resolves the namespaces and returns the collection options, with
-// a warning to show when the choice was narrowed for lack of privilege.
+// a note to show when the default was narrowed (lack of privilege, or a
+// caller inside another namespace).
 func (f *filterFlags) options() (collect.Options, string, error) {
 	dirs := append(slices.Clone(netns.DefaultDirs), f.netnsDirs...)
 	res := f.workloads()
-	targets, warning, err := collect.ResolveWith(f.netns, "", dirs, res)
+	r, err := collect.ResolveWith(f.netns, "", dirs, res)
 	if errors.Is(err, collect.ErrBadSpec) {
 		return collect.Options{}, "", usageError{fmt.Errorf("backlog: %w", err)}
 	}
 	if err != nil {
 		return collect.Options{}, "", err
 	}
-	opts := collect.Options{Targets: targets, Ports: f.ports, Paths: f.paths, PIDs: f.pids, Processes: f.processes,
+	f.everyNS = r.All
+	opts := collect.Options{Targets: r.Targets, Refused: r.Refused, Ports: f.ports, Paths: f.paths, PIDs: f.pids, Processes: f.processes,
 		Pods: f.pods, Containers: f.containers, Workloads: res}
 	// A hostNetwork pod's namespace is the host's: keep only its listeners.
-	if pod, ok := strings.CutPrefix(f.netns, "pod:"); ok {
-		opts.Pods = append(slices.Clone(opts.Pods), pod)
-	} else if ctr, ok := strings.CutPrefix(f.netns, "container:"); ok {
-		opts.Containers = append(slices.Clone(opts.Containers), ctr)
+	for _, spec := range f.netns {
+		if pod, ok := strings.CutPrefix(spec, "pod:"); ok {
+			opts.Pods = append(slices.Clone(opts.Pods), pod)
+		} else if ctr, ok := strings.CutPrefix(spec, "container:"); ok {
+			opts.Containers = append(slices.Clone(opts.Containers), ctr)
+		}
 	}
-	return opts, warning, nil
+	return opts, r.Note, nil
 }
 
 // rootList collects --runtime-root RUNTIME=DIR.
@@ -133,6 +139,31 @@ func (r *rootList) Set(s string) error {
 	default:
 		return fmt.Errorf("unknown runtime %q (want containerd, docker or containers)", kind)
 	}
+	return nil
+}
+
+// netnsList is --netns, repeatable; an empty value is refused at Resolve.
+type netnsList []string
+
+func (p *netnsList) String() string { return strings.Join(*p, ",") }
+func (p *netnsList) Set(s string) error {
+	*p = append(*p, s)
+	return nil
+}
+
+// dirList is --netns-dir: directories that exist.
+type dirList []string
+
+func (p *dirList) String() string { return fmt.Sprint(*p) }
+func (p *dirList) Set(s string) error {
+	st, err := os.Stat(s)
+	if err != nil {
+		return fmt.Errorf("%q: %w", s, errors.Unwrap(err))
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%q is not a directory", s)
+	}
+	*p = append(*p, s)
 	return nil
 }
 

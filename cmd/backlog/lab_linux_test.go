@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,8 +13,11 @@ import (
 	"github.com/backlog-dev/backlog/internal/testutil"
 )
 
-// labNamespaces lists the lab's namespaces that exist now.
-func labNamespaces(t *testing.T) []string {
+// labNamespaces lists the lab's namespaces that exist now, created by
+// process pid, or when pid is 0 by any process that has exited (names are
+// prefix-PID-N): a live process's are in use, by another test running
+// beside this one on a shared host.
+func labNamespaces(t *testing.T, pid int) []string {
 	t.Helper()
 	out, err := exec.Command("ip", "netns", "list").Output()
 	if err != nil {
@@ -21,9 +25,16 @@ func labNamespaces(t *testing.T) []string {
 	}
 	var names []string
 	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], scenario.Prefix+"-") {
-			names = append(names, f[0])
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], scenario.Prefix+"-") {
+			continue
 		}
+		parts := strings.Split(f[0], "-")
+		creator, _ := strconv.Atoi(parts[len(parts)-2])
+		if pid != 0 && creator != pid || pid == 0 && syscall.Kill(creator, 0) == nil {
+			continue
+		}
+		names = append(names, f[0])
 	}
 	return names
 }
@@ -41,7 +52,7 @@ func TestLabJSON(t *testing.T) {
 	if res.Scenario != "overflow" || !res.OK() || res.Observed["peak_accept_queue"] != 4 || res.Moved["ListenOverflows"] == 0 {
 		t.Errorf("result %+v", res)
 	}
-	if left := labNamespaces(t); len(left) > 0 {
+	if left := labNamespaces(t, 0); len(left) > 0 {
 		t.Errorf("left behind: %v", left)
 	}
 }
@@ -67,7 +78,7 @@ func TestLabInterrupted(t *testing.T) {
 	}
 	defer cmd.Process.Kill()
 	testutil.Eventually(t, 10*time.Second, func() error {
-		if len(labNamespaces(t)) < 2 {
+		if len(labNamespaces(t, cmd.Process.Pid)) < 2 {
 			return errString("the lab's two namespaces did not appear")
 		}
 		return nil
@@ -79,7 +90,7 @@ func TestLabInterrupted(t *testing.T) {
 	if !ok || ee.ExitCode() != exitFailure || !strings.Contains(stderr.String(), "interrupted") {
 		t.Errorf("exit %v, stderr %q; want exit 1 saying it was interrupted", err, stderr.String())
 	}
-	if left := labNamespaces(t); len(left) > 0 {
+	if left := labNamespaces(t, cmd.Process.Pid); len(left) > 0 {
 		t.Errorf("left behind after Ctrl-C: %v", left)
 	}
 }
@@ -93,20 +104,20 @@ func TestLabAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, func() error {
-		if len(labNamespaces(t)) == 0 {
+		if len(labNamespaces(t, cmd.Process.Pid)) == 0 {
 			return errString("the lab's namespace did not appear")
 		}
 		return nil
 	})
 	cmd.Process.Kill()
 	cmd.Wait()
-	if len(labNamespaces(t)) == 0 {
+	if len(labNamespaces(t, cmd.Process.Pid)) == 0 {
 		t.Fatal("SIGKILL left nothing: the test proves nothing")
 	}
 	if _, stderr, code := runIn(t, "", "lab", "nobind"); code != 0 {
 		t.Fatalf("second run: exit %d: %s", code, stderr)
 	}
-	if left := labNamespaces(t); len(left) > 0 {
+	if left := labNamespaces(t, cmd.Process.Pid); len(left) > 0 {
 		t.Errorf("stale namespaces not removed: %v", left)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/backlog-dev/backlog/internal/collect"
@@ -13,10 +14,11 @@ import (
 )
 
 // report tells a person, on stderr, what the snapshot could not see: the
-// warnings on one line, then one line per namespace that failed.
+// warnings and what refused processes hide on one line, then one line per
+// namespace that failed.
 func report(stderr io.Writer, snap *snapshot.Snapshot) {
-	if len(snap.Warnings) > 0 {
-		fmt.Fprintf(stderr, "backlog: %s\n", strings.Join(snap.Warnings, "; "))
+	if line := notes(snap); line != "" {
+		fmt.Fprintf(stderr, "backlog: %s\n", line)
 	}
 	for _, ns := range snap.Namespaces {
 		if ns.Error != "" {
@@ -88,4 +90,13 @@ func recordedAt(filters *filterFlags, path, at string, stderr io.Writer) (*snaps
 	}
 	report(stderr, f.Snapshot)
 	return f.Snapshot, nil
+}
+
+// notes joins the snapshot's warnings and what refused processes hide.
+func notes(snap *snapshot.Snapshot) string {
+	all := slices.Clone(snap.Warnings)
+	if h := collect.DescribeHidden(snap.Hidden, snap.Listeners); h != "" {
+		all = append(all, h)
+	}
+	return strings.Join(all, "; ")
 }

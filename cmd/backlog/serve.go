@@ -115,7 +115,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// server's own errors (TLS handshakes), come out in the same format.
 	slog.SetDefault(logger)
 	if warning != "" {
-		logger.Warn(warning) // and counted at every scrape (source netns)
+		logger.Warn(warning) // the exporter logs it again only if it changes
 	}
 
 	var smp *sampler.Sampler
@@ -133,7 +133,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		go func() { smp.Run(sctx); close(done) }()
 		defer func() { stop(); <-done }()
 	}
-	exp := exporter.New(exporter.Options{Resolve: filters.options, Sampler: smp, MaxListeners: *maxListeners, Logger: logger})
+	exp := exporter.New(exporter.Options{Resolve: filters.options, Note: warning, Sampler: smp, MaxListeners: *maxListeners, Logger: logger})
 
 	promversion.Version = version
 	// The exporter is gathered beside the registry, not in it: its families

@@ -18,12 +18,12 @@ import (
 	"github.com/backlog-dev/backlog/internal/trace"
 )
 
-// traceOptions turns the listing filters into the tracer's: a chosen
-// namespace is filtered in the kernel; "all" also sees namespaces created
-// while tracing.
+// traceOptions turns the listing filters into the tracer's (after
+// filters.options): chosen namespaces are filtered in the kernel; "all"
+// also sees namespaces created while tracing.
 func traceOptions(filters *filterFlags, opts collect.Options) trace.Options {
 	topts := trace.Options{
-		OnlyNamespaces: filters.netns != "" && filters.netns != "all",
+		OnlyNamespaces: !filters.everyNS,
 		Ports:          opts.Ports,
 	}
 	for _, t := range opts.Targets {

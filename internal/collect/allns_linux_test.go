@@ -2,12 +2,17 @@ package collect
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/backlog-dev/backlog/internal/netns"
 	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/testutil"
 )
 
 func listenersIn(snap *snapshot.Snapshot, inode uint64) []snapshot.Listener {
@@ -49,13 +54,11 @@ func TestAllNamespaces(t *testing.T) {
 	}
 	pid, childPort := processNamespace(t)
 
-	targets, warning, err := Resolve("all", "", netns.DefaultDirs)
+	r, err := Resolve([]string{"all"}, "", netns.DefaultDirs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if warning != "" {
-		t.Logf("warning: %s", warning)
-	}
+	targets := r.Targets
 	snap, err := Collect(context.Background(), Options{Targets: targets})
 	if err != nil {
 		t.Fatal(err)
@@ -116,10 +119,11 @@ func TestAllNamespaces(t *testing.T) {
 func TestNamespaceVanishes(t *testing.T) {
 	stay, gone := newNS(t), newNS(t)
 	l := listen(t, stay, "127.0.0.1:0", 4)
-	targets, _, err := Resolve("all", "", netns.DefaultDirs)
+	r, err := Resolve([]string{"all"}, "", netns.DefaultDirs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	targets := r.Targets
 	if err := gone.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -142,26 +146,93 @@ func TestNamespaceVanishes(t *testing.T) {
 
 func TestResolveSpecs(t *testing.T) {
 	ns := newNS(t)
+	resolve := func(specs ...string) ([]Target, error) {
+		r, err := Resolve(specs, "", netns.DefaultDirs)
+		return r.Targets, err
+	}
 	for _, spec := range []string{ns.Name, ns.Path} {
-		ts, _, err := Resolve(spec, "", netns.DefaultDirs)
+		ts, err := resolve(spec)
 		if err != nil || len(ts) != 1 || ts[0].Path == "" {
-			t.Errorf("Resolve(%q) = %+v, %v", spec, ts, err)
+			t.Fatalf("Resolve(%q) = %+v, %v", spec, ts, err)
 		}
 		if ts[0].Name != ns.Name {
 			t.Errorf("Resolve(%q) named %q, want %q", spec, ts[0].Name, ns.Name)
 		}
 	}
 	pid, _ := processNamespace(t)
-	ts, _, err := Resolve("pid:"+strconv.Itoa(pid), "", nil)
+	ts, err := resolve("pid:" + strconv.Itoa(pid))
 	if err != nil || len(ts) != 1 || !strings.HasPrefix(ts[0].Name, "pid:"+strconv.Itoa(pid)) {
 		t.Errorf("pid spec: %+v, %v", ts, err)
 	}
-	if ts, _, err := Resolve("self", "", nil); err != nil || len(ts) != 1 || ts[0].Path != "" {
+	if ts, err := resolve("self"); err != nil || len(ts) != 1 || ts[0].Path != "" {
 		t.Errorf("self: %+v %v", ts, err)
 	}
-	for _, bad := range []string{"no-such-namespace", "pid:x", "pid:-1", "/nonexistent/ns", "pid:999999999"} {
-		if _, _, err := Resolve(bad, "", netns.DefaultDirs); err == nil {
-			t.Errorf("Resolve(%q) accepted", bad)
+	for _, bad := range []string{"no-such-namespace", "pid:x", "pid:-1", "/nonexistent/ns", "pid:999999999", "", "/etc/passwd", "/proc/self/ns/mnt"} {
+		if _, err := resolve(bad); !errors.Is(err, ErrBadSpec) {
+			t.Errorf("Resolve(%q): %v, want ErrBadSpec", bad, err)
 		}
+	}
+}
+
+// TestOneNamePerNamespace: a namespace has the name a scan of all gives
+// it however it is reached: by pid:N of any process inside, by path, or
+// as the caller's own (entered with setns, as `ip netns exec` does).
+func TestOneNamePerNamespace(t *testing.T) {
+	ns := newNS(t)
+	all, err := Resolve([]string{"all"}, "", netns.DefaultDirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want string
+	for _, tg := range all.Targets {
+		if tg.Path == ns.Path {
+			want = tg.Name
+		}
+	}
+	if want != ns.Name {
+		t.Fatalf("scan named %s %q", ns.Path, want)
+	}
+	nsID, err := netns.Stat(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A process inside the named namespace: pid:N names it by its mount.
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, "sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }() // by pid: the one started here
+	testutil.Eventually(t, 5*time.Second, func() error {
+		id, err := netns.Stat(fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid))
+		if err != nil || id != nsID {
+			return fmt.Errorf("sleep not in %s yet", ns.Name)
+		}
+		return nil
+	})
+	specs := []string{"pid:" + strconv.Itoa(cmd.Process.Pid), fmt.Sprintf("/proc/%d/ns/net", cmd.Process.Pid), ns.Path, ns.Name}
+	for _, spec := range specs {
+		r, err := Resolve([]string{spec}, "", netns.DefaultDirs)
+		if err != nil || len(r.Targets) != 1 || r.Targets[0].Name != want {
+			t.Errorf("Resolve(%q) = %+v, %v; want the name %q", spec, r.Targets, err, want)
+		}
+	}
+	// Repeated specs are joined, each namespace once.
+	r, err := Resolve(specs, "", netns.DefaultDirs)
+	if err != nil || len(r.Targets) != 1 {
+		t.Errorf("Resolve(%q) = %+v, %v; want one target", specs, r.Targets, err)
+	}
+	// The caller's own namespace is named the same from inside, by
+	// default and as "self", and the default is that namespace alone.
+	err = netns.Do(ns.Path, func() error {
+		for _, specs := range [][]string{nil, {"self"}} {
+			r, err := Resolve(specs, "", netns.DefaultDirs)
+			if err != nil || len(r.Targets) != 1 || r.Targets[0].Name != want {
+				t.Errorf("inside, Resolve(%q) = %+v, %v; want the name %q", specs, r.Targets, err, want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

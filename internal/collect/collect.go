@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/backlog-dev/backlog/internal/netns"
 	"github.com/backlog-dev/backlog/internal/procfd"
 	"github.com/backlog-dev/backlog/internal/snapshot"
 	"github.com/backlog-dev/backlog/internal/workload"
@@ -28,6 +29,28 @@ type Target struct {
 	// PID is a process inside (the lowest seen), whose pod or container
 	// names the namespace's workload; 0 when unknown.
 	PID int
+}
+
+// ErrBadSpec is a --netns value that names no network namespace.
+var ErrBadSpec = errors.New("bad --netns")
+
+// ErrNeedSysAdmin means other namespaces were asked for without the
+// privilege to enter them.
+var ErrNeedSysAdmin = errors.New("reading other network namespaces needs root or CAP_SYS_ADMIN")
+
+// Resolution is what --netns resolved to.
+type Resolution struct {
+	Targets []Target
+	// All: every namespace was asked for (explicitly or by default), so
+	// namespaces that appear later belong too.
+	All bool
+	// Note says in one line how the default was narrowed: to this
+	// namespace, for lack of privilege or because the caller runs in a
+	// namespace other than the host's. Empty otherwise.
+	Note string
+	// Refused are processes whose namespace could not be identified while
+	// scanning all; Options.Refused takes them to Collect.
+	Refused []netns.Refusal
 }
 
 // Options say what to collect and what to keep.
@@ -55,6 +78,9 @@ type Options struct {
 	// so runtime state is read once per container. Nil: a fresh one with
 	// the default runtime roots.
 	Workloads *workload.Resolver
+	// Refused are the processes whose namespace Resolve could not identify
+	// (--netns all): Collect works out what they hide (Snapshot.Hidden).
+	Refused []netns.Refusal
 }
 
 func (o *Options) procRoot() string {
@@ -120,6 +146,7 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 		failed     []error
 		noUnixDiag bool
 	)
+	seen := make(map[uint32]struct{})
 	for i, r := range results {
 		ns := r.ns
 		if ns.Name == "" {
@@ -140,6 +167,9 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 			snap.Warnings = append(snap.Warnings, fmt.Sprintf("%s of namespace %s: %v", unixUnknown, ns.Name, r.unixErr))
 		}
 		snap.Namespaces = append(snap.Namespaces, ns)
+		for _, l := range r.ls {
+			seen[l.Inode] = struct{}{}
+		}
 		snap.Listeners = append(snap.Listeners, filterAddresses(r.ls, opts.Ports, opts.Paths)...)
 	}
 	if noUnixDiag {
@@ -149,8 +179,9 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 		return nil, fmt.Errorf("%w: %w", ErrNoNamespace, errors.Join(failed...))
 	}
 
+	var refused []procfd.Refusal
 	if !opts.NoOwners {
-		addOwners(snap, opts.procRoot(), opts.Owners)
+		refused = addOwners(snap, opts.procRoot(), opts.Owners)
 	}
 	res := opts.Workloads
 	if res == nil {
@@ -159,6 +190,7 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 	addWorkloads(snap, targets, res)
 	snap.Listeners = filterOwners(snap.Listeners, opts.PIDs, opts.Processes)
 	snap.Listeners = filterWorkloads(snap.Listeners, opts.Pods, opts.Containers)
+	snap.Hidden = hidden(&opts, refused, seen, snap.Listeners)
 	snapshot.SortFullest(snap.Listeners)
 	return snap, nil
 }
@@ -248,8 +280,9 @@ func (c *OwnerCache) store(want map[uint32]struct{}, res procfd.Result) {
 	c.walked, c.res, c.known = time.Now(), res, want
 }
 
-// addOwners walks /proc/*/fd once for all namespaces' listeners.
-func addOwners(snap *snapshot.Snapshot, procRoot string, cache *OwnerCache) {
+// addOwners walks /proc/*/fd once for all namespaces' listeners and
+// returns the processes whose descriptors were refused.
+func addOwners(snap *snapshot.Snapshot, procRoot string, cache *OwnerCache) []procfd.Refusal {
 	want := make(map[uint32]struct{}, len(snap.Listeners))
 	for _, l := range snap.Listeners {
 		want[l.Inode] = struct{}{}
@@ -263,7 +296,7 @@ func addOwners(snap *snapshot.Snapshot, procRoot string, cache *OwnerCache) {
 		res, err = procfd.Walk(procRoot, want)
 		if err != nil {
 			snap.Warnings = append(snap.Warnings, fmt.Sprintf("owning processes unknown: %v", err))
-			return
+			return nil
 		}
 		if cache != nil {
 			cache.store(want, res)
@@ -276,10 +309,7 @@ func addOwners(snap *snapshot.Snapshot, procRoot string, cache *OwnerCache) {
 			l.Processes = []snapshot.Process{} // looked everywhere: no owner
 		}
 	}
-	if res.Denied > 0 {
-		snap.Warnings = append(snap.Warnings, fmt.Sprintf(
-			"owners hidden: the descriptors of %d process(es) could not be read; reading them needs root with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH, and no security module refusing ptrace access", res.Denied))
-	}
+	return res.Refused
 }
 
 // filterOwners keeps listeners owned by one of pids and one of comms.

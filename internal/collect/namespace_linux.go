@@ -98,12 +98,15 @@ func readNamespace(t Target, procRoot string) (ns snapshot.Namespace, ls []snaps
 	return ns, ls, unixErr, nil
 }
 
-// ownName names the caller's own namespace: "host" when it is init's.
+// ownName names the caller's own namespace when no Resolve named it, as
+// Resolve names it: one name whatever the privilege or the flags.
 func ownName(procRoot string, id netns.ID) string {
-	if initID, err := netns.InitID(procRoot); err == nil && initID == id {
-		return "host"
+	initID, _ := netns.InitID(procRoot)
+	f := netns.Found{ID: id, Mount: netns.MountOf(id, netns.DefaultDirs)}
+	if f.Mount == "" && id != initID {
+		f.PID = netns.LowestPID(procRoot, id)
 	}
-	return "self"
+	return target(procRoot, f, initID).Name
 }
 
 func onLockedThread(fn func() error) error {

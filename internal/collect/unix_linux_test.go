@@ -147,10 +147,11 @@ func TestUnixListenersMatchSS(t *testing.T) {
 	}
 	labtest.DialUnix(t, ns, mine[0], 6)
 	labtest.DialUnix(t, ns, mine[2], 2)
-	targets, _, err := Resolve("all", "", netns.DefaultDirs)
+	r, err := Resolve([]string{"all"}, "", netns.DefaultDirs)
 	if err != nil {
 		t.Fatal(err)
 	}
+	targets := r.Targets
 	compared := 0
 	for _, tg := range targets {
 		opts := Options{Targets: []Target{tg}, NoOwners: true}

@@ -177,7 +177,7 @@ func TestDaemonSetPrivileges(t *testing.T) {
 	if !sc.ReadOnlyRootFilesystem || sc.Privileged == nil || *sc.Privileged || sc.RunAsUser == nil || *sc.RunAsUser != 0 {
 		t.Errorf("securityContext %+v; want read-only root, not privileged, uid 0", sc)
 	}
-	if len(c.Args) == 0 || c.Args[0] != "serve" || len(c.Ports) != 1 || c.Ports[0].ContainerPort != 9871 {
-		t.Errorf("args %v ports %+v; want serve on 9871", c.Args, c.Ports)
+	if len(c.Args) == 0 || c.Args[0] != "serve" || !slices.Contains(c.Args, "--netns=all") || len(c.Ports) != 1 || c.Ports[0].ContainerPort != 9871 {
+		t.Errorf("args %v ports %+v; want serve --netns=all on 9871 (in a pod's namespace the default is that namespace alone)", c.Args, c.Ports)
 	}
 }

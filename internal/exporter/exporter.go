@@ -5,9 +5,12 @@ package exporter
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +30,9 @@ type Options struct {
 	// Sampler supplies the peaks between scrapes and is told the
 	// namespaces of each collection. Nil: the peak is the value at scrape.
 	Sampler *sampler.Sampler
+	// Note is the note of the Resolve already logged at start, so that
+	// the first collection does not log it again.
+	Note string
 	// MaxListeners caps the listener series, fullest first; 0: no cap.
 	MaxListeners int
 	// OwnersMaxAge is how long owning processes are remembered while no
@@ -54,6 +60,8 @@ type Exporter struct {
 	omitted     uint64
 	collections uint64
 	lastGood    *collect.Options
+	lastNote    string // Resolve's note, logged when it changes
+	lastHidden  string // hiddenKey of the last collection
 	failing     map[failure]bool
 
 	active, maxActive atomic.Int32 // collections under way, for tests
@@ -105,7 +113,7 @@ func New(opts Options) *Exporter {
 		opts.OwnersMaxAge = DefaultOwnersMaxAge
 	}
 	e := &Exporter{opts: opts, owners: &collect.OwnerCache{MaxAge: opts.OwnersMaxAge},
-		errors: make(map[string]uint64), failing: make(map[failure]bool)}
+		errors: make(map[string]uint64), failing: make(map[failure]bool), lastNote: opts.Note}
 	for _, s := range sources {
 		e.errors[s] = 0 // every source from the start, so rate() works at once
 	}
@@ -150,8 +158,13 @@ func (e *Exporter) collectOnce() *result {
 		failed[failure{source, netns}] = err
 	}
 
-	opts, warning, err := e.opts.Resolve()
+	opts, note, err := e.opts.Resolve()
 	switch {
+	case errors.Is(err, collect.ErrBadSpec) && e.lastGood != nil:
+		// A --netns namespace that resolved before went away: reading the
+		// last good targets reports it once, as the namespace that
+		// vanished (source namespace), not also as a listing error.
+		opts = *e.lastGood
 	case err != nil && e.lastGood != nil:
 		fail(SourceNetns, "", err)
 		opts = *e.lastGood // keep reading the namespaces known to exist
@@ -161,10 +174,9 @@ func (e *Exporter) collectOnce() *result {
 	default:
 		e.lastGood = &opts
 	}
-	if warning != "" {
-		// Namespaces left out for lack of privilege: the scrape is partial.
-		fail(SourceNetns, "", textError(warning))
-	}
+	// How the default was narrowed (privilege, the caller's namespace) is
+	// a fact of the deployment, not a failure: logged when it changes.
+	e.logOnce(&e.lastNote, note, func() { e.opts.Logger.Warn(note) })
 	if e.opts.Sampler != nil {
 		// Its failures are counted in its Stats (source sampler).
 		if err := e.opts.Sampler.SetTargets(opts.Targets); err != nil {
@@ -210,6 +222,13 @@ func (e *Exporter) collectOnce() *result {
 				fail(SourceOwners, "", textError(w))
 			}
 		}
+		// Processes the kernel refuses to inspect do so at every scrape:
+		// an unchanging fact, logged when the set changes, never an error
+		// (it would keep BacklogExporterErrors firing).
+		e.logOnce(&e.lastHidden, hiddenKey(snap.Hidden), func() {
+			e.opts.Logger.Warn("some processes cannot be inspected; not a scrape error, logged again only when this changes",
+				"hidden", collect.DescribeHidden(snap.Hidden, snap.Listeners))
+		})
 		r.namespaces = snap.Namespaces
 		r.listeners = buildSeries(snap, peaks)
 	}
@@ -234,6 +253,24 @@ func (e *Exporter) collectOnce() *result {
 	r.omitted, r.collections = e.omitted, e.collections
 	r.families = r.build()
 	return r
+}
+
+// logOnce calls log when key differs from *last and is not empty, and
+// remembers key.
+func (e *Exporter) logOnce(last *string, key string, log func()) {
+	if key != *last && key != "" {
+		log()
+	}
+	*last = key
+}
+
+// hiddenKey identifies a set of refused processes and what each hides.
+func hiddenKey(hs []snapshot.Hidden) string {
+	var b strings.Builder
+	for _, h := range hs {
+		fmt.Fprintf(&b, "%d:%s:%t:%t;", h.PID, h.Errno, h.Netns, h.Owners)
+	}
+	return b.String()
 }
 
 // textError is a message kept as an error for the log.

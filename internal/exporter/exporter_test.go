@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -141,6 +142,59 @@ backlog_namespaces 4
 	testutil.CollectAndCount(e)
 	want = errorsText(map[string]int{"namespace": 3})
 	if err := testutil.CollectAndCompare(e, strings.NewReader(want), "backlog_scrape_errors_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestRefusalsAreNotErrors: processes the kernel refuses to inspect, and a
+// default narrowed for lack of privilege, are the same at every scrape:
+// logged once (again when they change), never counted as scrape errors,
+// which would keep BacklogExporterErrors firing forever.
+func TestRefusalsAreNotErrors(t *testing.T) {
+	snap := twoNamespaces()
+	snap.Hidden = []snapshot.Hidden{{PID: 1, Comm: "init", Errno: "EACCES", Owners: true}}
+	var log strings.Builder
+	note := "reading other network namespaces needs root or CAP_SYS_ADMIN; showing this namespace (host) only"
+	e := fake(snap, nil, Options{
+		Logger:  slog.New(slog.NewTextHandler(&log, nil)),
+		Resolve: func() (collect.Options, string, error) { return collect.Options{}, note, nil },
+	})
+	for range 3 {
+		testutil.CollectAndCount(e)
+	}
+	if err := testutil.CollectAndCompare(e, strings.NewReader(errorsText(nil)), "backlog_scrape_errors_total"); err != nil {
+		t.Error(err)
+	}
+	if n := strings.Count(log.String(), "pid 1 (init)"); n != 1 {
+		t.Errorf("the refused process logged %d times in 4 scrapes, want once:\n%s", n, log.String())
+	}
+	if n := strings.Count(log.String(), "CAP_SYS_ADMIN"); n != 1 {
+		t.Errorf("the note logged %d times in 4 scrapes, want once:\n%s", n, log.String())
+	}
+	snap.Hidden = append(snap.Hidden, snapshot.Hidden{PID: 7, Comm: "sshd", Errno: "EACCES", Owners: true})
+	testutil.CollectAndCount(e)
+	if !strings.Contains(log.String(), "pid 7 (sshd)") {
+		t.Errorf("a new refused process is not logged:\n%s", log.String())
+	}
+}
+
+// TestVanishedNamespaceCountedOnce: a --netns namespace that resolved once
+// and then went away fails as that namespace, once a scrape, not also as a
+// listing error.
+func TestVanishedNamespaceCountedOnce(t *testing.T) {
+	calls := 0
+	e := fake(nil, collect.ErrNoNamespace, Options{Resolve: func() (collect.Options, string, error) {
+		calls++
+		if calls > 1 {
+			return collect.Options{}, "", fmt.Errorf("%w \"blue\": no namespace of that name", collect.ErrBadSpec)
+		}
+		return collect.Options{Targets: []collect.Target{{Path: "/run/netns/blue", Name: "blue"}}}, "", nil
+	}})
+	for range 3 {
+		testutil.CollectAndCount(e)
+	}
+	// The fourth collection is CollectAndCompare's own.
+	if err := testutil.CollectAndCompare(e, strings.NewReader(errorsText(map[string]int{"namespace": 4})), "backlog_scrape_errors_total"); err != nil {
 		t.Error(err)
 	}
 }

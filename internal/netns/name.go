@@ -19,6 +19,15 @@ type Found struct {
 	PID int
 }
 
+// Refusal is a process whose network namespace could not be identified:
+// stat(2) of its /proc/PID/ns/net failed with Err (EACCES: the kernel's
+// ptrace_may_access() refused, for lack of CAP_SYS_PTRACE or by a security
+// module or hidepid).
+type Refusal struct {
+	PID int
+	Err error
+}
+
 // Name is the human name of a namespace, in order of preference: "host"
 // for init's, its `ip netns` name, the container or pod that runs in it
 // (from the cgroup path of a process inside), else "pid:N (comm)".

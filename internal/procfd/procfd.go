@@ -14,8 +14,18 @@ type Result struct {
 	// Owners maps a socket inode to the processes holding it, by pid.
 	Owners map[uint32][]snapshot.Process
 	// Denied counts processes whose descriptors could not be read (other
-	// users' processes without root, CAP_SYS_PTRACE or CAP_DAC_READ_SEARCH).
-	Denied int
+	// users' processes without root, CAP_SYS_PTRACE or CAP_DAC_READ_SEARCH;
+	// a security module or hidepid even for root); Refused lists them.
+	Denied  int
+	Refused []Refusal
+}
+
+// Refusal is a process whose descriptors could not be read, with the error
+// and its command name (readable even then).
+type Refusal struct {
+	PID  int
+	Comm string
+	Err  error
 }
 
 // ParseSocketLink returns the inode of an fd symlink target "socket:[N]".

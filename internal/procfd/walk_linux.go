@@ -40,7 +40,7 @@ func Walk(procRoot string, want map[uint32]struct{}) (Result, error) {
 	type found struct {
 		pid    int
 		inodes []uint32
-		denied bool
+		denied error
 	}
 	jobs := make(chan string)
 	results := make(chan found)
@@ -53,8 +53,11 @@ func Walk(procRoot string, want map[uint32]struct{}) (Result, error) {
 			for name := range jobs {
 				pid, _ := strconv.Atoi(name)
 				inodes, err := walkProcess(procRoot+"/"+name+"/fd", want, buf)
-				denied := errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)
-				if denied || err == nil && len(inodes) > 0 {
+				var denied error
+				if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+					denied = err
+				}
+				if denied != nil || err == nil && len(inodes) > 0 {
 					results <- found{pid: pid, inodes: inodes, denied: denied}
 				}
 			}
@@ -71,14 +74,16 @@ func Walk(procRoot string, want map[uint32]struct{}) (Result, error) {
 		close(results)
 	}()
 	for f := range results {
-		if f.denied {
-			res.Denied++
-		}
 		comm := readComm(procRoot + "/" + strconv.Itoa(f.pid) + "/comm")
+		if f.denied != nil {
+			res.Denied++
+			res.Refused = append(res.Refused, Refusal{PID: f.pid, Comm: comm, Err: f.denied})
+		}
 		for _, ino := range f.inodes {
 			res.Owners[ino] = append(res.Owners[ino], snapshot.Process{PID: f.pid, Comm: comm})
 		}
 	}
+	slices.SortFunc(res.Refused, func(a, b Refusal) int { return a.PID - b.PID })
 	for _, ps := range res.Owners {
 		slices.SortFunc(ps, func(a, b snapshot.Process) int { return a.PID - b.PID })
 	}

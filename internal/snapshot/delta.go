@@ -22,6 +22,7 @@ type Delta struct {
 	Namespaces []NamespaceDelta `json:"namespaces"`
 	Listeners  []ListenerDelta  `json:"listeners"`
 	Warnings   []string         `json:"warnings,omitempty"`
+	Hidden     []Hidden         `json:"hidden,omitempty"`
 }
 
 // NamespaceDelta is a namespace with the per-second rate of each TcpExt
@@ -45,7 +46,7 @@ type ListenerDelta struct {
 // Diff computes the delta from prev (nil for the first snapshot) to cur.
 // peaks are the sampled accept-queue peaks of the interval, by listener.
 func Diff(prev, cur *Snapshot, peaks map[ListenerKey]uint32) Delta {
-	d := Delta{TakenAt: cur.TakenAt, Warnings: cur.Warnings}
+	d := Delta{TakenAt: cur.TakenAt, Warnings: cur.Warnings, Hidden: cur.Hidden}
 	var secs float64
 	if prev != nil {
 		secs = cur.TakenAt.Sub(prev.TakenAt).Seconds()

@@ -22,6 +22,26 @@ type Snapshot struct {
 	// Warnings are things a person should know about the collection, such
 	// as owners that could not be read for lack of privilege.
 	Warnings []string `json:"warnings,omitempty"`
+	// Hidden are processes whose /proc entries were refused, where that
+	// hides something this snapshot was asked to show.
+	Hidden []Hidden `json:"hidden,omitempty"`
+}
+
+// Hidden is a process whose /proc entries the kernel refused to this
+// collection, and what that hides from the snapshot.
+type Hidden struct {
+	PID  int    `json:"pid"`
+	Comm string `json:"comm,omitempty"`
+	// Errno names the refusal: EACCES, EPERM.
+	Errno string `json:"errno"`
+	// Netns: its /proc/PID/ns/net was refused, so its network namespace
+	// was not read; MissingListeners of that namespace's listeners are
+	// absent from the snapshot.
+	Netns            bool `json:"netns,omitempty"`
+	MissingListeners int  `json:"missing_listeners,omitempty"`
+	// Owners: its /proc/PID/fd was refused, so listeners it holds show no
+	// owner.
+	Owners bool `json:"owners,omitempty"`
 }
 
 // Namespace is one network namespace with its listen-path settings.
