@@ -59,7 +59,12 @@ func runIn(t *testing.T, ns string, args ...string) (stdout, stderr string, code
 }
 
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{{"nope"}, {"ls", "--port", "0"}, {"ls", "--port", "x"}, {"ls", "extra"}, {"ls", "--bogus"}, {"ls", "--pid", "-3"}} {
+	for _, args := range [][]string{{"nope"}, {"ls", "--port", "0"}, {"ls", "--port", "x"}, {"ls", "extra"}, {"ls", "--bogus"}, {"ls", "--pid", "-3"},
+		// A --netns or --netns-dir that names nothing is never read as
+		// "all" nor accepted silently, and every kind is a usage error.
+		{"ls", "--netns", ""}, {"ls", "--netns", "/etc/passwd"}, {"ls", "--netns", "/nonexistent"},
+		{"ls", "--netns", "/proc/self/ns/mnt"}, {"ls", "--netns", "pid:999999999"}, {"ls", "--netns-dir", "/nonexistent"},
+		{"doctor", "--netns", ""}, {"top", "--netns", "/etc/passwd"}} {
 		_, stderr, code := runIn(t, "", args...)
 		if code != exitUsage || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || stderr == "" {
 			t.Errorf("backlog %v: exit %d, stderr %q; want exit 2 and one line", args, code, stderr)
@@ -165,5 +170,33 @@ func TestMissingNamespaceCLI(t *testing.T) {
 	_, stderr, code := runIn(t, "", "ls", "--netns", "no-such-ns-"+strconv.Itoa(os.Getpid()))
 	if code != exitUsage || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "no namespace of that name") {
 		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestInsideNamespace: `ip netns exec NS backlog` as root shows NS alone,
+// as ss does, named as everywhere else, and says so in one line;
+// --netns all still shows every namespace.
+func TestInsideNamespace(t *testing.T) {
+	testutil.RequireRoot(t)
+	ns := labtest.Namespace(t, "bl-inside")
+	l := labtest.Listen(t, ns, "127.0.0.1:0", 5)
+	stdout, stderr, code := runIn(t, ns.Name, "ls")
+	if code != 0 || strings.Count(stdout, "(netns ") != 1 || !strings.HasPrefix(stdout, ns.Name+" (netns ") ||
+		!strings.Contains(stdout, "127.0.0.1:"+strconv.Itoa(int(l.Port))) {
+		t.Errorf("inside %s: exit %d, want that namespace alone, by its name:\n%s%s", ns.Name, code, stdout, stderr)
+	}
+	if lines := strings.Split(strings.TrimSpace(stderr), "\n"); len(lines) != 1 || !strings.Contains(stderr, ns.Name) || !strings.Contains(stderr, "--netns all") {
+		t.Errorf("stderr %q: want one line naming %s and --netns all", stderr, ns.Name)
+	}
+	stdout, stderr, code = runIn(t, ns.Name, "ls", "--netns", "all")
+	if code != 0 || !strings.Contains(stdout, "host (netns ") || !strings.Contains(stdout, ns.Name+" (netns ") || strings.Contains(stderr, "not the host's") {
+		t.Errorf("inside, --netns all: exit %d, want every namespace and no note:\n%s%s", code, stdout, stderr)
+	}
+	// The same namespace, reached three ways, has one name.
+	for _, spec := range []string{ns.Name, ns.Path, "self"} {
+		stdout, _, _ := runIn(t, ns.Name, "ls", "--netns", spec)
+		if !strings.HasPrefix(stdout, ns.Name+" (netns ") {
+			t.Errorf("--netns %s from inside: named\n%s", spec, stdout)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -47,6 +48,11 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *interval < 100*time.Millisecond || *sample < 10*time.Millisecond || *sample > *interval || *count < 0 {
 		return usageError{errors.New("backlog top: want --interval >= 100ms, 10ms <= --sample <= --interval, --count >= 0")}
 	}
+	// Resolve once now: a bad --netns is a usage error before anything
+	// starts, not a line repeated every interval.
+	if _, _, err := filters.options(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -59,28 +65,47 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return stream(ctx, stdout, stderr, frames)
 	}
 	p := tea.NewProgram(render.NewLive(*interval), tea.WithAltScreen(), tea.WithContext(ctx), tea.WithOutput(stdout))
+	stopped := make(chan error, 1)
 	go func() {
+		var err error
 		for f := range frames {
+			if f.Err != nil {
+				err = f.Err
+				break
+			}
 			p.Send(f)
 		}
+		stopped <- err
 		// --count reached or the collector stopped: leave the screen.
 		p.Quit()
 	}()
 	_, err := p.Run()
+	select {
+	case serr := <-stopped:
+		if serr != nil {
+			return serr // said once, after the terminal is restored
+		}
+	default:
+	}
 	if errors.Is(err, tea.ErrProgramKilled) || errors.Is(err, context.Canceled) {
 		return nil // Ctrl-C or SIGTERM: the terminal is restored
 	}
 	return err
 }
 
-// stream prints each delta as one JSON line.
+// stream prints each delta as one JSON line, and on stderr what it cannot
+// see when that changes. An error ends it: drive stops at the first.
 func stream(ctx context.Context, stdout, stderr io.Writer, frames <-chan render.FrameMsg) error {
 	enc := json.NewEncoder(stdout)
+	said := ""
 	for f := range frames {
 		if f.Err != nil {
-			fmt.Fprintf(stderr, "backlog: %v\n", f.Err)
-			continue
+			return f.Err
 		}
+		if f.Notes != said && f.Notes != "" {
+			fmt.Fprintf(stderr, "backlog: %s\n", f.Notes)
+		}
+		said = f.Notes
 		if err := enc.Encode(f.Delta); err != nil {
 			return err
 		}
@@ -90,7 +115,9 @@ func stream(ctx context.Context, stdout, stderr io.Writer, frames <-chan render.
 
 // drive collects every interval, re-resolving namespaces so that new ones
 // appear and vanished ones go, and sends one frame per interval; it closes
-// frames when ctx ends or after count frames.
+// frames when ctx ends, after count frames, or after a frame with an error:
+// a namespace asked for by --netns that went away, or nothing left to read,
+// is said once and ends top (exit 1).
 func drive(ctx context.Context, filters *filterFlags, smp *sampler.Sampler, interval time.Duration, count int, frames chan<- render.FrameMsg) {
 	defer close(frames)
 	var prev *snapshot.Snapshot
@@ -99,6 +126,11 @@ func drive(ctx context.Context, filters *filterFlags, smp *sampler.Sampler, inte
 	defer t.Stop()
 	for n := 0; count == 0 || n < count; n++ {
 		opts, warning, err := filters.options()
+		if errors.Is(err, collect.ErrBadSpec) {
+			// It resolved at start (runTop): it went away since.
+			err = fmt.Errorf("--netns %s: the namespace went away (deleted, or its last process exited); nothing left to watch",
+				strings.Join(filters.netns, " --netns "))
+		}
 		var snap *snapshot.Snapshot
 		if err == nil {
 			smp.SetTargets(opts.Targets)
@@ -120,11 +152,15 @@ func drive(ctx context.Context, filters *filterFlags, smp *sampler.Sampler, inte
 				peaks[snapshot.ListenerKey{Netns: k.Netns, Inode: k.Inode}] = v
 			}
 			f.Delta = snapshot.Diff(prev, snap, peaks)
+			f.Notes = notes(snap)
 			prev = snap
 		}
 		select {
 		case frames <- f:
 		case <-ctx.Done():
+			return
+		}
+		if f.Err != nil {
 			return
 		}
 		if count != 0 && n+1 == count {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,20 +41,23 @@ type tmux struct {
 func newTmux(t *testing.T, w, h int, command string) *tmux {
 	t.Helper()
 	testutil.RequireTool(t, "tmux")
+	// Each session has its own tmux server (-L name): a server whose last
+	// session ends exits, and a test starting a session just then, here
+	// or beside this one, would meet "server exited unexpectedly".
 	name := fmt.Sprintf("backlog-test-%d", time.Now().UnixNano())
 	// The shell keeps the pane open after backlog exits, so the test can
 	// read its exit code and the restored screen.
 	script := command + "; echo EXITED $?; sleep 60"
-	if out, err := exec.Command("tmux", "new-session", "-d", "-s", name, "-x", strconv.Itoa(w), "-y", strconv.Itoa(h), script).CombinedOutput(); err != nil {
+	if out, err := exec.Command("tmux", "-L", name, "new-session", "-d", "-s", name, "-x", strconv.Itoa(w), "-y", strconv.Itoa(h), script).CombinedOutput(); err != nil {
 		t.Fatalf("tmux: %v: %s", err, out)
 	}
 	tm := &tmux{t, name}
-	t.Cleanup(func() { exec.Command("tmux", "kill-session", "-t", name).Run() })
+	t.Cleanup(func() { exec.Command("tmux", "-L", name, "kill-server").Run() })
 	return tm
 }
 
 func (tm *tmux) screen() string {
-	out, err := exec.Command("tmux", "capture-pane", "-p", "-t", tm.name).Output()
+	out, err := exec.Command("tmux", "-L", tm.name, "capture-pane", "-p", "-t", tm.name).Output()
 	if err != nil {
 		tm.t.Fatalf("capture-pane: %v", err)
 	}
@@ -61,13 +65,13 @@ func (tm *tmux) screen() string {
 }
 
 func (tm *tmux) keys(keys ...string) {
-	if out, err := exec.Command("tmux", append([]string{"send-keys", "-t", tm.name}, keys...)...).CombinedOutput(); err != nil {
+	if out, err := exec.Command("tmux", append([]string{"-L", tm.name, "send-keys", "-t", tm.name}, keys...)...).CombinedOutput(); err != nil {
 		tm.t.Fatalf("send-keys: %v: %s", err, out)
 	}
 }
 
 func (tm *tmux) format(f string) string {
-	out, err := exec.Command("tmux", "display-message", "-p", "-t", tm.name, f).Output()
+	out, err := exec.Command("tmux", "-L", tm.name, "display-message", "-p", "-t", tm.name, f).Output()
 	if err != nil {
 		tm.t.Fatalf("display-message: %v", err)
 	}
@@ -160,13 +164,13 @@ func TestTopResizeAndCtrlC(t *testing.T) {
 	run := startOverflow(t)
 	tm := newTmux(t, 160, 30, binary+" top --netns "+run.Server.Name)
 	tm.waitScreen("the listener", func(s string) bool { return strings.Contains(s, "NETNS") && len(dataRows(s)) == 1 })
-	exec.Command("tmux", "resize-window", "-t", tm.name, "-x", "70", "-y", "12").Run()
+	exec.Command("tmux", "-L", tm.name, "resize-window", "-t", tm.name, "-x", "70", "-y", "12").Run()
 	tm.waitScreen("a narrow layout without the NETNS column", func(s string) bool {
 		return !strings.Contains(s, "NETNS") && strings.Contains(s, "ADDRESS:PORT") && len(dataRows(s)) == 1
 	})
-	exec.Command("tmux", "resize-window", "-t", tm.name, "-x", "30", "-y", "5").Run()
+	exec.Command("tmux", "-L", tm.name, "resize-window", "-t", tm.name, "-x", "30", "-y", "5").Run()
 	tm.waitScreen("the too-small message", func(s string) bool { return strings.Contains(s, "too small") })
-	exec.Command("tmux", "resize-window", "-t", tm.name, "-x", "120", "-y", "20").Run()
+	exec.Command("tmux", "-L", tm.name, "resize-window", "-t", tm.name, "-x", "120", "-y", "20").Run()
 	tm.keys("C-c")
 	tm.waitScreen("exit 0 after Ctrl-C", func(s string) bool { return strings.Contains(s, "EXITED 0") })
 	if tm.format("#{alternate_on}") != "0" {
@@ -294,4 +298,74 @@ func TestTopNamespacesComeAndGo(t *testing.T) {
 	if frames != 8 || !last[came.Name] || last[gone.Name] {
 		t.Errorf("%d frames; last has %s: %v, %s: %v", frames, came.Name, last[came.Name], gone.Name, last[gone.Name])
 	}
+}
+
+// TestTopNamespaceVanishes: the one namespace top --json watches is
+// deleted: one line that says so (no doubled prefix, not a usage error),
+// then exit 1, instead of the same line every interval forever.
+func TestTopNamespaceVanishes(t *testing.T) {
+	ns := labtest.Namespace(t, "bl-top-vanish")
+	wait := startIn(t, "", "top", "--json", "--netns", ns.Name, "--interval", "200ms")
+	time.Sleep(700 * time.Millisecond)
+	if err := ns.Close(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var stdout, stderr string
+	var code int
+	go func() { stdout, stderr, code = wait(0); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_, stderr, code = wait(syscall.SIGINT)
+		t.Fatalf("still running 5 s after its namespace went away (exit %d after SIGINT):\n%s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if code != exitFailure || len(lines) != 1 || strings.Contains(stderr, "backlog: backlog:") || strings.Contains(stderr, "bad --netns") ||
+		!strings.Contains(stderr, "went away") || !strings.Contains(stderr, ns.Name) {
+		t.Errorf("exit %d, stderr %q; want exit 1 and one line saying %s went away", code, stderr, ns.Name)
+	}
+	if !strings.HasPrefix(stdout, "{") {
+		t.Errorf("no frame before it went away: %q", stdout)
+	}
+}
+
+// TestTopSaysWhatItCannotSee: as nobody, top --json says on stderr, once,
+// that it shows its own namespace only; the live view says so too, and
+// names the namespace instead of claiming "all namespaces".
+func TestTopSaysWhatItCannotSee(t *testing.T) {
+	testutil.RequireTool(t, "setpriv")
+	ns := labtest.Namespace(t, "bl-top-nobody")
+	labtest.Listen(t, ns, "127.0.0.1:0", 5)
+	_, stderr, code := runIn(t, ns.Name, "--nobody", "top", "--json", "--interval", "200ms", "--count", "3")
+	if code != 0 || strings.Count(stderr, "CAP_SYS_ADMIN") != 1 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Errorf("--json as nobody: exit %d, stderr %q; want one line, once, saying why only this namespace", code, stderr)
+	}
+	tm := newTmux(t, 160, 12, "ip netns exec "+ns.Name+" setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all -- "+binary+" top --interval 300ms")
+	s := tm.waitScreen("the note", func(s string) bool { return strings.Contains(s, "CAP_SYS_ADMIN") })
+	if strings.Contains(s, "all namespaces") || !strings.Contains(s, "namespace "+ns.Name) {
+		t.Errorf("the view claims more than it shows:\n%s", s)
+	}
+	tm.keys("q")
+	tm.waitScreen("exit 0", func(s string) bool { return strings.Contains(s, "EXITED 0") })
+}
+
+// TestTopNarrowKeepsNetns: at 80 columns, listeners of two namespaces on
+// the same address still say which namespace they are in; the bar and the
+// history go first.
+func TestTopNarrowKeepsNetns(t *testing.T) {
+	a, b := labtest.Namespace(t, "bl-top-a"), labtest.Namespace(t, "bl-top-b")
+	la := labtest.Listen(t, a, "127.0.0.1:0", 5)
+	labtest.Listen(t, b, "127.0.0.1:"+strconv.Itoa(int(la.Port)), 5)
+	tm := newTmux(t, 80, 12, binary+" top --netns "+a.Name+" --netns "+b.Name+" --interval 300ms")
+	s := tm.waitScreen("two rows", func(s string) bool { return len(dataRows(s)) == 2 })
+	if !strings.Contains(s, "NETNS") || strings.Contains(s, "HISTORY") || strings.Contains(s, "FILL") {
+		t.Errorf("at 80 columns: want NETNS, no FILL, no HISTORY:\n%s", s)
+	}
+	rows := dataRows(s)
+	if !strings.HasPrefix(rows[0], "bl-top-") || !strings.HasPrefix(rows[1], "bl-top-") || rows[0][:14] == rows[1][:14] {
+		t.Errorf("rows do not tell their namespaces apart:\n%s", strings.Join(rows, "\n"))
+	}
+	tm.keys("q")
+	tm.waitScreen("exit 0", func(s string) bool { return strings.Contains(s, "EXITED 0") })
 }

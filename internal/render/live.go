@@ -16,6 +16,9 @@ import (
 // FrameMsg hands the live view a new delta (or the error that stopped one).
 type FrameMsg struct {
 	Delta snapshot.Delta
+	// Notes say in one line what the delta cannot show (a default narrowed
+	// to one namespace, refused processes); shown above the listeners.
+	Notes string
 	Err   error
 }
 
@@ -59,6 +62,7 @@ type Live struct {
 	cursor    int
 	offset    int
 	err       error
+	notes     string
 
 	rows []snapshot.ListenerDelta // sorted and filtered
 
@@ -88,6 +92,7 @@ func (m *Live) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			return m, nil
 		}
 		m.err = nil
+		m.notes = msg.Notes
 		m.record(msg.Delta)
 		if m.paused {
 			d := msg.Delta
@@ -283,6 +288,10 @@ func (m *Live) View() string {
 		line(styleFull.Render("error: " + m.err.Error()))
 		page--
 	}
+	if m.notes != "" {
+		line(styleDropping.Render("note: " + m.notes))
+		page--
+	}
 	if m.frames == 0 {
 		line("collecting...")
 		page--
@@ -330,7 +339,16 @@ func (m *Live) ratesLine() string {
 	for i, n := range names {
 		parts[i] = fmt.Sprintf("%s/s %.1f", n, sum[i])
 	}
-	return "all namespaces: " + strings.Join(parts, "  ")
+	return m.scope() + ": " + strings.Join(parts, "  ")
+}
+
+// scope names what the view covers: the namespace when there is one, else
+// how many, never "all" (the caller may see only its own).
+func (m *Live) scope() string {
+	if len(m.delta.Namespaces) == 1 {
+		return "namespace " + m.delta.Namespaces[0].Name
+	}
+	return fmt.Sprintf("%d namespaces", len(m.delta.Namespaces))
 }
 
 // capsLine shows the sysctls of the selected row's namespace.
@@ -360,8 +378,17 @@ func opt(p *int64) string {
 // liveColumns decides which columns fit the terminal.
 type liveColumns struct{ netns, history, bar bool }
 
+// columns narrows by what a reader needs. Without NETNS, listeners of
+// different namespaces on the same address look identical, so it goes
+// last; the FILL bar repeats PEAK/BACKLOG, and HISTORY is the past: they
+// go first. Widths: NETNS 15, the core 57, FILL 17, HISTORY 17, and room
+// for PROCESS.
 func (m *Live) columns() liveColumns {
-	return liveColumns{netns: m.width >= 100, history: m.width >= 120, bar: m.width >= 80}
+	return liveColumns{
+		netns:   m.width >= 80,
+		bar:     m.width >= 100,
+		history: m.width >= 120,
+	}
 }
 
 func (c liveColumns) header() string {
