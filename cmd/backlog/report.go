@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	reportpkg "github.com/backlog-dev/backlog/internal/report"
 )
@@ -20,7 +21,7 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	filters.register(fs)
 	var rf replayFlags
 	rf.register(fs, "", "")
-	if len(args) > 0 && !isFlag(args[0]) {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") { // -h too
 		rf.path, args = args[0], args[1:]
 	}
 	if err := parse(fs, args); err != nil {
