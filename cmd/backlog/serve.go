@@ -147,7 +147,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				logger.Error("eBPF tracing stopped", "err", err)
 			}
 		}()
-		reg.MustRegister(exporter.NewTraceCollector(tr.Stats, logger))
+		tc := exporter.NewTraceCollector(tr.Stats, logger)
+		tc.Workloads = filters.workloads()
+		reg.MustRegister(tc)
 	}
 	var metrics http.Handler = exporter.Handler(logger, *maxRequests, reg, exp)
 	if !*noExporterMetrics {

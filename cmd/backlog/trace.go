@@ -82,6 +82,11 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer cancel()
 	}
 	keep := ownerFilter(opts.PIDs, opts.Processes)
+	res := filters.workloads()
+	keepWorkload := func(w *snapshot.Workload) bool {
+		return (len(opts.Pods) == 0 || slices.ContainsFunc(opts.Pods, func(s string) bool { return collect.MatchPod(w, s) })) &&
+			(len(opts.Containers) == 0 || slices.ContainsFunc(opts.Containers, func(s string) bool { return collect.MatchContainer(w, s) }))
+	}
 	var (
 		mu    sync.Mutex // the two readers share stdout
 		view  func(trace.Event)
@@ -105,7 +110,8 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		uerr <- tr.RunUnix(ctx, func(u trace.UnixRefusal) {
 			finder.fill(ctx, &u)
-			if keepU(&u) {
+			u.Workload = collect.WorkloadOf(res, u.Processes)
+			if keepU(&u) && keepWorkload(u.Workload) {
 				finder.add(&u)
 				mu.Lock()
 				uview(&u)
@@ -114,7 +120,8 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		})
 	}()
 	err = tr.Run(ctx, func(e trace.Event) {
-		if keep(e.Processes) {
+		e.Workload = collect.WorkloadOf(res, e.Processes)
+		if keep(e.Processes) && keepWorkload(e.Workload) {
 			mu.Lock()
 			view(e)
 			mu.Unlock()
@@ -127,7 +134,10 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	stats = slices.DeleteFunc(stats, func(s trace.ListenerStats) bool { return !keep(s.Processes) })
+	for i := range stats {
+		stats[i].Workload = collect.WorkloadOf(res, stats[i].Processes)
+	}
+	stats = slices.DeleteFunc(stats, func(s trace.ListenerStats) bool { return !keep(s.Processes) || !keepWorkload(s.Workload) })
 	counters, err := tr.Counters()
 	if err != nil {
 		return err
@@ -165,11 +175,11 @@ func ownerFilter(pids []int, names []string) func([]snapshot.Process) bool {
 // textView prints one line per event under a header printed once: TCP
 // drops, and UNIX connects refused (their PEER is the client process).
 func textView(w io.Writer) (func(trace.Event), func(*trace.UnixRefusal)) {
-	const format = "%-12s  %-16s  %-11s  %-22s  %-22s  %7s  %5s  %7s  %s\n"
+	const format = "%-12s  %-16s  %-11s  %-22s  %-22s  %7s  %5s  %7s  %s  %s\n"
 	header := false
 	line := func(cols ...any) {
 		if !header {
-			fmt.Fprintf(w, format, "TIME", "NETNS", "STAGE", "LISTENER", "PEER", "ACCEPTQ", "SYNQ", "BACKLOG", "PROCESS")
+			fmt.Fprintf(w, format, "TIME", "NETNS", "STAGE", "LISTENER", "PEER", "ACCEPTQ", "SYNQ", "BACKLOG", "PROCESS", "WORKLOAD")
 			header = true
 		}
 		fmt.Fprintf(w, format, cols...)
@@ -177,7 +187,7 @@ func textView(w io.Writer) (func(trace.Event), func(*trace.UnixRefusal)) {
 	return func(e trace.Event) {
 			line(e.Time.Format("15:04:05.000"), netnsName(e.Namespace, e.Netns), e.Stage,
 				e.Listener, e.Peer, fmt.Sprint(e.AcceptQueue), fmt.Sprint(e.SynQueue), fmt.Sprint(e.Backlog),
-				render.Processes(e.Processes))
+				render.Processes(e.Processes), render.Workload(e.Workload))
 		}, func(u *trace.UnixRefusal) {
 			line(unixText(u)...)
 		}
@@ -211,14 +221,14 @@ func textSummary(w io.Writer, d time.Duration, stats []trace.ListenerStats, c tr
 		fmt.Fprintln(w, "  no drops, and no accepted connection on a known listener")
 	} else {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		head := []string{"  NETNS", "LISTENER", "PROCESS"}
+		head := []string{"  NETNS", "LISTENER", "PROCESS", "WORKLOAD"}
 		for _, s := range trace.Stages {
 			head = append(head, strings.ToUpper(s.String()))
 		}
 		head = append(head, "ACCEPTED", "WAIT p50", "p90", "p99", "max")
 		fmt.Fprintln(tw, strings.Join(head, "\t"))
 		for _, s := range stats {
-			row := []string{"  " + netnsName(s.Namespace, s.Netns), s.Listener.String(), render.Processes(s.Processes)}
+			row := []string{"  " + netnsName(s.Namespace, s.Netns), s.Listener.String(), render.Processes(s.Processes), render.Workload(s.Workload)}
 			for _, st := range trace.Stages {
 				row = append(row, fmt.Sprint(s.Drops[st]))
 			}

@@ -141,7 +141,7 @@ func unixText(u *trace.UnixRefusal) []any {
 		q, b = fmt.Sprint(*u.AcceptQueue), fmt.Sprint(*u.Backlog)
 	}
 	return []any{u.Time.Format("15:04:05.000"), netnsName(u.Namespace, u.Netns), u.Stage,
-		u.Path, fmt.Sprintf("%s(%d)", u.Client.Comm, u.Client.PID), q, "-", b, render.Processes(u.Processes)}
+		u.Path, fmt.Sprintf("%s(%d)", u.Client.Comm, u.Client.PID), q, "-", b, render.Processes(u.Processes), render.Workload(u.Workload)}
 }
 
 func unixTextSummary(w io.Writer, sum []unixSummary) error {

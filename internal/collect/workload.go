@@ -49,6 +49,16 @@ func addWorkloads(snap *snapshot.Snapshot, targets []Target, res *workload.Resol
 	}
 }
 
+// WorkloadOf is the workload of a socket's owners (ownerWorkload), for
+// views that find owners themselves (trace).
+func WorkloadOf(res *workload.Resolver, ps []snapshot.Process) *snapshot.Workload {
+	ws := make([]*snapshot.Workload, len(ps))
+	for i, p := range ps {
+		ws[i] = res.PID(p.PID)
+	}
+	return ownerWorkload(ws)
+}
+
 // ownerWorkload decides a listener's workload from its owners' (lowest
 // pid first): all in one container → that container; in several
 // containers of one pod → the pod; in different pods or containers → the

@@ -75,10 +75,13 @@ type Finding struct {
 	// namespace-wide finding.
 	Listener  string             `json:"listener,omitempty"`
 	Processes []snapshot.Process `json:"processes,omitempty"`
-	Summary   string             `json:"summary"`
-	Evidence  map[string]int64   `json:"evidence"`
-	Why       string             `json:"why"`
-	Advice    string             `json:"advice"`
+	// Workload is the pod or container of the listener (or of the
+	// namespace, for a namespace-wide finding).
+	Workload *snapshot.Workload `json:"workload,omitempty"`
+	Summary  string             `json:"summary"`
+	Evidence map[string]int64   `json:"evidence"`
+	Why      string             `json:"why"`
+	Advice   string             `json:"advice"`
 	// Command is the exact change that would help, when there is one.
 	Command string `json:"command,omitempty"`
 }
@@ -128,10 +131,11 @@ type diag struct {
 }
 
 func (d diag) finding(rule, sev string, l *snapshot.Listener) Finding {
-	f := Finding{Rule: rule, Severity: sev, Namespace: d.ns.Name, Evidence: map[string]int64{}}
+	f := Finding{Rule: rule, Severity: sev, Namespace: d.ns.Name, Evidence: map[string]int64{}, Workload: d.ns.Workload}
 	if l != nil {
 		f.Listener = endpoint(l)
 		f.Processes = l.Processes
+		f.Workload = l.Workload
 	}
 	return f
 }

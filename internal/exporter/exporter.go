@@ -87,6 +87,7 @@ type result struct {
 // one process holds on the same address and port.
 type series struct {
 	key                                  seriesKey
+	workload                             *snapshot.Workload
 	address, port, family                string
 	acceptQueue, peak, backlog, synQueue uint32
 	drops                                uint64
@@ -99,6 +100,8 @@ type seriesKey struct {
 	port    uint16
 	path    string // UNIX listeners
 	process string
+	// The workload's labels: Kubernetes namespace, pod, container.
+	namespace, pod, container string
 }
 
 // New returns an exporter; register it with a prometheus.Registry.
@@ -321,6 +324,10 @@ func buildSeries(snap *snapshot.Snapshot, peaks map[sampler.Key]uint32) []series
 		}
 		if len(l.Processes) > 0 {
 			s.key.process = l.Processes[0].Comm
+		}
+		if w := l.Workload; w != nil {
+			s.workload = w
+			s.key.namespace, s.key.pod, s.key.container = w.Namespace, w.Pod, w.Container
 		}
 		if l.Drops != nil {
 			s.drops, s.hasDrops = *l.Drops, true

@@ -47,16 +47,23 @@ func twoNamespaces() *snapshot.Snapshot {
 		Namespaces: []snapshot.Namespace{
 			{Inode: 1, Name: "host", Sysctls: snapshot.Sysctls{Somaxconn: ptr[int64](4096)},
 				Counters: snapshot.Counters{ListenOverflows: ptr[uint64](7), ListenDrops: ptr[uint64](7)}},
-			{Inode: 2, Name: "pod:1234", Sysctls: snapshot.Sysctls{Somaxconn: ptr[int64](128)}},
+			{Inode: 2, Name: "pod:1234", Sysctls: snapshot.Sysctls{Somaxconn: ptr[int64](128)},
+				Workload: &snapshot.Workload{Namespace: "shop", Pod: "web-0", PodUID: "1234", Runtime: "containerd", Node: "n1"}},
 		},
 		Listeners: []snapshot.Listener{
 			// Two SO_REUSEPORT sockets of nginx, one full.
 			listener(1, "0.0.0.0", 80, 10, 129, 128, 5, "nginx"),
 			listener(1, "0.0.0.0", 80, 11, 3, 511, 2, "nginx"),
-			listener(2, "0.0.0.0", 80, 12, 0, 128, 0, ""),
+			withWorkload(listener(2, "0.0.0.0", 80, 12, 0, 128, 0, ""), &snapshot.Workload{
+				Namespace: "shop", Pod: "web-0", PodUID: "1234", Container: "nginx", ContainerID: "abc", Runtime: "containerd", Node: "n1"}),
 			listener(1, "::", 22, 13, 0, 128, 0, "sshd"),
 		},
 	}
+}
+
+func withWorkload(l snapshot.Listener, w *snapshot.Workload) snapshot.Listener {
+	l.Workload = w
+	return l
 }
 
 func TestMetricsAndReuseport(t *testing.T) {
@@ -64,34 +71,37 @@ func TestMetricsAndReuseport(t *testing.T) {
 	want := `
 # HELP backlog_listener_accept_queue Connections that finished the handshake and wait for accept(2); the kernel lets it reach backlog+1.
 # TYPE backlog_listener_accept_queue gauge
-backlog_listener_accept_queue{address="0.0.0.0",family="inet",netns="host",path="",port="80",process="nginx"} 129
-backlog_listener_accept_queue{address="0.0.0.0",family="inet",netns="pod:1234",path="",port="80",process=""} 0
-backlog_listener_accept_queue{address="::",family="inet6",netns="host",path="",port="22",process="sshd"} 0
+backlog_listener_accept_queue{address="0.0.0.0",container="",family="inet",namespace="",netns="host",path="",pod="",port="80",process="nginx"} 129
+backlog_listener_accept_queue{address="0.0.0.0",container="nginx",family="inet",namespace="shop",netns="pod:1234",path="",pod="web-0",port="80",process=""} 0
+backlog_listener_accept_queue{address="::",container="",family="inet6",namespace="",netns="host",path="",pod="",port="22",process="sshd"} 0
 # HELP backlog_listener_backlog Effective backlog: the listen(2) backlog capped at net.core.somaxconn.
 # TYPE backlog_listener_backlog gauge
-backlog_listener_backlog{address="0.0.0.0",family="inet",netns="host",path="",port="80",process="nginx"} 128
-backlog_listener_backlog{address="0.0.0.0",family="inet",netns="pod:1234",path="",port="80",process=""} 128
-backlog_listener_backlog{address="::",family="inet6",netns="host",path="",port="22",process="sshd"} 128
+backlog_listener_backlog{address="0.0.0.0",container="",family="inet",namespace="",netns="host",path="",pod="",port="80",process="nginx"} 128
+backlog_listener_backlog{address="0.0.0.0",container="nginx",family="inet",namespace="shop",netns="pod:1234",path="",pod="web-0",port="80",process=""} 128
+backlog_listener_backlog{address="::",container="",family="inet6",namespace="",netns="host",path="",pod="",port="22",process="sshd"} 128
 # HELP backlog_listener_drops_total Packets the listener dropped (sk_drops), each retransmitted SYN again: not a count of refused clients.
 # TYPE backlog_listener_drops_total counter
-backlog_listener_drops_total{address="0.0.0.0",family="inet",netns="host",path="",port="80",process="nginx"} 7
-backlog_listener_drops_total{address="0.0.0.0",family="inet",netns="pod:1234",path="",port="80",process=""} 0
-backlog_listener_drops_total{address="::",family="inet6",netns="host",path="",port="22",process="sshd"} 0
+backlog_listener_drops_total{address="0.0.0.0",container="",family="inet",namespace="",netns="host",path="",pod="",port="80",process="nginx"} 7
+backlog_listener_drops_total{address="0.0.0.0",container="nginx",family="inet",namespace="shop",netns="pod:1234",path="",pod="web-0",port="80",process=""} 0
+backlog_listener_drops_total{address="::",container="",family="inet6",namespace="",netns="host",path="",pod="",port="22",process="sshd"} 0
 # HELP backlog_netns_tcpext_total TcpExt listen counters of the namespace's /proc/net/netstat, under their kernel names.
 # TYPE backlog_netns_tcpext_total counter
-backlog_netns_tcpext_total{counter="ListenDrops",netns="host"} 7
-backlog_netns_tcpext_total{counter="ListenOverflows",netns="host"} 7
+backlog_netns_tcpext_total{container="",counter="ListenDrops",namespace="",netns="host",pod=""} 7
+backlog_netns_tcpext_total{container="",counter="ListenOverflows",namespace="",netns="host",pod=""} 7
 # HELP backlog_netns_sysctl Listen-path sysctls of the namespace, under their names in net.core and net.ipv4.
 # TYPE backlog_netns_sysctl gauge
-backlog_netns_sysctl{netns="host",sysctl="somaxconn"} 4096
-backlog_netns_sysctl{netns="pod:1234",sysctl="somaxconn"} 128
+backlog_netns_sysctl{container="",namespace="",netns="host",pod="",sysctl="somaxconn"} 4096
+backlog_netns_sysctl{container="",namespace="shop",netns="pod:1234",pod="web-0",sysctl="somaxconn"} 128
 # HELP backlog_netns_info A network namespace backlog reads, with its nsfs inode as lsns prints it; always 1.
 # TYPE backlog_netns_info gauge
-backlog_netns_info{inode="1",netns="host"} 1
-backlog_netns_info{inode="2",netns="pod:1234"} 1
+backlog_netns_info{container="",inode="1",namespace="",netns="host",pod=""} 1
+backlog_netns_info{container="",inode="2",namespace="shop",netns="pod:1234",pod="web-0"} 1
+# HELP backlog_workload_info A pod or container that owns a listener, with what does not belong on every series; always 1. Join on namespace, pod and container.
+# TYPE backlog_workload_info gauge
+backlog_workload_info{container="nginx",container_id="abc",namespace="shop",node="n1",pod="web-0",pod_uid="1234",runtime="containerd"} 1
 `
 	names := []string{"backlog_listener_accept_queue", "backlog_listener_backlog", "backlog_listener_drops_total",
-		"backlog_netns_tcpext_total", "backlog_netns_sysctl", "backlog_netns_info"}
+		"backlog_netns_tcpext_total", "backlog_netns_sysctl", "backlog_netns_info", "backlog_workload_info"}
 	if err := testutil.CollectAndCompare(e, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
 	}
@@ -291,7 +301,7 @@ func TestGatherEqualsCollect(t *testing.T) {
 	if viaRegistry != direct {
 		t.Errorf("registry:\n%s\ndirect:\n%s", viaRegistry, direct)
 	}
-	if !strings.Contains(direct, `backlog_listener_accept_queue_peak{address="0.0.0.0",family="inet",netns="host",path="",port="80",process="nginx"} 129`) {
+	if !strings.Contains(direct, `backlog_listener_accept_queue_peak{address="0.0.0.0",container="",family="inet",namespace="",netns="host",path="",pod="",port="80",process="nginx"} 129`) {
 		t.Errorf("peak missing:\n%s", direct)
 	}
 }

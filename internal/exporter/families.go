@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/backlog-dev/backlog/internal/snapshot"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -29,16 +30,28 @@ func (r *result) build() []*dto.MetricFamily {
 	for _, m := range []*metric{mAcceptQueue, mAcceptQueuePeak, mBacklog, mSynQueue, mDrops} {
 		family(m).Metric = make([]*dto.Metric, 0, len(r.listeners))
 	}
+	seen := make(map[snapshot.Workload]bool)
 	for i := range r.listeners {
 		r.listeners[i].add(family)
+		if w := r.listeners[i].workload; w != nil && !seen[*w] {
+			seen[*w] = true
+			add(family(mWorkloadInfo), 1, w.Container, w.ContainerID, w.Namespace, w.Node, w.Pod, w.PodUID, w.Runtime)
+		}
 	}
 	for _, ns := range r.namespaces {
-		add(family(mNetnsInfo), 1, strconv.FormatUint(ns.Inode, 10), ns.Name)
+		// The pod (or container) the namespace is, as on listener series:
+		// empty values keep a scrape's own namespace and pod off the
+		// host's namespace under honor_labels (docs/metrics.md).
+		var kns, pod, ctr string
+		if w := ns.Workload; w != nil {
+			kns, pod, ctr = w.Namespace, w.Pod, w.Container
+		}
+		add(family(mNetnsInfo), 1, ctr, strconv.FormatUint(ns.Inode, 10), kns, ns.Name, pod)
 		for _, c := range ns.Counters.Named() {
-			add(family(mTcpExt), float64(uint64(c.Value)), c.Name, ns.Name)
+			add(family(mTcpExt), float64(uint64(c.Value)), ctr, c.Name, kns, ns.Name, pod)
 		}
 		for _, s := range ns.Sysctls.Named() {
-			add(family(mSysctl), float64(s.Value), ns.Name, s.Name)
+			add(family(mSysctl), float64(s.Value), ctr, kns, ns.Name, pod, s.Name)
 		}
 	}
 	add(family(mScrapeDuration), r.duration.Seconds())
@@ -99,9 +112,9 @@ func setValue(m *dto.Metric, typ dto.MetricType, v float64) {
 // listenerSamples hold the samples of one listener series in a single
 // allocation; they share one label slice, read-only once built.
 type listenerSamples struct {
-	values  [6]string
-	pairs   [6]dto.LabelPair
-	labels  [6]*dto.LabelPair
+	values  [9]string
+	pairs   [9]dto.LabelPair
+	labels  [9]*dto.LabelPair
 	metrics [5]dto.Metric
 	gauges  [4]dto.Gauge
 	counter dto.Counter
@@ -111,7 +124,7 @@ type listenerSamples struct {
 // add appends the series' samples to its families; drops only when the
 // kernel reported them.
 func (s *series) add(family func(*metric) *dto.MetricFamily) {
-	ls := &listenerSamples{values: [6]string{s.address, s.family, s.key.netns, s.key.path, s.port, s.key.process}}
+	ls := &listenerSamples{values: [9]string{s.address, s.key.container, s.family, s.key.namespace, s.key.netns, s.key.path, s.key.pod, s.port, s.key.process}}
 	for i := range ls.pairs {
 		ls.pairs[i].Name, ls.pairs[i].Value = &listenerLabels[i], &ls.values[i]
 		ls.labels[i] = &ls.pairs[i]
@@ -147,9 +160,12 @@ func sortByLabels(ss []series) {
 	slices.SortFunc(ss, func(a, b series) int {
 		return cmp.Or(
 			strings.Compare(a.address, b.address),
+			strings.Compare(a.key.container, b.key.container),
 			strings.Compare(a.family, b.family),
+			strings.Compare(a.key.namespace, b.key.namespace),
 			strings.Compare(a.key.netns, b.key.netns),
 			strings.Compare(a.key.path, b.key.path),
+			strings.Compare(a.key.pod, b.key.pod),
 			strings.Compare(a.port, b.port),
 			strings.Compare(a.key.process, b.key.process),
 		)

@@ -39,9 +39,10 @@ const (
 )
 
 // listenerLabels label every listener series, sorted. A TCP listener has
-// address and port, a UNIX one path; Prometheus reads the empty others as
-// absent.
-var listenerLabels = []string{"address", "family", "netns", "path", "port", "process"}
+// address and port, a UNIX one path; namespace, pod and container name its
+// workload as kube-state-metrics and cAdvisor do, so joins work.
+// Prometheus reads the empty ones as absent.
+var listenerLabels = []string{"address", "container", "family", "namespace", "netns", "path", "pod", "port", "process"}
 
 // The metrics, as docs/metrics.md lists them.
 var (
@@ -61,15 +62,19 @@ var (
 		"Packets the listener dropped (sk_drops), each retransmitted SYN again: not a count of refused clients.",
 		listenerLabels...)
 
+	mWorkloadInfo = define("workload_info", gauge,
+		"A pod or container that owns a listener, with what does not belong on every series; always 1. Join on namespace, pod and container.",
+		"container", "container_id", "namespace", "node", "pod", "pod_uid", "runtime")
+
 	mNetnsInfo = define("netns_info", gauge,
 		"A network namespace backlog reads, with its nsfs inode as lsns prints it; always 1.",
-		"inode", "netns")
+		"container", "inode", "namespace", "netns", "pod")
 	mTcpExt = define("netns_tcpext_total", counter,
 		"TcpExt listen counters of the namespace's /proc/net/netstat, under their kernel names.",
-		"counter", "netns")
+		"container", "counter", "namespace", "netns", "pod")
 	mSysctl = define("netns_sysctl", gauge,
 		"Listen-path sysctls of the namespace, under their names in net.core and net.ipv4.",
-		"netns", "sysctl")
+		"container", "namespace", "netns", "pod", "sysctl")
 
 	mScrapeDuration = define("scrape_duration_seconds", gauge,
 		"Time the last collection took: namespaces, sock_diag dumps, counters, sysctls and owners.")
@@ -92,7 +97,7 @@ var (
 
 var allMetrics = []*metric{
 	mAcceptQueue, mAcceptQueuePeak, mBacklog, mSynQueue, mDrops,
-	mNetnsInfo, mTcpExt, mSysctl,
+	mWorkloadInfo, mNetnsInfo, mTcpExt, mSysctl,
 	mScrapeDuration, mScrapeErrors, mCollections, mNamespaces, mListeners, mOmitted,
 	mSamples, mSamplerSeconds,
 }

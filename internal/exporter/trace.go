@@ -7,7 +7,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/backlog-dev/backlog/internal/collect"
 	"github.com/backlog-dev/backlog/internal/trace"
+	"github.com/backlog-dev/backlog/internal/workload"
 )
 
 // Names of the --bpf metrics.
@@ -24,10 +26,10 @@ var (
 		"Packets the listen path dropped, or answered with a SYN cookie, seen by eBPF since serve started, by stage: "+
 			"syn (accept queue full at SYN), syn-queue (SYN queue full, no cookies), syn-backlog (last quarter of "+
 			"tcp_max_syn_backlog), ack (accept queue full at the final ACK), cookie (docs/trace.md). Packets, not clients.",
-		[]string{"address", "netns", "port", "process", "stage"}, nil)
+		[]string{"address", "container", "namespace", "netns", "pod", "port", "process", "stage"}, nil)
 	descAcceptWait = prometheus.NewDesc(nameAcceptWait,
 		"Time from a connection's handshake completing to accept() returning it, seen by eBPF since serve started.",
-		[]string{"address", "netns", "port", "process"}, nil)
+		[]string{"address", "container", "namespace", "netns", "pod", "port", "process"}, nil)
 	descTraceErrors = prometheus.NewDesc(nameTraceErrors,
 		"Scrapes whose eBPF statistics could not be read.", nil, nil)
 )
@@ -45,6 +47,10 @@ var acceptWaitBuckets = func() []time.Duration {
 // TraceCollector exports what `backlog trace` measures, for serve --bpf:
 // drop events by stage and accept-wait histograms, per listener.
 type TraceCollector struct {
+	// Workloads names the pods and containers of the listeners' owners;
+	// nil leaves the labels empty.
+	Workloads *workload.Resolver
+
 	stats  func() ([]trace.ListenerStats, error)
 	logger *slog.Logger
 	errors uint64
@@ -80,9 +86,15 @@ func (c *TraceCollector) Collect(ch chan<- prometheus.Metric) {
 			process = s.Processes[0].Comm
 		}
 		addr, port := s.Listener.Addr().String(), strconv.Itoa(int(s.Listener.Port()))
+		var kns, pod, ctr string
+		if c.Workloads != nil {
+			if w := collect.WorkloadOf(c.Workloads, s.Processes); w != nil {
+				kns, pod, ctr = w.Namespace, w.Pod, w.Container
+			}
+		}
 		for _, st := range trace.Stages {
 			if n := s.Drops[st]; n > 0 {
-				ch <- prometheus.MustNewConstMetric(descDropEvents, prometheus.CounterValue, float64(n), addr, netns, port, process, st.String())
+				ch <- prometheus.MustNewConstMetric(descDropEvents, prometheus.CounterValue, float64(n), addr, ctr, kns, netns, pod, port, process, st.String())
 			}
 		}
 		if h := &s.AcceptWait; h.Count > 0 {
@@ -91,7 +103,7 @@ func (c *TraceCollector) Collect(ch chan<- prometheus.Metric) {
 			for i, b := range acceptWaitBuckets {
 				buckets[b.Seconds()] = cum[i]
 			}
-			ch <- prometheus.MustNewConstHistogram(descAcceptWait, h.Count, h.Sum.Seconds(), buckets, addr, netns, port, process)
+			ch <- prometheus.MustNewConstHistogram(descAcceptWait, h.Count, h.Sum.Seconds(), buckets, addr, ctr, kns, netns, pod, port, process)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"maps"
@@ -8,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/backlog-dev/backlog/internal/doctor"
+	"github.com/backlog-dev/backlog/internal/snapshot"
 )
 
 // Findings writes the doctor's findings, most severe first.
@@ -22,6 +24,9 @@ func Findings(w io.Writer, fs []doctor.Finding) error {
 		}
 		if len(f.Processes) > 0 {
 			where += ", " + Processes(f.Processes)
+		}
+		if f.Workload != nil {
+			where += ", " + workloadWords(f.Workload)
 		}
 		fmt.Fprintf(w, "%s [%s] %s\n", strings.ToUpper(f.Severity), f.Rule, f.Summary)
 		fmt.Fprintf(w, "  where:    %s\n", where)
@@ -46,4 +51,17 @@ func writeWrapped(w io.Writer, prefix, text string) {
 		}
 		fmt.Fprintf(w, "%s%s\n", prefix, line)
 	}
+}
+
+// workloadWords says "pod NAMESPACE/POD container C" or "docker container
+// NAME" for a finding.
+func workloadWords(w *snapshot.Workload) string {
+	if w.Pod != "" || w.PodUID != "" {
+		s := "pod " + w.String()
+		if w.Container != "" {
+			s = "pod " + strings.TrimSuffix(w.String(), "/"+w.Container) + " container " + w.Container
+		}
+		return s
+	}
+	return strings.TrimSpace(w.Runtime + " container " + cmp.Or(w.Container, w.ContainerID))
 }

@@ -212,7 +212,7 @@ func (m *Live) layout() {
 
 // rowText is what the filter matches: namespace, endpoint and processes.
 func (m *Live) rowText(l *snapshot.ListenerDelta) string {
-	return m.names[l.Netns] + " " + l.Local() + " " + Processes(l.Processes)
+	return m.names[l.Netns] + " " + l.Local() + " " + Processes(l.Processes) + " " + l.Workload.String()
 }
 
 func peakFill(l *snapshot.ListenerDelta) float64 {
@@ -404,7 +404,7 @@ func (c liveColumns) header() string {
 	if c.history {
 		s += fmt.Sprintf("%-*s ", historyLen, "HISTORY")
 	}
-	return s + "PROCESS"
+	return s + "PROCESS [WORKLOAD]"
 }
 
 func (c liveColumns) row(l *snapshot.ListenerDelta, netns string, hist []uint32) string {
@@ -428,7 +428,11 @@ func (c liveColumns) row(l *snapshot.ListenerDelta, netns string, hist []uint32)
 	if c.history {
 		s += fmt.Sprintf("%-*s ", historyLen, Sparkline(hist, l.Backlog+1))
 	}
-	return s + Processes(l.Processes)
+	s += Processes(l.Processes)
+	if l.Workload != nil {
+		s += " [" + l.Workload.String() + "]"
+	}
+	return s
 }
 
 // bar draws the peak against the backlog: 10 cells and a percentage.

@@ -92,6 +92,9 @@ type Event struct {
 	// Processes own the listener: the one that called listen(2), or for a
 	// listener older than the trace those found holding its socket.
 	Processes []snapshot.Process `json:"processes"`
+	// Workload is the pod or container of the owners (filled by the
+	// caller: docs/json.md says how it is decided).
+	Workload *snapshot.Workload `json:"workload,omitempty"`
 }
 
 // rawEvent is struct event of bpf/backlog.c.

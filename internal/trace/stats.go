@@ -22,6 +22,7 @@ type ListenerStats struct {
 	ListenerID
 	Namespace string             `json:"namespace,omitempty"`
 	Processes []snapshot.Process `json:"processes"`
+	Workload  *snapshot.Workload `json:"workload,omitempty"`
 	// Drops counts events by stage (cookies included, though a cookie is
 	// not a drop).
 	Drops      map[Stage]uint64 `json:"drops"`

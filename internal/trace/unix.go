@@ -40,6 +40,8 @@ type UnixRefusal struct {
 	AcceptQueue   *uint32            `json:"accept_queue,omitempty"`
 	Backlog       *uint32            `json:"backlog,omitempty"`
 	Processes     []snapshot.Process `json:"processes"`
+	// Workload is the pod or container of the listener's owners.
+	Workload *snapshot.Workload `json:"workload,omitempty"`
 }
 
 // rawUnixEvent is struct unix_event of bpf/backlog.c.
