@@ -216,7 +216,7 @@ http {
 			t.Errorf("promtool check metrics: %v\n%s", err, out)
 		}
 	}
-	if n := strings.Count(body, fmt.Sprintf("\nbacklog_listener_accept_queue{address=\"\",family=\"unix\",netns=%q,path=%q,", ns.Name, sock)); n != 1 {
+	if n := strings.Count(body, fmt.Sprintf("\nbacklog_listener_accept_queue{address=\"\",container=\"\",family=\"unix\",namespace=\"\",netns=%q,path=%q,", ns.Name, sock)); n != 1 {
 		t.Errorf("%d accept-queue series for one listener:\n%s", n, body)
 	}
 	prom := startPrometheus(t, s.addr)

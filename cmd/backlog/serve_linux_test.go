@@ -137,7 +137,7 @@ func TestServeScrapeIsClean(t *testing.T) {
 	ns, l := overflow(t)
 	dial(t, ns, l, 20)
 	s := startServe(t, "--netns", ns.Name)
-	drops := regexp.MustCompile(fmt.Sprintf(`\nbacklog_listener_drops_total\{address="127\.0\.0\.1",family="inet",netns=%q,path="",port="%d",process="[^"]+"\} ([0-9]+)\n`, ns.Name, l.Port))
+	drops := regexp.MustCompile(fmt.Sprintf(`\nbacklog_listener_drops_total\{address="127\.0\.0\.1",container="",family="inet",namespace="",netns=%q,path="",pod="",port="%d",process="[^"]+"\} ([0-9]+)\n`, ns.Name, l.Port))
 	var body string
 	testutil.Eventually(t, 5*time.Second, func() error {
 		var code int
@@ -465,7 +465,7 @@ func TestServeLeastPrivilege(t *testing.T) {
 	// A listener owned by nobody inside ns: backlog serve itself.
 	owned := startServeUnder(t, []string{"ip", "netns", "exec", ns.Name, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"}, "--netns", "self")
 	_, port, _ := strings.Cut(owned.addr, ":")
-	series := fmt.Sprintf(`backlog_listener_backlog{address="127.0.0.1",family="inet",netns=%q,path="",port=%q,process=`, ns.Name, port)
+	series := fmt.Sprintf(`backlog_listener_backlog{address="127.0.0.1",container="",family="inet",namespace="",netns=%q,path="",pod="",port=%q,process=`, ns.Name, port)
 
 	// scrape runs serve with only caps (nil: all of them) and returns the
 	// error sources that counted, once the listener shows with process.
