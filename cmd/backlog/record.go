@@ -56,9 +56,11 @@ func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var tr *trace.Tracer
 	if *bpf {
 		if err := trace.Check(); err != nil {
+			out.Close()
 			return fmt.Errorf("--bpf: %w", err)
 		}
 		if tr, err = trace.New(traceOptions(&filters, opts)); err != nil {
+			out.Close()
 			return fmt.Errorf("--bpf: %w", err)
 		}
 		defer tr.Close()
