@@ -301,6 +301,15 @@ func freePort(t *testing.T) int {
 // ended by pid at cleanup.
 func startPrometheus(t *testing.T, target string) string {
 	t.Helper()
+	return startPrometheusWith(t, fmt.Sprintf(`  - job_name: backlog
+    static_configs:
+      - targets: [%q]
+`, target))
+}
+
+// startPrometheusWith is startPrometheus with its scrape_configs entries.
+func startPrometheusWith(t *testing.T, scrapeConfigs string) string {
+	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
 		t.Skip("needs the prometheus server (Debian package prometheus; scripts/test.sh installs it)")
@@ -317,10 +326,7 @@ func startPrometheus(t *testing.T, target string) string {
   evaluation_interval: 1s
 rule_files: [%q]
 scrape_configs:
-  - job_name: backlog
-    static_configs:
-      - targets: [%q]
-`, rules, target)), 0o644)
+%s`, rules, scrapeConfigs)), 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -127,4 +129,130 @@ func TestWorkloadPods(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &only) != nil || len(only.Listeners) != 1 || only.Listeners[0].Inode != h.Inode {
 		t.Errorf("--netns pod:%s/edge: exit %d, listeners %+v", ns, code, only.Listeners)
 	}
+}
+
+// TestWorkloadViews: one podman container seen through every view. Its
+// payload fills a TCP and a UNIX accept queue; ls, top, doctor and serve
+// name the container on both, and the real Prometheus, scraping with the
+// documented honor_labels under target labels of the exporter's own pod,
+// keeps the container's labels on its series and the exporter's off the
+// host's.
+func TestWorkloadViews(t *testing.T) {
+	p := runtimetest.StartPodman(t)
+	name := fmt.Sprintf("bl-views-%d", os.Getpid())
+	id, _ := p.Run(t, name, 8080, 3)
+	root := []string{"--runtime-root", "containers=" + p.Root}
+	want := snapshot.Workload{Runtime: "podman", Container: name, ContainerID: id}
+	lsListener(t, 8080, 3, append(root, "--container", name)...)
+
+	// ls: the UNIX listener is the container's too.
+	out, _, code := runIn(t, "", append([]string{"ls", "--json", "--container", name}, root...)...)
+	var snap snapshot.Snapshot
+	if code != 0 || json.Unmarshal([]byte(out), &snap) != nil {
+		t.Fatalf("ls exit %d: %s", code, out)
+	}
+	var unix *snapshot.Listener
+	for i := range snap.Listeners {
+		if snap.Listeners[i].Path == "@backlog-payload-8080" {
+			unix = &snap.Listeners[i]
+		}
+	}
+	if unix == nil || len(snap.Listeners) != 2 {
+		t.Fatalf("want the TCP and the UNIX listener of %s: %+v", name, snap.Listeners)
+	}
+	wantWorkload(t, *unix, want)
+	if unix.AcceptQueue != 4 || unix.Backlog != 3 {
+		t.Errorf("UNIX accept queue %d/%d, want 4/3", unix.AcceptQueue, unix.Backlog)
+	}
+
+	// top --json: every line names it.
+	out, _, code = runIn(t, "", append([]string{"top", "--json", "--count", "2", "--interval", "200ms", "--container", name}, root...)...)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 {
+		t.Fatalf("top exit %d, %d lines: %s", code, len(lines), out)
+	}
+	var frame snapshot.Snapshot
+	if err := json.Unmarshal([]byte(lines[1]), &frame); err != nil || len(frame.Listeners) != 2 {
+		t.Fatalf("top frame %v: %s", err, lines[1])
+	}
+	for _, l := range frame.Listeners {
+		wantWorkload(t, l, want)
+	}
+
+	// doctor: the full queues are found and said to be the container's.
+	out, _, code = runIn(t, "", append([]string{"doctor", "--json", "--duration", "2s", "--container", name}, root...)...)
+	var report struct {
+		Findings []struct {
+			Rule     string
+			Listener string
+			Workload *snapshot.Workload
+		}
+	}
+	if code != 3 || json.Unmarshal([]byte(out), &report) != nil || len(report.Findings) == 0 {
+		t.Fatalf("doctor exit %d (want 3): %s", code, out)
+	}
+	for _, f := range report.Findings {
+		if f.Workload == nil || f.Workload.Container != name {
+			t.Errorf("finding %s on %s: workload %+v, want container %s", f.Rule, f.Listener, f.Workload, name)
+		}
+	}
+	text, _, _ := runIn(t, "", append([]string{"doctor", "--duration", "1s", "--container", name}, root...)...)
+	if !strings.Contains(text, "podman container "+name) {
+		t.Errorf("doctor does not say where:\n%s", text)
+	}
+
+	// serve, scraped by Prometheus as docs/metrics.md says.
+	s := startServe(t, root...)
+	prom := startPrometheusWith(t, fmt.Sprintf(`  - job_name: backlog
+    honor_labels: true
+    static_configs:
+      - targets: [%q]
+        labels: {namespace: monitoring, pod: backlog-x1, container: backlog}
+`, s.addr))
+	testutil.Eventually(t, 30*time.Second, func() error {
+		ctr := queryLabels(t, prom, fmt.Sprintf(`backlog_listener_accept_queue{container=%q}`, name))
+		info := queryLabels(t, prom, fmt.Sprintf(`backlog_workload_info{container=%q}`, name))
+		own := queryLabels(t, prom, `backlog_scrape_errors_total{source="owners"}`)
+		if len(ctr) != 2 || len(info) != 1 || len(own) != 1 {
+			return fmt.Errorf("container series %v, info %v, own %v", ctr, info, own)
+		}
+		for _, m := range ctr {
+			if m["namespace"] != "" || m["pod"] != "" {
+				return fmt.Errorf("container listener took the exporter's labels: %v", m)
+			}
+		}
+		if info[0]["runtime"] != "podman" || info[0]["container_id"] != id || info[0]["node"] == "" {
+			return fmt.Errorf("workload info %v", info[0])
+		}
+		if own[0]["namespace"] != "monitoring" || own[0]["pod"] != "backlog-x1" {
+			return fmt.Errorf("the exporter's own series lost its target labels: %v", own[0])
+		}
+		if host := queryLabels(t, prom, `backlog_listener_backlog{netns="host",namespace="monitoring"}`); len(host) != 0 {
+			return fmt.Errorf("host listeners labelled with the exporter's pod: %v", host)
+		}
+		return nil
+	})
+}
+
+// queryLabels asks Prometheus for an instant vector and returns each
+// series' labels.
+func queryLabels(t *testing.T, prom, q string) []map[string]string {
+	t.Helper()
+	_, body := get(t, http.DefaultClient, "http://"+prom+"/api/v1/query?query="+url.QueryEscape(q))
+	var r struct {
+		Status string
+		Data   struct {
+			Result []struct {
+				Metric map[string]string
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &r); err != nil || r.Status != "success" {
+		t.Fatalf("query %s: %v %s", q, err, body)
+	}
+	var out []map[string]string
+	for _, res := range r.Data.Result {
+		out = append(out, res.Metric)
+	}
+	return out
 }

@@ -1,7 +1,8 @@
 // Command payload is the process the runtime tests run in a container:
 // with no arguments it pauses (a pod sandbox); with PORT BACKLOG it
 // listens on 127.0.0.1:PORT with that listen(2) backlog, never accepts,
-// and connects to itself until the accept queue is full (backlog+1).
+// and connects to itself until the accept queue is full (backlog+1); it
+// does the same on the abstract UNIX socket @backlog-payload-PORT.
 package main
 
 import (
@@ -38,6 +39,16 @@ func main() {
 	}
 	for range 3 {
 		go net.DialTimeout("tcp", "127.0.0.1:"+os.Args[1], time.Hour)
+	}
+	ufd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	check(err)
+	name := "@backlog-payload-" + os.Args[1]
+	check(syscall.Bind(ufd, &syscall.SockaddrUnix{Name: name}))
+	check(syscall.Listen(ufd, backlog))
+	for range backlog + 1 {
+		c, err := net.DialTimeout("unix", name, 5*time.Second)
+		check(err)
+		conns = append(conns, c)
 	}
 	os.Stdout.WriteString("ready\n")
 	for {
