@@ -69,6 +69,7 @@ func TestWriteErrors(t *testing.T) {
 		{"top", "--netns", "self", "--json"}, // runs until interrupted otherwise
 		{"doctor", "--netns", "self", "--duration", "1s"},
 		{"doctor", "--netns", "self", "--duration", "1s", "--json"},
+		{"report", recording(t)}, {"report", recording(t), "--openmetrics"},
 	} {
 		stderr, code := runTo(t, full, args...)
 		if code != exitFailure || !strings.Contains(stderr, "backlog: writing the output: write /dev/stdout: no space left on device") {
@@ -260,4 +261,14 @@ func TestHelpShowsEveryFlag(t *testing.T) {
 			t.Errorf("backlog %v: %v\n%s", args, err, out)
 		}
 	}
+}
+
+// recording makes a two-second recording of the caller's namespace.
+func recording(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "rec.blr")
+	if out, err := exec.Command(binary, "record", "--netns", "self", "--duration", "2s", "--output", path).CombinedOutput(); err != nil {
+		t.Fatalf("record: %v\n%s", err, out)
+	}
+	return path
 }
