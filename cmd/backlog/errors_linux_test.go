@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -271,4 +272,22 @@ func recording(t *testing.T) string {
 		t.Fatalf("record: %v\n%s", err, out)
 	}
 	return path
+}
+
+// TestRecordingNotAFile: a device or FIFO given as a recording is refused
+// at once with one line, not read forever into memory.
+func TestRecordingNotAFile(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"report", fifo}, {"ls", "--from", fifo, "--at", "03:00:00"}, {"doctor", "--from", fifo}, {"top", "--replay", fifo},
+	} {
+		stderr, code := runTo(t, nil, args...)
+		oneLine(t, fmt.Sprint(args), stderr)
+		if code != exitFailure || !strings.Contains(stderr, "is not a file or a directory of recordings") {
+			t.Errorf("backlog %v: exit %d, stderr %q", args, code, stderr)
+		}
+	}
 }

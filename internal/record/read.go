@@ -33,6 +33,11 @@ func Files(path string) ([]string, error) {
 		return nil, fmt.Errorf("opening the recording: %w", err)
 	}
 	if !st.IsDir() {
+		// A device or FIFO (/dev/zero, /dev/full) would be read forever
+		// into memory.
+		if !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("opening the recording: %s is not a file or a directory of recordings", path)
+		}
 		return []string{path}, nil
 	}
 	ents, err := os.ReadDir(path)
