@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 # start on private state (internal/workload/runtimetest). chromium renders
 # `backlog report`'s page headless and offline (prometheus also brings
 # promtool for the backfill).
-packages=(iproute2 tmux python3 prometheus clang llvm libbpf-dev php8.2-fpm nginx docker.io podman containerd runc containernetworking-plugins chromium)
+packages=(iproute2 util-linux systemd tmux python3 prometheus clang llvm libbpf-dev php8.2-fpm nginx docker.io podman containerd runc containernetworking-plugins chromium)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
