@@ -40,3 +40,60 @@ func ParseSocketLink(b []byte) (uint32, bool) {
 	}
 	return uint32(n), true
 }
+
+// ParseStat returns the state letter and parent pid of a /proc/PID/stat
+// line ("pid (comm) S ppid ..."). The comm may hold spaces and ')', so
+// the fields are read after the last ')' (as proc_pid_stat() writes them).
+func ParseStat(b []byte) (state string, ppid int, ok bool) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return "", 0, false
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 2 || len(f[0]) != 1 {
+		return "", 0, false
+	}
+	p, err := strconv.Atoi(string(f[1]))
+	if err != nil || p < 0 {
+		return "", 0, false
+	}
+	return string(f[0]), p, true
+}
+
+// ParseEpollTargets returns the descriptors an epoll instance watches, from
+// its /proc/PID/fdinfo/N text: one "tfd: N events: ..." line per watched
+// descriptor (ep_show_fdinfo()).
+func ParseEpollTargets(b []byte) []int {
+	var fds []int
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		rest, ok := bytes.CutPrefix(line, []byte("tfd:"))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		if n, err := strconv.Atoi(string(f[0])); err == nil && n >= 0 {
+			fds = append(fds, n)
+		}
+	}
+	return fds
+}
+
+// Roles fills in the Role of each owner of one socket: "master" when
+// another owner is its child, "worker" when its parent is an owner too
+// (nginx, php-fpm, gunicorn, haproxy -W and other pre-fork servers).
+func Roles(ps []snapshot.Process) {
+	for i := range ps {
+		for j := range ps {
+			switch {
+			case i == j:
+			case ps[j].PPID == ps[i].PID:
+				ps[i].Role = snapshot.RoleMaster
+			case ps[i].PPID == ps[j].PID && ps[i].Role == "":
+				ps[i].Role = snapshot.RoleWorker
+			}
+		}
+	}
+}

@@ -1,6 +1,10 @@
 package procfd
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/backlog-dev/backlog/internal/snapshot"
+)
 
 func TestParseSocketLink(t *testing.T) {
 	for _, c := range []struct {
@@ -27,4 +31,55 @@ func TestParseSocketLink(t *testing.T) {
 func FuzzParseSocketLink(f *testing.F) {
 	f.Add([]byte("socket:[123]"))
 	f.Fuzz(func(t *testing.T, b []byte) { _, _ = ParseSocketLink(b) })
+}
+
+func TestParseStat(t *testing.T) {
+	for _, c := range []struct {
+		in    string
+		state string
+		ppid  int
+		ok    bool
+	}{
+		{"1234 (nginx) T 1 1234 1234 0 -1", "T", 1, true},
+		{"77 (a) b) c) S 76 77", "S", 76, true},
+		{"77 (x) S", "", 0, false},
+		{"77 x S 1", "", 0, false},
+		{"77 (x) SS 1", "", 0, false},
+		{"77 (x) S -3", "", 0, false},
+	} {
+		st, pp, ok := ParseStat([]byte(c.in))
+		if st != c.state || pp != c.ppid || ok != c.ok {
+			t.Errorf("%q = %q %d %v", c.in, st, pp, ok)
+		}
+	}
+}
+
+func TestParseEpollTargets(t *testing.T) {
+	in := "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\n" +
+		"tfd:        6 events:       19 data:                6  pos:0 ino:4d2 sdev:8\n" +
+		"tfd:       12 events:       19 data:                c  pos:0 ino:4d3 sdev:8\n"
+	if got := ParseEpollTargets([]byte(in)); len(got) != 2 || got[0] != 6 || got[1] != 12 {
+		t.Errorf("targets %v", got)
+	}
+	if got := ParseEpollTargets([]byte("tfd:\ntfd: x\n")); got != nil {
+		t.Errorf("garbage gave %v", got)
+	}
+}
+
+func TestRoles(t *testing.T) {
+	ps := []snapshot.Process{{PID: 10, PPID: 1}, {PID: 11, PPID: 10}, {PID: 12, PPID: 10}, {PID: 50, PPID: 1}}
+	Roles(ps)
+	if ps[0].Role != snapshot.RoleMaster || ps[1].Role != snapshot.RoleWorker || ps[2].Role != snapshot.RoleWorker || ps[3].Role != "" {
+		t.Errorf("roles %+v", ps)
+	}
+}
+
+func FuzzParseStat(f *testing.F) {
+	f.Add([]byte("1 (init) S 0 1 1"))
+	f.Fuzz(func(t *testing.T, b []byte) { _, _, _ = ParseStat(b) })
+}
+
+func FuzzParseEpollTargets(f *testing.F) {
+	f.Add([]byte("tfd:        6 events:       19 data: 6\n"))
+	f.Fuzz(func(t *testing.T, b []byte) { _ = ParseEpollTargets(b) })
 }

@@ -41,6 +41,8 @@ func Walk(procRoot string, want map[uint32]struct{}) (Result, error) {
 		pid    int
 		inodes []uint32
 		denied error
+		// serving holds the wanted inodes the process's epoll sets watch.
+		serving []uint32
 	}
 	jobs := make(chan string)
 	results := make(chan found)
@@ -52,13 +54,17 @@ func Walk(procRoot string, want map[uint32]struct{}) (Result, error) {
 			buf := make([]byte, 64)
 			for name := range jobs {
 				pid, _ := strconv.Atoi(name)
-				inodes, err := walkProcess(procRoot+"/"+name+"/fd", want, buf)
+				h, err := walkProcess(procRoot+"/"+name+"/fd", want, buf)
 				var denied error
 				if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
 					denied = err
 				}
-				if denied != nil || err == nil && len(inodes) > 0 {
-					results <- found{pid: pid, inodes: inodes, denied: denied}
+				if denied != nil || err == nil && len(h.inodes) > 0 {
+					var serving []uint32
+					if len(h.inodes) > 0 && len(h.epolls) > 0 {
+						serving = polled(procRoot+"/"+name+"/fdinfo/", h)
+					}
+					results <- found{pid: pid, inodes: h.inodes, denied: denied, serving: serving}
 				}
 			}
 		}()
@@ -74,35 +80,69 @@ func Walk(procRoot string, want map[uint32]struct{}) (Result, error) {
 		close(results)
 	}()
 	for f := range results {
-		comm := readComm(procRoot + "/" + strconv.Itoa(f.pid) + "/comm")
+		dir := procRoot + "/" + strconv.Itoa(f.pid)
+		p := snapshot.Process{PID: f.pid, Comm: readComm(dir + "/comm")}
+		if b, err := os.ReadFile(dir + "/stat"); err == nil {
+			p.State, p.PPID, _ = ParseStat(b)
+		}
 		if f.denied != nil {
 			res.Denied++
-			res.Refused = append(res.Refused, Refusal{PID: f.pid, Comm: comm, Err: f.denied})
+			res.Refused = append(res.Refused, Refusal{PID: f.pid, Comm: p.Comm, Err: f.denied})
 		}
 		for _, ino := range f.inodes {
-			res.Owners[ino] = append(res.Owners[ino], snapshot.Process{PID: f.pid, Comm: comm})
+			q := p
+			q.Serving = slices.Contains(f.serving, ino)
+			res.Owners[ino] = append(res.Owners[ino], q)
 		}
 	}
 	slices.SortFunc(res.Refused, func(a, b Refusal) int { return a.PID - b.PID })
 	for _, ps := range res.Owners {
 		slices.SortFunc(ps, func(a, b snapshot.Process) int { return a.PID - b.PID })
+		Roles(ps)
 	}
 	return res, nil
 }
 
-// walkProcess returns the wanted socket inodes one process holds, each once,
-// and EACCES when some of its descriptors could not be read (with what the
-// readable ones held).
-func walkProcess(fdDir string, want map[uint32]struct{}, buf []byte) ([]uint32, error) {
+// held is what one process's descriptor table shows: the wanted socket
+// inodes (each once), the descriptors holding them, and its epoll
+// instances.
+type held struct {
+	inodes []uint32
+	fds    map[int]uint32 // descriptor -> wanted inode
+	epolls []int
+}
+
+// polled returns the wanted inodes that one of the process's epoll sets
+// watches: the sockets it waits for connections on.
+func polled(fdinfoDir string, h held) []uint32 {
+	var out []uint32
+	for _, ep := range h.epolls {
+		b, err := os.ReadFile(fdinfoDir + strconv.Itoa(ep))
+		if err != nil {
+			continue
+		}
+		for _, fd := range ParseEpollTargets(b) {
+			if ino, ok := h.fds[fd]; ok && !containsInode(out, ino) {
+				out = append(out, ino)
+			}
+		}
+	}
+	return out
+}
+
+// walkProcess returns the wanted socket inodes one process holds and its
+// epoll descriptors, and EACCES when some of its descriptors could not be
+// read (with what the readable ones held).
+func walkProcess(fdDir string, want map[uint32]struct{}, buf []byte) (held, error) {
 	dfd, err := unix.Open(fdDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return held{}, err
 	}
 	f := os.NewFile(uintptr(dfd), fdDir)
 	defer f.Close()
 	fds, err := f.Readdirnames(-1)
 	if err != nil {
-		return nil, err
+		return held{}, err
 	}
 	// A process with many descriptors (a busy server) is split across the
 	// CPUs too, or it alone sets the wall time of the walk.
@@ -111,7 +151,12 @@ func walkProcess(fdDir string, want map[uint32]struct{}, buf []byte) ([]uint32, 
 		parts = runtime.GOMAXPROCS(0)
 	}
 	chunk := (len(fds) + parts - 1) / parts
-	hits := make([][]uint32, parts)
+	type hit struct {
+		fd  int
+		ino uint32
+	}
+	hits := make([][]hit, parts)
+	epolls := make([][]int, parts)
 	var denied atomic.Bool
 	var wg sync.WaitGroup
 	for p := range parts {
@@ -136,25 +181,31 @@ func walkProcess(fdDir string, want map[uint32]struct{}, buf []byte) ([]uint32, 
 				}
 				if ino, ok := ParseSocketLink(b[:n]); ok {
 					if _, ok := want[ino]; ok {
-						hits[p] = append(hits[p], ino)
+						n, _ := strconv.Atoi(fd)
+						hits[p] = append(hits[p], hit{n, ino})
 					}
+				} else if string(b[:n]) == "anon_inode:[eventpoll]" {
+					n, _ := strconv.Atoi(fd)
+					epolls[p] = append(epolls[p], n)
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	var found []uint32
-	for _, h := range hits {
-		for _, ino := range h {
-			if !containsInode(found, ino) {
-				found = append(found, ino)
+	h := held{fds: map[int]uint32{}}
+	for p := range hits {
+		for _, x := range hits[p] {
+			h.fds[x.fd] = x.ino
+			if !containsInode(h.inodes, x.ino) {
+				h.inodes = append(h.inodes, x.ino)
 			}
 		}
+		h.epolls = append(h.epolls, epolls[p]...)
 	}
 	if denied.Load() {
-		return found, unix.EACCES
+		return h, unix.EACCES
 	}
-	return found, nil
+	return h, nil
 }
 
 func containsInode(s []uint32, v uint32) bool {

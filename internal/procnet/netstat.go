@@ -45,6 +45,7 @@ func FromProcfs(t procfs.TcpExt) snapshot.Counters {
 		SyncookiesRecv:            u(t.SyncookiesRecv),
 		SyncookiesFailed:          u(t.SyncookiesFailed),
 		TCPFastOpenListenOverflow: u(t.TCPFastOpenListenOverflow),
+		TCPDeferAcceptDrop:        u(t.TCPDeferAcceptDrop),
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -101,6 +102,10 @@ func Fill(l *snapshot.Listener) string {
 }
 
 // Processes prints owners as comm(pid),...; "?" when they are unknown.
+// A stopped owner is marked "stopped", a pre-fork master "master". When
+// some owners serve the socket (poll it), only those and the master are
+// listed and the other holders counted: each SO_REUSEPORT member of nginx
+// is held by every worker but served by one.
 func Processes(ps []snapshot.Process) string {
 	if ps == nil {
 		return "?"
@@ -108,9 +113,29 @@ func Processes(ps []snapshot.Process) string {
 	if len(ps) == 0 {
 		return "-"
 	}
-	parts := make([]string, len(ps))
-	for i, p := range ps {
-		parts[i] = fmt.Sprintf("%s(%d)", p.Comm, p.PID)
+	served := slices.ContainsFunc(ps, func(p snapshot.Process) bool { return p.Serving })
+	var parts []string
+	others := 0
+	for _, p := range ps {
+		if served && !p.Serving && p.Role != snapshot.RoleMaster {
+			others++
+			continue
+		}
+		var tags []string
+		if p.Stopped() {
+			tags = append(tags, "stopped")
+		}
+		if p.Role == snapshot.RoleMaster {
+			tags = append(tags, "master")
+		}
+		if len(tags) == 0 {
+			parts = append(parts, fmt.Sprintf("%s(%d)", p.Comm, p.PID))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s(%d %s)", p.Comm, p.PID, strings.Join(tags, " ")))
+		}
+	}
+	if others > 0 {
+		parts = append(parts, fmt.Sprintf("+%d holding", others))
 	}
 	return strings.Join(parts, ",")
 }

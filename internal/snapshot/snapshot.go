@@ -83,6 +83,10 @@ type Counters struct {
 	SyncookiesRecv            *uint64 `json:"SyncookiesRecv,omitempty"`
 	SyncookiesFailed          *uint64 `json:"SyncookiesFailed,omitempty"`
 	TCPFastOpenListenOverflow *uint64 `json:"TCPFastOpenListenOverflow,omitempty"`
+	// TCPDeferAcceptDrop counts bare final ACKs a TCP_DEFER_ACCEPT listener
+	// ignored while waiting for data (tcp_check_req()): no client is lost,
+	// the handshake stays half-open in the SYN queue.
+	TCPDeferAcceptDrop *uint64 `json:"TCPDeferAcceptDrop,omitempty"`
 }
 
 // Named returns the counters with their kernel names, in a fixed order,
@@ -100,6 +104,7 @@ func (c Counters) Named() []NamedValue {
 		{"SyncookiesRecv", c.SyncookiesRecv},
 		{"SyncookiesFailed", c.SyncookiesFailed},
 		{"TCPFastOpenListenOverflow", c.TCPFastOpenListenOverflow},
+		{"TCPDeferAcceptDrop", c.TCPDeferAcceptDrop},
 	}
 	var out []NamedValue
 	for _, a := range all {
@@ -248,7 +253,34 @@ type VFS struct {
 type Process struct {
 	PID  int    `json:"pid"`
 	Comm string `json:"comm"`
+	// State is the letter of /proc/PID/stat: R running, S sleeping, D
+	// waiting on I/O, T stopped (SIGSTOP: it accepts nothing), t traced, Z
+	// zombie. Empty when it could not be read.
+	State string `json:"state,omitempty"`
+	// PPID is the parent's pid; 0 when unknown.
+	PPID int `json:"ppid,omitempty"`
+	// Role is RoleMaster when another owner of the same socket is its
+	// child, RoleWorker when its parent owns the socket too; empty for a
+	// process that holds it alone.
+	Role string `json:"role,omitempty"`
+	// Serving says this owner waits for connections on the socket: its
+	// epoll set watches it (the "tfd" lines of /proc/PID/fdinfo). Each
+	// SO_REUSEPORT member of nginx is watched by one worker only, though
+	// every worker may hold all of them. Set only when some owner of the
+	// socket polls it with epoll; a server that blocks in accept() or uses
+	// poll(2) marks none.
+	Serving bool `json:"serving,omitempty"`
 }
+
+// Roles of a socket's owners (Process.Role).
+const (
+	RoleMaster = "master"
+	RoleWorker = "worker"
+)
+
+// Stopped reports whether the process is stopped (SIGSTOP, SIGTSTP) or
+// held by a tracer: it accepts nothing until continued.
+func (p Process) Stopped() bool { return p.State == "T" || p.State == "t" }
 
 // Family names used in Listener.Family.
 const (
