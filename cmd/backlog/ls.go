@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -35,6 +36,9 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	from := fs.String("from", "", "print a recorded snapshot instead (with --at): a `file` or directory of recordings (docs/record.md)")
 	at := fs.String("at", "", "with --from: the last frame at or before `TIME` (2026-12-01T03:00:00Z, \"2026-12-01 03:00\", or 03:00:00 on the recording's first day)")
 	if err := parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stdout, "\n"+render.DropsHelp)
+		}
 		return err
 	}
 	if (*from == "") != (*at == "") {

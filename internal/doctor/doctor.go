@@ -53,6 +53,10 @@ type Observation struct {
 	// Trace is what eBPF saw during the window (doctor --bpf): drops by
 	// stage and accept-queue waits per listener. Nil without it.
 	Trace []trace.ListenerStats
+	// Cmdlines are the command lines of the last snapshot's owners, by
+	// pid (/proc/PID/cmdline): they name interpreted servers and the
+	// backlog flags they were given. Nil when not read.
+	Cmdlines map[int][]string
 }
 
 // traced returns the trace of listener l, or nil.
@@ -80,8 +84,21 @@ type Finding struct {
 	Workload *snapshot.Workload `json:"workload,omitempty"`
 	Summary  string             `json:"summary"`
 	Evidence map[string]int64   `json:"evidence"`
-	Why      string             `json:"why"`
-	Advice   string             `json:"advice"`
+	// Context holds namespace-wide counters moved in the window beside a
+	// listener's finding: shared by every listener of the namespace, they
+	// are no proof about this one.
+	Context map[string]int64 `json:"context,omitempty"`
+	// Server names the program recognised as the listener's owner, whose
+	// own setting the advice names.
+	Server string `json:"server,omitempty"`
+	// RequestedBacklog is the backlog the owner asked listen() for, when
+	// it can be known, and RequestedFrom says how it is known (the
+	// command line, the server's default). The effective one is
+	// evidence["backlog"].
+	RequestedBacklog int64  `json:"requested_backlog,omitempty"`
+	RequestedFrom    string `json:"requested_from,omitempty"`
+	Why              string `json:"why"`
+	Advice           string `json:"advice"`
 	// Command is the exact change that would help, when there is one.
 	Command string `json:"command,omitempty"`
 }

@@ -46,10 +46,22 @@ func rules(fs []Finding) []string {
 func TestBurstVersusSlow(t *testing.T) {
 	c0 := snapshot.Counters{ListenOverflows: u(0), ListenDrops: u(0), TCPReqQFullDrop: u(0), SyncookiesSent: u(0)}
 	c1 := snapshot.Counters{ListenOverflows: u(40), ListenDrops: u(40), TCPReqQFullDrop: u(0), SyncookiesSent: u(0)}
-	o := observation(c0, c1, listener(80, 0, 128, 0), listener(80, 3, 128, 40), sys)
+	l1 := listener(80, 3, 128, 40)
+	l1.Processes = []snapshot.Process{{PID: 9, Comm: "nginx", State: "S"}}
+	o := observation(c0, c1, listener(80, 0, 128, 0), l1, sys)
 	k := snapshot.ListenerKey{Netns: 1, Inode: 7}
 	o.PeakAccept[k], o.FullWindows[k], o.FullAtRefresh[k] = 129, 2, 0
 	fs := Diagnose(o)
+	// nginx asks for 511 by default; 128 is the somaxconn of kernels
+	// before 5.4: restart it to pick up today's 4096.
+	if r := rules(fs); len(r) != 2 || r[1] != "backlog-capped-at-listen" || fs[1].RequestedBacklog != 511 || fs[1].Server != "nginx" ||
+		!strings.Contains(fs[1].Summary, "restart it to pick up the new somaxconn") {
+		t.Errorf("restart: %v %+v", r, fs)
+	}
+	// The namespace's counter is context, not this listener's proof.
+	if _, ok := fs[0].Evidence["ListenOverflows"]; ok || fs[0].Context["ListenOverflows"] != 40 || fs[0].Evidence["listener_drops"] != 40 {
+		t.Errorf("evidence %v context %v", fs[0].Evidence, fs[0].Context)
+	}
 	f := fs[0]
 	// 4 x 128 = 512 fits under somaxconn 4096: only the application's
 	// backlog needs raising.

@@ -3,6 +3,9 @@ package doctor
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/backlog-dev/backlog/internal/collect"
@@ -77,6 +80,7 @@ func Observe(ctx context.Context, opts collect.Options, d time.Duration, traced 
 		latest = snap
 		if last {
 			o.Last = snap
+			o.Cmdlines = cmdlines(opts.ProcRoot, snap)
 			o.Duration = time.Since(start)
 			if traced != nil {
 				if o.Trace, err = traced(); err != nil {
@@ -104,6 +108,7 @@ func (o *Observation) interrupted(opts collect.Options, start time.Time, latest 
 		o.record(snap, nil)
 		o.Last = snap
 	}
+	o.Cmdlines = cmdlines(opts.ProcRoot, o.Last)
 	return *o
 }
 
@@ -122,4 +127,28 @@ func (o *Observation) record(s *snapshot.Snapshot, peaks map[sampler.Key]uint32)
 			o.FullAtRefresh[k]++
 		}
 	}
+}
+
+// cmdlines reads the command lines of the snapshot's owners
+// (/proc/PID/cmdline, NUL-separated): they name interpreted servers
+// (python3 -m http.server) and the backlog flags given (memcached -b).
+// A process gone or unreadable is left out.
+func cmdlines(procRoot string, s *snapshot.Snapshot) map[int][]string {
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	out := map[int][]string{}
+	for _, l := range s.Listeners {
+		for _, p := range l.Processes {
+			if _, ok := out[p.PID]; ok {
+				continue
+			}
+			b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(p.PID) + "/cmdline")
+			if err != nil {
+				continue
+			}
+			out[p.PID] = strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		}
+	}
+	return out
 }

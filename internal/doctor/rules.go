@@ -2,6 +2,8 @@ package doctor
 
 import (
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,35 +18,47 @@ func (d diag) listener(l *snapshot.Listener) []Finding {
 	}
 	var fs []Finding
 	k := l.Key()
-	var drops int64
-	if first := d.o.First.Listener(k); first != nil && first.Drops != nil && l.Drops != nil {
-		drops = int64(*l.Drops) - int64(*first.Drops)
-	}
+	drops := d.drops(l)
 	peak := max(d.o.PeakAccept[k], l.AcceptQueue)
 	somax := val(d.ns.Sysctls.Somaxconn)
+	srv, args := serverOf(l.Processes, d.o.Cmdlines)
+	req := srv.requestedBacklog(args, int64(l.Backlog), somax)
+	stopped := stoppedOwners(l.Processes)
+	atLimit := srv.limit != "" && l.Backlog == 0
 
 	tr := d.o.traced(l)
-	// With eBPF, syn and ack drops prove the accept queue overflowed even
-	// when the burst drained between two samples.
-	overflowed := peak > l.Backlog || tr != nil && tr.Drops[trace.StageSyn]+tr.Drops[trace.StageAck] > 0
-	if overflowed {
-		// Full with drops in the window: critical. Full without: the next
-		// SYN will be dropped (clients already waiting retransmit 1 s, 2 s,
-		// 3 s, 4 s, 5 s, 7 s, 11 s after their SYN under
-		// tcp_syn_linear_timeouts=4, at 1 s, 3 s, 7 s, 15 s under 0, so a
-		// short window may see none).
+	var events int64
+	if tr != nil {
+		events = int64(tr.Drops[trace.StageSyn] + tr.Drops[trace.StageAck])
+	}
+	// A listener's sk_drops also grows for every packet its half-open
+	// handshakes discard (a RST ending one: tcp_v4_rcv() goes to
+	// discard_and_relse), so it proves an overflow only beside a grown
+	// ListenOverflows of its namespace. With eBPF the listener's own
+	// syn and ack drop events are exact.
+	lost := events > 0 || tr == nil && drops > 0 && d.moved["ListenOverflows"] > 0
+	full := peak > l.Backlog
+	if full || lost {
+		// Drops grew: critical, whether or not a sample caught the queue
+		// full (a burst drains between two 100 ms samples). Full without
+		// drops: the next SYN will be dropped (clients already waiting
+		// retransmit 1 s, 2 s, 3 s, 4 s, 5 s, 7 s, 11 s after their SYN
+		// under tcp_syn_linear_timeouts=4, at 1 s, 3 s, 7 s, 15 s under 0,
+		// so a short window may see none).
 		f := d.finding("accept-queue-overflow", Critical, l)
-		if drops == 0 {
+		if !lost {
 			f = d.finding("accept-queue-full", Warning, l)
 		}
 		e := f.Evidence
 		e["backlog"], e["accept_queue_peak"], e["listener_drops"] = int64(l.Backlog), int64(peak), drops
-		e["ListenOverflows"] = d.moved["ListenOverflows"]
 		e["windows"], e["windows_full"], e["refreshes_full"] = int64(d.o.Windows), int64(d.o.FullWindows[k]), int64(d.o.FullAtRefresh[k])
+		d.context(&f, "ListenOverflows", "ListenDrops")
 		f.Why = "The accept queue held backlog+1 finished handshakes, so the kernel dropped further SYNs " +
-			"(tcp_conn_request()) or final ACKs (tcp_check_req()); clients retransmit and wait. The drop " +
-			"count is in packets: every retransmitted SYN counts again."
-		slow := d.o.Windows > 0 && float64(d.o.FullAtRefresh[k]) >= 0.8*float64(d.o.Windows)
+			"(tcp_conn_request()) or final ACKs (tcp_check_req()); clients retransmit and wait. listener_drops " +
+			"is the listener's own sk_drops in packets: every retransmitted SYN counts again, a final ACK dropped " +
+			"on overflow counts twice (tcp_listendrop() and tcp_v4_rcv()), and a RST ending a half-open handshake " +
+			"counts too. ListenOverflows and ListenDrops (context) are the whole namespace's."
+		slow := full && d.o.Windows > 0 && float64(d.o.FullAtRefresh[k]) >= 0.8*float64(d.o.Windows)
 		if tr != nil {
 			// With eBPF the waits decide: connections that sit in the
 			// queue for long mean accept() is slow, not the burst big.
@@ -61,25 +75,71 @@ func (d diag) listener(l *snapshot.Listener) []Finding {
 				slow = p50 >= slowAcceptWait
 			}
 		}
-		if slow {
+		slow = slow || len(stopped) > 0 || atLimit
+		switch {
+		case slow:
 			f.Summary = fmt.Sprintf("accept queue stays full (%d/%d): the application accepts too slowly for its arrival rate", peak, l.Backlog)
-			f.Advice = "Accept faster: more accepting threads or workers, or find what blocks the accept loop of the " +
-				"process shown. A bigger backlog only delays the drops while arrivals outpace accept()."
-		} else {
-			f.Summary = fmt.Sprintf("accept queue overflows in bursts (peak %d/%d): the backlog is too small for them", peak, l.Backlog)
+			switch {
+			case len(stopped) > 0:
+				f.Summary = fmt.Sprintf("accept queue full (%d/%d): its owner is stopped and accepts nothing", peak, l.Backlog)
+				f.Advice = "Continue the stopped process (see owner-stopped); no backlog helps while nothing accepts."
+			case srv.limit != "" && (atLimit || srv.name == "haproxy"):
+				f.Advice = srv.limit + "."
+			default:
+				f.Advice = "Accept faster: " + srv.workers + ". A bigger backlog only delays the drops while arrivals outpace accept()."
+			}
+		default:
+			switch {
+			case full:
+				f.Summary = fmt.Sprintf("accept queue overflows in bursts (peak %d/%d): the backlog is too small for them", peak, l.Backlog)
+			case events > 0:
+				f.Summary = fmt.Sprintf("accept queue overflowed between samples: eBPF saw %d SYNs or final ACKs dropped on it (backlog %d)", events, l.Backlog)
+			default:
+				f.Summary = fmt.Sprintf("accept queue overflowed between samples: its drops grew by %d while the namespace counted ListenOverflows (backlog %d)", drops, l.Backlog)
+			}
 			want := nextPow2(max(int64(l.Backlog)*4, 128))
-			f.Advice = fmt.Sprintf("Raise the backlog the application passes to listen() (its setting, e.g. nginx "+
-				"`listen ... backlog=%d`) so bursts fit; the kernel caps it at net.core.somaxconn (%d here).", want, somax)
+			if req.backlog > int64(l.Backlog) {
+				want = max(want, req.backlog)
+			}
+			f.Advice = fmt.Sprintf("Raise the backlog so bursts fit: %s; the kernel caps it at net.core.somaxconn (%d here), "+
+				"read when the server calls listen(), so restart it after raising either.", srv.backlog(want), somax)
 			if somax >= 0 && want > somax {
 				f.Command = d.inNetns(fmt.Sprintf("sysctl -w net.core.somaxconn=%d", want))
 			}
 		}
+		d.describe(&f, srv, req)
+		fs = append(fs, f)
+	}
+
+	if len(stopped) > 0 {
+		fs = append(fs, d.ownerStopped(l, stopped, peak, drops, full || lost))
+	}
+	if atLimit {
+		f := d.finding("connection-limit", Warning, l)
+		if lost {
+			f.Severity = Critical
+		}
+		f.Summary = fmt.Sprintf("%s is at its connection limit: it set its backlog to 0 and accepts no more", srv.name)
+		f.Evidence["backlog"], f.Evidence["accept_queue_peak"], f.Evidence["listener_drops"] = 0, int64(peak), drops
+		f.Why = "A server at its connection limit stops accepting; memcached also calls listen(fd, 0) so that only one " +
+			"client fits in the accept queue (backlog 0 holds backlog+1) and the rest are dropped at once rather than " +
+			"waiting. More accepting threads would change nothing: the limit is a setting."
+		f.Advice = srv.limit + "."
+		d.describe(&f, srv, req)
+		fs = append(fs, f)
+	} else if l.Backlog == 0 && srv.limit == "" {
+		f := d.finding("backlog-zero", Warning, l)
+		f.Summary = "backlog 0: the server called listen(fd, 0); one connection fits in the accept queue, further ones are dropped"
+		f.Evidence["backlog"], f.Evidence["accept_queue_peak"], f.Evidence["listener_drops"] = 0, int64(peak), drops
+		f.Why = "Servers call listen(fd, 0) to stop taking connections while at a limit (memcached at -c) or by mistake; " +
+			"the accept queue then holds backlog+1 = 1 connection (sk_acceptq_is_full())."
+		f.Advice = "Find why the process shown asked for 0 (a connection limit reached), or give it a real backlog: " + srv.backlog(511) + "."
 		fs = append(fs, f)
 	}
 
 	if somax > 0 && int64(l.Backlog) == somax {
 		sev := Info
-		if drops > 0 {
+		if drops > 0 && (lost || full) {
 			sev = Warning
 		}
 		f := d.finding("backlog-capped-by-somaxconn", sev, l)
@@ -87,12 +147,103 @@ func (d diag) listener(l *snapshot.Listener) []Finding {
 		f.Evidence["backlog"], f.Evidence["somaxconn"], f.Evidence["listener_drops"] = int64(l.Backlog), somax, drops
 		f.Why = "listen(2) silently caps its backlog at net.core.somaxconn of the namespace, at the time it is " +
 			"called (__sys_listen()). Many servers (Go's net.Listen among them) ask for exactly somaxconn."
-		f.Advice = "If the application asked for more, raise somaxconn, then restart it (or have it call listen() again): " +
-			"existing listeners keep their old cap."
-		f.Command = d.inNetns(fmt.Sprintf("sysctl -w net.core.somaxconn=%d", somax*2))
+		if req.backlog > somax {
+			f.Summary = fmt.Sprintf("%s asked for a backlog of %d and got %d: net.core.somaxconn caps it", srv.name, req.backlog, l.Backlog)
+			f.Advice = fmt.Sprintf("Raise somaxconn to %d, then restart %s (or have it call listen() again): existing listeners keep their old cap.", req.backlog, srv.name)
+			f.Command = d.inNetns(fmt.Sprintf("sysctl -w net.core.somaxconn=%d", req.backlog))
+		} else {
+			f.Advice = "If the application asked for more (" + srv.backlog(somax*2) + "), raise somaxconn to at least that, then restart it " +
+				"(or have it call listen() again): existing listeners keep their old cap."
+		}
+		d.describe(&f, srv, req)
+		fs = append(fs, f)
+	} else if somax > 0 && req.backlog > int64(l.Backlog) && int64(l.Backlog) < somax && l.Backlog > 0 {
+		// Asked for more than it got, and today's somaxconn would allow
+		// more: the cap was the somaxconn of when it called listen().
+		sev := Info
+		if full || lost {
+			sev = Warning
+		}
+		f := d.finding("backlog-capped-at-listen", sev, l)
+		f.Summary = fmt.Sprintf("%s asked for a backlog of %d and got %d, the somaxconn of when it called listen() (now %d): restart it to pick up the new somaxconn",
+			srv.name, req.backlog, l.Backlog, somax)
+		f.Evidence["backlog"], f.Evidence["somaxconn"], f.Evidence["listener_drops"] = int64(l.Backlog), somax, drops
+		f.Why = "listen(2) reads net.core.somaxconn once, when it is called (__sys_listen()); raising it later leaves " +
+			"existing listeners with their old cap. " + fmt.Sprintf("%d is what it asked for (%s).", req.backlog, req.source)
+		f.Advice = fmt.Sprintf("Restart %s (or reload it so it calls listen() again): with somaxconn %d now it gets min(%d, %d).", srv.name, somax, req.backlog, somax)
+		d.describe(&f, srv, req)
 		fs = append(fs, f)
 	}
 	return fs
+}
+
+// drops is the growth of l's sk_drops in the window; 0 when unknown.
+func (d diag) drops(l *snapshot.Listener) int64 {
+	if first := d.o.First.Listener(l.Key()); first != nil && first.Drops != nil && l.Drops != nil {
+		return int64(*l.Drops) - int64(*first.Drops)
+	}
+	return 0
+}
+
+// context adds namespace counters that moved beside a listener's finding.
+func (d diag) context(f *Finding, names ...string) {
+	for _, n := range names {
+		if v, ok := d.moved[n]; ok {
+			if f.Context == nil {
+				f.Context = map[string]int64{}
+			}
+			f.Context[n] = v
+		}
+	}
+}
+
+// describe names the server and what it asked for on a finding.
+func (d diag) describe(f *Finding, srv server, req requested) {
+	f.Server = srv.name
+	if req.backlog > 0 {
+		f.RequestedBacklog, f.RequestedFrom = req.backlog, req.source
+	}
+}
+
+// stoppedOwners returns the owners that would accept but are stopped: the
+// serving ones when some serve, else all, and only when every one of them
+// is stopped (a stopped master beside running workers accepts nothing
+// anyway).
+func stoppedOwners(ps []snapshot.Process) []snapshot.Process {
+	served := slices.ContainsFunc(ps, func(p snapshot.Process) bool { return p.Serving })
+	var acceptors []snapshot.Process
+	for _, p := range ps {
+		if p.Role == snapshot.RoleMaster && len(ps) > 1 || served && !p.Serving {
+			continue
+		}
+		acceptors = append(acceptors, p)
+	}
+	if len(acceptors) == 0 || slices.ContainsFunc(acceptors, func(p snapshot.Process) bool { return !p.Stopped() }) {
+		return nil
+	}
+	return acceptors
+}
+
+func (d diag) ownerStopped(l *snapshot.Listener, stopped []snapshot.Process, peak uint32, drops int64, refusing bool) Finding {
+	sev := Warning
+	if refusing {
+		sev = Critical
+	}
+	f := d.finding("owner-stopped", sev, l)
+	var pids []string
+	for _, p := range stopped {
+		pids = append(pids, strconv.Itoa(p.PID))
+	}
+	f.Summary = fmt.Sprintf("%s(%s), which accepts on this listener, is stopped (state %s): connections queue up and nobody accepts them",
+		stopped[0].Comm, strings.Join(pids, ","), stopped[0].State)
+	f.Evidence["accept_queue"], f.Evidence["accept_queue_peak"], f.Evidence["backlog"], f.Evidence["listener_drops"] =
+		int64(l.AcceptQueue), int64(peak), int64(l.Backlog), drops
+	f.Evidence["stopped_pid"] = int64(stopped[0].PID)
+	f.Why = "A process in state T (SIGSTOP, SIGTSTP, a debugger) runs no code: the kernel still completes handshakes into " +
+		"its accept queue until backlog+1, then drops SYNs; clients wait and retransmit."
+	f.Advice = "Continue it (or find who stopped it: a debugger, a job-control Ctrl-Z, a supervisor)."
+	f.Command = "kill -CONT " + strings.Join(pids, " ")
+	return f
 }
 
 // namespace applies the namespace-wide rules.
@@ -126,6 +277,12 @@ func (d diag) namespace() []Finding {
 			"Connections still succeed, but a cookie handshake keeps only what fits in the cookie: without TCP timestamps " +
 			"it loses window scaling and SACK, and every cookie costs a hash on both SYN and ACK."
 		f.Advice = "If it is a flood, filter it before the host (SYN proxy, rate limits). If the load is legitimate, raise the listen() backlog and tcp_max_syn_backlog so handshakes queue."
+		if deferred := mv["TCPDeferAcceptDrop"]; deferred > 0 && cookies != 2 {
+			f.Evidence["TCPDeferAcceptDrop"] = deferred
+			f.Summary = "SYN cookies are being sent while TCP_DEFER_ACCEPT holds handshakes half-open: clients that connect and wait before sending fill the SYN queue — not necessarily a flood"
+			f.Why = deferWhy + " When the SYN queue is full the kernel answers further SYNs with cookies (tcp_syn_flood_action())."
+			f.Advice = deferAdvice
+		}
 		if cookies == 2 {
 			f.Summary = "tcp_syncookies=2: every SYN is answered with a cookie, whether the queue is full or not"
 			f.Advice = "Use tcp_syncookies=1, which sends cookies only when the SYN queue overflows."
@@ -158,6 +315,20 @@ func (d diag) namespace() []Finding {
 			"slow clients). Nothing is counted until the next SYN arrives; then it is answered with a cookie " +
 			"or, with tcp_syncookies=0, dropped."
 		f.Advice = "Find the peers that do not finish their handshakes (ss -n state syn-recv); for legitimate load raise the listen() backlog."
+		if deferred := mv["TCPDeferAcceptDrop"]; deferred > 0 {
+			f.Evidence["TCPDeferAcceptDrop"] = deferred
+			f.Summary += ", held by TCP_DEFER_ACCEPT"
+			f.Why, f.Advice = deferWhy, deferAdvice
+		}
+		fs = append(fs, f)
+	}
+
+	if deferred := mv["TCPDeferAcceptDrop"]; deferred > 0 && mv["SyncookiesSent"] == 0 && mv["TCPReqQFullDrop"] == 0 && !(top != nil && topSyn > top.Backlog) {
+		f := d.finding("defer-accept", Info, nil)
+		f.Summary = fmt.Sprintf("TCP_DEFER_ACCEPT ignored %d bare final ACKs: handshakes wait half-open for the client's first data", deferred)
+		f.Evidence["TCPDeferAcceptDrop"] = deferred
+		f.Why = deferWhy
+		f.Advice = "Nothing to do while the SYN queue has room; " + deferAdvice
 		fs = append(fs, f)
 	}
 
@@ -183,6 +354,16 @@ func (d diag) namespace() []Finding {
 	}
 	return fs
 }
+
+// TCP_DEFER_ACCEPT, explained where it fills the SYN queue.
+const (
+	deferWhy = "A listener with TCP_DEFER_ACCEPT (nginx `listen ... deferred`, haproxy `defer-accept`) ignores the " +
+		"client's bare final ACK (TCPDeferAcceptDrop, tcp_check_req()) and keeps the handshake half-open in the SYN " +
+		"queue until data arrives or the defer time ends. Clients that connect and send nothing at once (a " +
+		"server-speaks-first protocol, a health check, a pre-connecting pool) fill the SYN queue: no flood needed."
+	deferAdvice = "Raise the listen() backlog (it bounds the SYN queue too) or remove `deferred`/TCP_DEFER_ACCEPT " +
+		"where clients do not send at once."
+)
 
 // synTop returns the listener of the namespace with the highest SYN-queue
 // peak, or nil when none queued any.

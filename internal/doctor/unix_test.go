@@ -65,8 +65,11 @@ func TestUnixFullAdvisesTheOwnersKnob(t *testing.T) {
 	if got := rules(fs); len(got) != 2 || got[0] != "unix-accept-queue-full" || got[1] != "backlog-capped-by-somaxconn" {
 		t.Fatalf("capped: %v", got)
 	}
-	if fs[0].Command != "sysctl -w net.core.somaxconn=512" || !strings.Contains(fs[1].Advice, "--backlog 256") {
-		t.Errorf("capped: %q %q", fs[0].Command, fs[1].Advice)
+	// gunicorn asks for 2048 by default: the command must reach it, not
+	// double today's cap.
+	if fs[0].Command != "sysctl -w net.core.somaxconn=2048" || !strings.Contains(fs[1].Advice, "--backlog 2048") ||
+		fs[1].Command != "sysctl -w net.core.somaxconn=2048" || fs[1].RequestedBacklog != 2048 || fs[1].RequestedFrom != "gunicorn's default, capped" {
+		t.Errorf("capped: %q %q %+v", fs[0].Command, fs[1].Advice, fs[1])
 	}
 
 	// Not full: healthy, and no somaxconn note for an idle listener.

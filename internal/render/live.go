@@ -322,7 +322,7 @@ func (m *Live) View() string {
 
 var helpLines = []string{
 	"  PEAK is the longest accept queue sampled during the interval; a full queue holds backlog+1.",
-	"  DROP/s is the listener's sk_drops rate: dropped packets (retransmitted SYNs count again), not clients.",
+	"  DROP/s is the listener's sk_drops rate: packets, not clients (retransmitted SYNs again, RSTs of port scans too).",
 	"  Red rows: accept queue overflowed in the interval. Yellow rows: dropping.",
 }
 

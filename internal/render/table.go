@@ -16,7 +16,8 @@ import (
 )
 
 // DropsHelp explains the DROPS column; it is printed under every table.
-const DropsHelp = "DROPS is the listener's sk_drops: dropped packets (each retransmitted SYN counts again), not refused clients."
+const DropsHelp = "DROPS is the listener's sk_drops, in packets, not refused clients: retransmitted SYNs count again, a final ACK dropped\n" +
+	"on a full accept queue twice, and a RST ending a half-open handshake once (a port scan, no client lost)."
 
 // JSON writes the snapshot as one indented JSON object.
 func JSON(w io.Writer, s *snapshot.Snapshot) error {
@@ -76,8 +77,15 @@ func Table(w io.Writer, s *snapshot.Snapshot) error {
 		fmt.Fprintf(w, "  TcpExt:  %s\n", joinNamed(ns.Counters.Named()))
 	}
 	fmt.Fprintln(w, DropsHelp)
+	if slices.ContainsFunc(s.Listeners, func(l snapshot.Listener) bool { return l.Backlog == 0 && !l.IsUnix() }) {
+		fmt.Fprintln(w, BacklogZeroHelp)
+	}
 	return nil
 }
+
+// BacklogZeroHelp explains a backlog of 0, printed under a table that has one.
+const BacklogZeroHelp = "BACKLOG 0: the server called listen(fd, 0), as memcached does at its -c connection limit: one connection\n" +
+	"fits in the accept queue (backlog+1), further SYNs are dropped."
 
 // Endpoint prints address:port, with brackets for IPv6.
 func Endpoint(a netip.Addr, port uint16) string {
@@ -96,7 +104,10 @@ func SynQueue(l *snapshot.Listener) string {
 func Fill(l *snapshot.Listener) string {
 	f, ok := l.Fill()
 	if !ok {
-		return "-"
+		if l.Full() {
+			return "full" // backlog 0 holding its one connection
+		}
+		return "empty" // backlog 0: one connection fits
 	}
 	return strconv.Itoa(int(f*100+0.5)) + "%"
 }

@@ -1,0 +1,148 @@
+package doctor
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/trace"
+)
+
+func findRule(fs []Finding, rule string) *Finding {
+	for i := range fs {
+		if fs[i].Rule == rule {
+			return &fs[i]
+		}
+	}
+	return nil
+}
+
+var (
+	quiet = snapshot.Counters{ListenOverflows: u(0), ListenDrops: u(0), TCPReqQFullDrop: u(0), SyncookiesSent: u(0)}
+	k7    = snapshot.ListenerKey{Netns: 1, Inode: 7}
+)
+
+// Drops that grow are an overflow though no sample caught the queue full
+// (nginx at backlog=4, one burst of 40 connects); drops with no
+// ListenOverflows in the namespace are not (RSTs ending half-open
+// handshakes: an hping3 SYN scan).
+func TestOverflowFromDropsAlone(t *testing.T) {
+	moved := snapshot.Counters{ListenOverflows: u(20), ListenDrops: u(20), TCPReqQFullDrop: u(0), SyncookiesSent: u(0)}
+	l1 := listener(80, 0, 4, 35)
+	l1.Processes = []snapshot.Process{{PID: 9, Comm: "nginx", State: "S"}}
+	o := observation(quiet, moved, listener(80, 0, 4, 0), l1, sys)
+	fs := Diagnose(o)
+	f := findRule(fs, "accept-queue-overflow")
+	if f == nil || f.Severity != Critical || !Trouble(fs) {
+		t.Fatalf("drops without a sampled peak: %v", rules(fs))
+	}
+	if strings.Contains(f.Summary, "peak 0/4") || !strings.Contains(f.Summary, "drops grew by 35") || f.Evidence["listener_drops"] != 35 {
+		t.Errorf("summary %q evidence %v", f.Summary, f.Evidence)
+	}
+	if !strings.Contains(f.Advice, "backlog=128") || f.Server != "nginx" {
+		t.Errorf("advice %q server %q", f.Advice, f.Server)
+	}
+	// backlog=4 is nginx's configuration, not a cap: no requested 511.
+	if f.RequestedBacklog != 0 || findRule(fs, "backlog-capped-at-listen") != nil {
+		t.Errorf("requested %d from %q", f.RequestedBacklog, f.RequestedFrom)
+	}
+
+	scan := snapshot.Counters{ListenOverflows: u(0), ListenDrops: u(0), TCPReqQFullDrop: u(0), SyncookiesSent: u(0)}
+	o = observation(quiet, scan, listener(80, 0, 4, 0), listener(80, 0, 4, 50), sys)
+	if fs := Diagnose(o); fs[0].Rule != "healthy" {
+		t.Errorf("a SYN scan's RSTs called an overflow: %v", rules(fs))
+	}
+
+	// With eBPF the listener's own events decide, and the summary quotes
+	// them, not a peak no sample saw.
+	o = observation(quiet, moved, listener(80, 0, 4, 0), l1, sys)
+	st := trace.ListenerStats{ListenerID: trace.ListenerID{Netns: 1, Listener: netip.AddrPortFrom(o.Last.Listeners[0].Address, 80)}}
+	st.Drops = map[trace.Stage]uint64{trace.StageSyn: 16}
+	o.Trace = []trace.ListenerStats{st}
+	f = findRule(Diagnose(o), "accept-queue-overflow")
+	if f == nil || strings.Contains(f.Summary, "peak 0/4") || !strings.Contains(f.Summary, "eBPF saw 16") || f.Evidence["events_syn"] != 16 {
+		t.Errorf("with trace: %+v", f)
+	}
+}
+
+func TestOwnerStopped(t *testing.T) {
+	moved := snapshot.Counters{ListenOverflows: u(12), ListenDrops: u(12), TCPReqQFullDrop: u(0), SyncookiesSent: u(0)}
+	l1 := listener(6379, 512, 511, 12)
+	l1.Processes = []snapshot.Process{{PID: 42, Comm: "redis-server", State: "T"}}
+	o := observation(quiet, moved, listener(6379, 0, 511, 0), l1, sys)
+	o.PeakAccept[k7], o.FullAtRefresh[k7], o.FullWindows[k7] = 512, 10, 10
+	fs := Diagnose(o)
+	f := findRule(fs, "owner-stopped")
+	if f == nil || f.Severity != Critical || f.Command != "kill -CONT 42" || f.Evidence["stopped_pid"] != 42 {
+		t.Fatalf("stopped: %v %+v", rules(fs), f)
+	}
+	ov := findRule(fs, "accept-queue-overflow")
+	if ov == nil || strings.Contains(ov.Advice, "threads") || !strings.Contains(ov.Advice, "stopped") ||
+		ov.RequestedBacklog != 511 || ov.RequestedFrom != "redis's default" {
+		t.Errorf("overflow beside a stopped owner: %+v", ov)
+	}
+	// A stopped master beside running serving workers is no stopped server.
+	l1.Processes = []snapshot.Process{{PID: 1, Comm: "nginx", State: "T", Role: snapshot.RoleMaster},
+		{PID: 2, Comm: "nginx", State: "S", PPID: 1, Role: snapshot.RoleWorker, Serving: true}}
+	o = observation(quiet, moved, listener(80, 0, 511, 0), l1, sys)
+	if f := findRule(Diagnose(o), "owner-stopped"); f != nil {
+		t.Errorf("stopped master called the acceptor: %+v", f)
+	}
+	// The serving worker stopped: its member is the stopped one.
+	l1.Processes[0].State, l1.Processes[1].State = "S", "T"
+	o = observation(quiet, moved, listener(80, 0, 511, 0), l1, sys)
+	if f := findRule(Diagnose(o), "owner-stopped"); f == nil || f.Command != "kill -CONT 2" {
+		t.Errorf("stopped worker: %+v", f)
+	}
+}
+
+func TestConnectionLimits(t *testing.T) {
+	// memcached at -c calls listen(fd, 0).
+	l1 := listener(11211, 1, 0, 0)
+	l1.Processes = []snapshot.Process{{PID: 5, Comm: "memcached", State: "S"}}
+	o := observation(quiet, quiet, listener(11211, 0, 1024, 0), l1, sys)
+	o.PeakAccept[k7], o.FullAtRefresh[k7] = 1, 10
+	fs := Diagnose(o)
+	f := findRule(fs, "connection-limit")
+	if f == nil || !strings.Contains(f.Advice, "Raise `-c`") || f.Evidence["backlog"] != 0 {
+		t.Fatalf("memcached: %v %+v", rules(fs), f)
+	}
+	if ov := findRule(fs, "accept-queue-full"); ov == nil || strings.Contains(ov.Advice, "threads") {
+		t.Errorf("memcached told to add threads: %+v", ov)
+	}
+	// haproxy idle at maxconn: its queue stays full; the advice is maxconn.
+	l1 = listener(80, 101, 100, 30)
+	l1.Processes = []snapshot.Process{{PID: 6, Comm: "haproxy", State: "S"}}
+	moved := snapshot.Counters{ListenOverflows: u(30), ListenDrops: u(30), TCPReqQFullDrop: u(0), SyncookiesSent: u(0)}
+	o = observation(quiet, moved, listener(80, 0, 100, 0), l1, sys)
+	o.PeakAccept[k7], o.FullAtRefresh[k7] = 101, 10
+	if f := findRule(Diagnose(o), "accept-queue-overflow"); f == nil || !strings.Contains(f.Advice, "maxconn") || strings.Contains(f.Advice, "threads") {
+		t.Errorf("haproxy: %+v", f)
+	}
+	// A backlog from the command line is exact.
+	s, args := serverOf([]snapshot.Process{{PID: 5, Comm: "memcached"}}, map[int][]string{5: {"memcached", "-b", "2048"}})
+	if r := s.requestedBacklog(args, 1024, 1024); r.backlog != 2048 || !strings.Contains(r.source, "command line") {
+		t.Errorf("memcached -b: %+v", r)
+	}
+	s, args = serverOf([]snapshot.Process{{PID: 7, Comm: "python3"}}, map[int][]string{7: {"python3", "-m", "http.server", "--bind", "::"}})
+	if r := s.requestedBacklog(args, 5, 4096); s.name != "Python http.server" || r.backlog != 5 {
+		t.Errorf("python: %s %+v", s.name, r)
+	}
+}
+
+func TestDeferAcceptIsNoFlood(t *testing.T) {
+	c1 := snapshot.Counters{ListenOverflows: u(0), ListenDrops: u(0), TCPReqQFullDrop: u(0), SyncookiesSent: u(9), TCPDeferAcceptDrop: u(30)}
+	c0 := quiet
+	c0.TCPDeferAcceptDrop = u(0)
+	o := observation(c0, c1, listener(80, 0, 16, 0), listener(80, 0, 16, 0), sys)
+	f := findRule(Diagnose(o), "syncookies-sent")
+	if f == nil || !strings.Contains(f.Summary, "TCP_DEFER_ACCEPT") || strings.Contains(f.Summary, "(a flood") || f.Evidence["TCPDeferAcceptDrop"] != 30 {
+		t.Errorf("defer accept: %+v", f)
+	}
+	c1.SyncookiesSent = u(0)
+	o = observation(c0, c1, listener(80, 0, 16, 0), listener(80, 0, 16, 0), sys)
+	if f := findRule(Diagnose(o), "defer-accept"); f == nil || f.Severity != Info {
+		t.Errorf("defer accept alone: %v", rules(Diagnose(o)))
+	}
+}
