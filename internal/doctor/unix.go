@@ -64,4 +64,3 @@ func (d diag) unixListener(l *snapshot.Listener) []Finding {
 	}
 	return fs
 }
-
