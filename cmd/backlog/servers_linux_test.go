@@ -1,0 +1,294 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/backlog-dev/backlog/internal/doctor"
+	"github.com/backlog-dev/backlog/internal/lab"
+	"github.com/backlog-dev/backlog/internal/lab/labtest"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/testutil"
+)
+
+// Real servers from Debian, tried as a new user would: each runs in a
+// namespace this test makes, clients come over a veth pair from a second
+// one, and what ls and doctor say is checked against ss and the kernel.
+
+// serverPair makes a server and a client namespace joined by a veth pair.
+func serverPair(t *testing.T, prefix string) (srv, cli *lab.Namespace, addr netip.Addr) {
+	t.Helper()
+	srv = labtest.Namespace(t, prefix+"-s")
+	cli = labtest.Namespace(t, prefix+"-c")
+	if err := lab.Veth(srv, cli, netip.MustParsePrefix("10.213.0.1/24"), netip.MustParsePrefix("10.213.0.2/24")); err != nil {
+		t.Fatal(err)
+	}
+	return srv, cli, netip.MustParseAddr("10.213.0.1")
+}
+
+// lsPort returns ls --json's listeners of port in ns.
+func lsPort(t *testing.T, ns *lab.Namespace, port int) []snapshot.Listener {
+	t.Helper()
+	out, stderr, code := runIn(t, "", "ls", "--netns", ns.Name, "--port", strconv.Itoa(port), "--json")
+	if code != 0 {
+		t.Fatalf("ls: exit %d: %s", code, stderr)
+	}
+	var snap snapshot.Snapshot
+	if err := json.Unmarshal([]byte(out), &snap); err != nil {
+		t.Fatal(err)
+	}
+	return snap.Listeners
+}
+
+// doctorNs runs doctor on one namespace and returns its findings.
+func doctorNs(t *testing.T, ns *lab.Namespace, d string) []doctor.Finding {
+	t.Helper()
+	out, stderr, code := runIn(t, "", "doctor", "--netns", ns.Name, "--duration", d, "--json")
+	if code != 0 && code != exitTrouble {
+		t.Fatalf("doctor exit %d: %s", code, stderr)
+	}
+	var res doctorOutput
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, f := range res.Findings {
+		t.Logf("doctor: %s %s %s %s %v ctx %v | %s | %s", f.Severity, f.Rule, f.Listener, f.Summary, f.Evidence, f.Context, f.Advice, f.Command)
+	}
+	return res.Findings
+}
+
+func findingFor(fs []doctor.Finding, rule, listener string) *doctor.Finding {
+	for i := range fs {
+		if fs[i].Rule == rule && (listener == "" || fs[i].Listener == listener) {
+			return &fs[i]
+		}
+	}
+	return nil
+}
+
+// ssMatches checks ls's listeners of a port against ss -ltnm's, as
+// multisets of (accept queue, backlog, drops): SO_REUSEPORT members share
+// their address, so ss tells them apart only by these numbers.
+func ssMatches(t *testing.T, ns *lab.Namespace, port int, ls []snapshot.Listener) {
+	t.Helper()
+	type row struct{ aq, bl, drops int }
+	var got, want []row
+	for _, l := range ls {
+		d := -1
+		if l.Drops != nil {
+			d = int(*l.Drops)
+		}
+		got = append(got, row{int(l.AcceptQueue), int(l.Backlog), d})
+	}
+	for _, s := range testutil.SSListeners(t, ns.Name, fmt.Sprintf("sport = :%d", port)) {
+		want = append(want, row{s.RecvQ, s.SendQ, s.Drops})
+	}
+	less := func(a, b row) int { return a.aq*1e6 + a.drops - b.aq*1e6 - b.drops }
+	slices.SortFunc(got, less)
+	slices.SortFunc(want, less)
+	if !slices.Equal(got, want) {
+		t.Errorf("ls %v, ss %v", got, want)
+	}
+}
+
+func writeFile(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func tempRunDir(t *testing.T, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/run", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// stop sends SIGSTOP to pid (a process this test started) and SIGCONT at
+// cleanup.
+func stop(t *testing.T, pid int) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+	testutil.Eventually(t, 5*time.Second, func() error {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); len(f) == 0 || f[0] != "T" {
+			return fmt.Errorf("pid %d not stopped yet", pid)
+		}
+		return nil
+	})
+}
+
+func waitListening(t *testing.T, ns *lab.Namespace, port, n int) {
+	t.Helper()
+	testutil.Eventually(t, 15*time.Second, func() error {
+		if got := len(testutil.SSListeners(t, ns.Name, fmt.Sprintf("sport = :%d", port))); got != n {
+			return fmt.Errorf("%d listeners on port %d, want %d", got, port, n)
+		}
+		return nil
+	})
+}
+
+// TestNginxReuseport: nginx with `listen ... reuseport backlog=8` and two
+// workers has one socket per worker. ls tells the members apart with their
+// own queues and drops, each served by its own worker (the one whose epoll
+// watches it) beside the master; with one worker stopped its member fills
+// to backlog+1 alone and doctor names that worker, stopped, with
+// kill -CONT, and only that member.
+func TestNginxReuseport(t *testing.T) {
+	nginx := testutil.RequireTool(t, "nginx")
+	srv, cli, addr := serverPair(t, "bl-ngx")
+	dir := tempRunDir(t, "bl-ngx-")
+	os.Mkdir(filepath.Join(dir, "tmp"), 0o755)
+	port := 8080
+	conf := writeFile(t, dir, "nginx.conf", fmt.Sprintf(`daemon off;
+master_process on;
+worker_processes 2;
+user root;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log error;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/tmp;
+  proxy_temp_path %[1]s/tmp;
+  fastcgi_temp_path %[1]s/tmp;
+  uwsgi_temp_path %[1]s/tmp;
+  scgi_temp_path %[1]s/tmp;
+  server {
+    listen %[2]s:%[3]d reuseport backlog=8;
+    location / { return 200 "ok"; }
+  }
+}
+`, dir, addr, port))
+	master := startDaemon(t, "ip", "netns", "exec", srv.Name, nginx, "-c", conf, "-p", dir)
+	waitListening(t, srv, port, 2)
+
+	var ls []snapshot.Listener
+	testutil.Eventually(t, 10*time.Second, func() error {
+		ls = lsPort(t, srv, port)
+		for _, l := range ls {
+			if servingPIDs(l) == nil {
+				return fmt.Errorf("no serving worker yet: %+v", l.Processes)
+			}
+		}
+		return nil
+	})
+	if len(ls) != 2 || ls[0].Inode == ls[1].Inode {
+		t.Fatalf("members %+v", ls)
+	}
+	workers := map[int]bool{}
+	for _, l := range ls {
+		sv := servingPIDs(l)
+		if len(sv) != 1 {
+			t.Fatalf("member %d served by %v, want one worker", l.Inode, sv)
+		}
+		workers[sv[0]] = true
+		for _, p := range l.Processes {
+			if p.PID == master.Process.Pid && p.Role != snapshot.RoleMaster || p.PID == sv[0] && p.Role != snapshot.RoleWorker {
+				t.Errorf("member %d owner %+v: wrong role (master %d)", l.Inode, p, master.Process.Pid)
+			}
+		}
+	}
+	if len(workers) != 2 {
+		t.Fatalf("both members served by the same worker: %+v", ls)
+	}
+	victim := ls[0]
+	stopped := servingPIDs(victim)[0]
+	stop(t, stopped)
+
+	// 60 clients: the group's hash spreads them over both members.
+	var clients []*lab.Clients
+	testutil.Eventually(t, 10*time.Second, func() error {
+		clients = append(clients, labtest.Dial(t, cli, netip.AddrPortFrom(addr, uint16(port)), 20))
+		for _, l := range lsPort(t, srv, port) {
+			if l.Inode == victim.Inode && l.AcceptQueue == 9 {
+				return nil
+			}
+		}
+		return fmt.Errorf("the stopped worker's member is not full yet")
+	})
+	time.Sleep(1500 * time.Millisecond) // SYN retransmits: drops on the full member
+	// doctor while the clients retransmit: the member's drops grow.
+	fs := doctorNs(t, srv, "3s")
+	f := findingFor(fs, "owner-stopped", "")
+	if f == nil || f.Command != fmt.Sprintf("kill -CONT %d", stopped) || f.Evidence["accept_queue"] != 9 {
+		t.Fatalf("owner-stopped: %+v", f)
+	}
+	ov := findingFor(fs, "accept-queue-overflow", "")
+	if ov == nil || ov.Server != "nginx" || !strings.Contains(ov.Advice, "stopped") || ov.Evidence["listener_drops"] <= 0 {
+		t.Errorf("overflow: %+v", ov)
+	}
+	n := 0
+	for _, f := range fs {
+		if f.Rule == "owner-stopped" || f.Rule == "accept-queue-overflow" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d findings on the group, want the full member's two only", n)
+	}
+	// Closed clients send nothing more, so ls and ss read the same drops.
+	for _, c := range clients {
+		c.Close()
+	}
+	time.Sleep(200 * time.Millisecond)
+	ls = lsPort(t, srv, port)
+	ssMatches(t, srv, port, ls)
+	var full, other snapshot.Listener
+	for _, l := range ls {
+		if l.Inode == victim.Inode {
+			full = l
+		} else {
+			other = l
+		}
+	}
+	if full.AcceptQueue != 9 || full.Backlog != 8 || other.AcceptQueue != 0 || full.Drops == nil || *full.Drops == 0 {
+		t.Errorf("members: full %d/%d drops %v, other %d/%d", full.AcceptQueue, full.Backlog, full.Drops, other.AcceptQueue, other.Backlog)
+	}
+	if sv := servingPIDs(full); len(sv) != 1 || sv[0] != stopped || !ownerStopped(full, stopped) {
+		t.Errorf("full member's owners %+v, want %d serving and stopped", full.Processes, stopped)
+	}
+	text, _, _ := runIn(t, "", "ls", "--netns", srv.Name, "--port", strconv.Itoa(port))
+	if !strings.Contains(text, fmt.Sprintf("nginx(%d stopped)", stopped)) || !strings.Contains(text, "master)") {
+		t.Errorf("ls table does not mark the stopped worker and the master:\n%s", text)
+	}
+	t.Logf("ls:\n%s", text)
+
+}
+
+func servingPIDs(l snapshot.Listener) []int {
+	var out []int
+	for _, p := range l.Processes {
+		if p.Serving {
+			out = append(out, p.PID)
+		}
+	}
+	return out
+}
+
+func ownerStopped(l snapshot.Listener, pid int) bool {
+	for _, p := range l.Processes {
+		if p.PID == pid {
+			return p.State == "T"
+		}
+	}
+	return false
+}
