@@ -267,6 +267,7 @@ func fromWireTrace(wt *wireTrace) (trace.ListenerStats, error) {
 		ListenerID: trace.ListenerID{Netns: wt.Netns, Listener: wt.Listener},
 		Namespace:  wt.Namespace,
 		Processes:  wt.Processes,
+		Workload:   wt.Workload,
 		Drops:      make(map[trace.Stage]uint64, len(wt.Drops)),
 	}
 	for st, n := range wt.Drops {

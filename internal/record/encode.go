@@ -59,6 +59,7 @@ type wireTrace struct {
 	traceID
 	Namespace string                 `json:"namespace,omitempty"`
 	Processes []snapshot.Process     `json:"processes"`
+	Workload  *snapshot.Workload     `json:"workload,omitempty"`
 	Drops     map[trace.Stage]uint64 `json:"drops,omitempty"`
 	// Slots are [slot, count] pairs of the non-empty accept-wait slots.
 	Slots [][2]uint64 `json:"wait_slots,omitempty"`
@@ -293,6 +294,7 @@ func toWireTrace(s *trace.ListenerStats) wireTrace {
 		traceID:   traceID{s.Netns, s.Listener},
 		Namespace: s.Namespace,
 		Processes: s.Processes,
+		Workload:  s.Workload,
 		Count:     s.AcceptWait.Count,
 		Sum:       int64(s.AcceptWait.Sum),
 		Max:       int64(s.AcceptWait.Max),

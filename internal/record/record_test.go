@@ -52,7 +52,8 @@ func frames() []*Frame {
 		f.Trace = []trace.ListenerStats{{
 			ListenerID: trace.ListenerID{Netns: 4026531840, Listener: netip.MustParseAddrPort("127.0.0.1:8080")},
 			Namespace:  "host", Processes: []snapshot.Process{{PID: 4242, Comm: "nginx"}},
-			Drops: map[trace.Stage]uint64{trace.StageSyn: uint64(3 * i)},
+			Workload: &snapshot.Workload{Namespace: "shop", Pod: "web-0", Container: "nginx"},
+			Drops:    map[trace.Stage]uint64{trace.StageSyn: uint64(3 * i)},
 		}}
 		f.Trace[0].AcceptWait.Slots[40] = uint64(i)
 		f.Trace[0].AcceptWait.Count = uint64(i)
@@ -263,7 +264,7 @@ func TestTraceFieldsKnown(t *testing.T) {
 		v    any
 		want []string
 	}{
-		{trace.ListenerStats{}, []string{"ListenerID", "Namespace", "Processes", "Drops", "AcceptWait"}},
+		{trace.ListenerStats{}, []string{"ListenerID", "Namespace", "Processes", "Workload", "Drops", "AcceptWait"}},
 		{trace.ListenerID{}, []string{"Netns", "Listener"}},
 		{trace.Histogram{}, []string{"Slots", "Count", "Sum", "Max"}},
 	} {
