@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/backlog-dev/backlog/internal/snapshot"
 	"github.com/backlog-dev/backlog/internal/testutil"
+	"github.com/backlog-dev/backlog/internal/trace"
 	"github.com/backlog-dev/backlog/internal/workload/runtimetest"
 )
 
@@ -255,4 +257,79 @@ func queryLabels(t *testing.T, prom, q string) []map[string]string {
 		out = append(out, res.Metric)
 	}
 	return out
+}
+
+// TestWorkloadTrace: `backlog trace --container NAME` on a podman
+// container whose full queue drops the SYNs of clients started inside its
+// namespace: every event and the summary name the container.
+func TestWorkloadTrace(t *testing.T) {
+	testutil.RequireRoot(t)
+	if err := trace.Check(); err != nil {
+		t.Skipf("eBPF unavailable: %v", err)
+	}
+	testutil.RequireTool(t, "nsenter")
+	testutil.RequireTool(t, "python3")
+	p := runtimetest.StartPodman(t)
+	name := fmt.Sprintf("bl-trace-%d", os.Getpid())
+	id, pid := p.Run(t, name, 8080, 3)
+	root := "containers=" + p.Root
+	lsListener(t, 8080, 3, "--runtime-root", root, "--container", name)
+
+	cmd := exec.Command(binary, "trace", "--json", "--duration", "4s", "--runtime-root", root, "--container", name)
+	var stdout strings.Builder
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	time.Sleep(1500 * time.Millisecond) // loading takes ~0.3 s
+	// Five clients in the container's namespace; the full queue drops
+	// their SYNs. They give up after 2 s.
+	client := `import socket, time
+ss = []
+for _ in range(5):
+    s = socket.socket(); s.setblocking(False)
+    try: s.connect(("127.0.0.1", 8080))
+    except BlockingIOError: pass
+    ss.append(s)
+time.sleep(2)`
+	if out, err := exec.Command("nsenter", "--net=/proc/"+strconv.Itoa(pid)+"/ns/net", "python3", "-c", client).CombinedOutput(); err != nil {
+		t.Fatalf("clients: %v: %s", err, out)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("trace: %v", err)
+	}
+	want := snapshot.Workload{Runtime: "podman", Container: name, ContainerID: id}
+	events, summaries := 0, 0
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		var v struct {
+			Stage    string
+			Workload *snapshot.Workload
+			Summary  *struct {
+				Listeners []struct{ Workload *snapshot.Workload }
+			}
+		}
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		var ws []*snapshot.Workload
+		if v.Summary != nil {
+			for _, l := range v.Summary.Listeners {
+				ws = append(ws, l.Workload)
+				summaries++
+			}
+		} else {
+			ws = append(ws, v.Workload)
+			events++
+		}
+		for _, w := range ws {
+			if w == nil || w.Container != want.Container || w.ContainerID != want.ContainerID || w.Runtime != want.Runtime {
+				t.Errorf("workload %+v in %s, want container %s", w, line, name)
+			}
+		}
+	}
+	t.Logf("%d events, %d summary listeners", events, summaries)
+	if events == 0 || summaries != 1 {
+		t.Errorf("%d events and %d summary listeners, want some and 1:\n%s", events, summaries, stdout.String())
+	}
 }
