@@ -127,9 +127,16 @@ func TestWorkloadPods(t *testing.T) {
 	// --netns pod:NS/NAME of a hostNetwork pod reads the host namespace
 	// and keeps only the pod's listeners.
 	out, _, code := runIn(t, "", "ls", "--json", "--runtime-root", root, "--netns", "pod:"+ns+"/edge")
+	// Its UNIX listener, in the host's namespace too, is the pod's as well.
 	var only snapshot.Snapshot
-	if code != 0 || json.Unmarshal([]byte(out), &only) != nil || len(only.Listeners) != 1 || only.Listeners[0].Inode != h.Inode {
-		t.Errorf("--netns pod:%s/edge: exit %d, listeners %+v", ns, code, only.Listeners)
+	if code != 0 || json.Unmarshal([]byte(out), &only) != nil || len(only.Listeners) != 2 {
+		t.Fatalf("--netns pod:%s/edge: exit %d, listeners %+v, want its TCP and UNIX ones", ns, code, only.Listeners)
+	}
+	for _, l := range only.Listeners {
+		if l.Inode != h.Inode && l.Path != fmt.Sprintf("@backlog-payload-%d", hostPort) {
+			t.Errorf("--netns pod:%s/edge shows %+v", ns, l)
+		}
+		wantWorkload(t, l, *h.Workload)
 	}
 }
 

@@ -47,10 +47,12 @@ func StartContainerd(t testing.TB) *Containerd {
 		t.Skipf("needs %s/loopback (containernetworking-plugins)", cniBin)
 	}
 	// The shims of containerd 1.6 keep their sockets in /run/containerd/s
-	// whatever its --state: remove what this test made.
+	// whatever its --state: remove what this test made, once its shims
+	// are gone.
 	removeIfNew(t, "/run/containerd")
 	dir := stateDir(t, "containerd")
 	c := &Containerd{State: filepath.Join(dir, "state"), sock: filepath.Join(dir, "containerd.sock")}
+	t.Cleanup(func() { endShims(c.sock) }) // after the daemon stops: LIFO
 	cniConf := filepath.Join(dir, "cni")
 	os.MkdirAll(cniConf, 0o755)
 	dummy := fmt.Sprintf("blpod%d", os.Getpid()%10000000)
@@ -241,5 +243,34 @@ func killIn(path string) {
 		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
+	}
+}
+
+// endShims waits for the shims of the containerd listening on sock to
+// exit, killing by pid those still there after 5 s.
+func endShims(sock string) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var left []int
+		cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+		for _, p := range cmdlines {
+			b, err := os.ReadFile(p)
+			if err != nil || !strings.Contains(string(b), "containerd-shim") || !strings.Contains(string(b), sock) {
+				continue
+			}
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+				left = append(left, pid)
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, pid := range left {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+			deadline = time.Now().Add(5 * time.Second)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
