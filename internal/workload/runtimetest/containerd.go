@@ -49,7 +49,7 @@ func StartContainerd(t testing.TB) *Containerd {
 	// The shims of containerd 1.6 keep their sockets in /run/containerd/s
 	// whatever its --state: remove what this test made, once its shims
 	// are gone.
-	removeIfNew(t, "/run/containerd")
+	removeEmptyIfNew(t, "/run/containerd", "s")
 	dir := stateDir(t, "containerd")
 	c := &Containerd{State: filepath.Join(dir, "state"), sock: filepath.Join(dir, "containerd.sock")}
 	t.Cleanup(func() { endShims(c.sock) }) // after the daemon stops: LIFO
@@ -250,7 +250,7 @@ func killIn(path string) {
 // exit, killing by pid those still there after 5 s.
 func endShims(sock string) {
 	deadline := time.Now().Add(5 * time.Second)
-	for {
+	for round := 0; round < 200; round++ { // 20 s at most
 		var left []int
 		cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 		for _, p := range cmdlines {

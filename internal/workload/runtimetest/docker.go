@@ -27,6 +27,9 @@ func StartDocker(t testing.TB) *Docker {
 	if _, err := exec.LookPath(client); err != nil {
 		client = "docker"
 	}
+	// dockerd's containerd starts its shims with their sockets in
+	// /run/containerd/s whatever its --exec-root.
+	removeEmptyIfNew(t, "/run/containerd", "s")
 	dir := stateDir(t, "docker")
 	d := &Docker{DataRoot: filepath.Join(dir, "root"), sock: filepath.Join(dir, "docker.sock"), client: client}
 	cmd := daemon(t, dir, "dockerd", "--data-root", d.DataRoot, "--exec-root", filepath.Join(dir, "exec"),
@@ -34,6 +37,7 @@ func StartDocker(t testing.TB) *Docker {
 		"--iptables=false", "--ip6tables=false", "--ip-masq=false", "--bridge=none",
 		"--storage-driver", "overlay2")
 	waitSocket(t, d.sock, cmd, filepath.Join(dir, "dockerd.log"))
+	t.Cleanup(func() { endShims(filepath.Join(dir, "exec")) }) // after the daemon stops: LIFO
 	t.Cleanup(func() {
 		if ids, err := output(d.client, "-H", "unix://"+d.sock, "ps", "--all", "--quiet"); err == nil && ids != "" {
 			output(d.client, append([]string{"-H", "unix://" + d.sock, "rm", "--force"}, splitLines(ids)...)...)

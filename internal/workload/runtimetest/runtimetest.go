@@ -267,3 +267,19 @@ func removeIfNew(t testing.TB, path string) {
 	}
 	t.Cleanup(func() { os.RemoveAll(path) })
 }
+
+// removeEmptyIfNew removes the directories dir/sub... and dir when the
+// test ends if dir does not exist now, each only when empty: containerd's
+// shims keep their sockets in /run/containerd/s whatever the daemon's
+// flags, and another run's live shims may be using it.
+func removeEmptyIfNew(t testing.TB, dir string, subs ...string) {
+	if _, err := os.Lstat(dir); err == nil {
+		return
+	}
+	t.Cleanup(func() {
+		for _, sub := range subs {
+			os.Remove(filepath.Join(dir, sub))
+		}
+		os.Remove(dir)
+	})
+}
