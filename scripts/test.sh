@@ -11,10 +11,12 @@ cd "$(dirname "$0")/.."
 # php8.2-fpm and nginx are the real UNIX-socket pair (fastcgi_pass unix:)
 # the UNIX-listener tests drive. docker.io, podman, containerd, runc and
 # containernetworking-plugins are the real runtimes the workload tests
-# start on private state (internal/workload/runtimetest). chromium renders
+# start on private state (internal/workload/runtimetest).
+# redis-server, haproxy, memcached and hping3 are the real TCP servers (and
+# the SYN scanner) of cmd/backlog/servers_linux_test.go. chromium renders
 # `backlog report`'s page headless and offline (prometheus also brings
 # promtool for the backfill).
-packages=(iproute2 util-linux systemd tmux python3 prometheus clang llvm libbpf-dev php8.2-fpm nginx docker.io podman containerd runc containernetworking-plugins chromium)
+packages=(iproute2 util-linux systemd tmux python3 prometheus clang llvm libbpf-dev php8.2-fpm nginx docker.io podman containerd runc containernetworking-plugins chromium redis-server haproxy memcached hping3)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -291,4 +292,209 @@ func ownerStopped(l snapshot.Listener, pid int) bool {
 		}
 	}
 	return false
+}
+
+// inNs runs a command in ns and fails the test on error.
+func inNs(t *testing.T, ns *lab.Namespace, args ...string) {
+	t.Helper()
+	testutil.InNetns(t, ns.Name, args...)
+}
+
+// TestRedisServer: redis asks listen() for 511 (tcp-backlog). Started while
+// the namespace's somaxconn is 128 it gets 128; somaxconn raised later,
+// doctor says restart it to pick up the new somaxconn, and how it knows.
+// Stopped, its queue fills to 129/128 and doctor names the stopped
+// process, not "add accepting threads", with redis's own knob.
+func TestRedisServer(t *testing.T) {
+	redis := testutil.RequireTool(t, "redis-server")
+	srv, cli, addr := serverPair(t, "bl-redis")
+	dir := tempRunDir(t, "bl-redis-")
+	inNs(t, srv, "sysctl", "-qw", "net.core.somaxconn=128")
+	port := 6379
+	cmd := startDaemon(t, "ip", "netns", "exec", srv.Name, redis, "--port", strconv.Itoa(port), "--bind", addr.String(),
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", dir, "--protected-mode", "no")
+	waitListening(t, srv, port, 1)
+	inNs(t, srv, "sysctl", "-qw", "net.core.somaxconn=4096")
+
+	ls := lsPort(t, srv, port)
+	if len(ls) != 1 || ls[0].Backlog != 128 || len(ls[0].Processes) != 1 || ls[0].Processes[0].Comm != "redis-server" {
+		t.Fatalf("redis listener %+v", ls)
+	}
+	fs := doctorNs(t, srv, "1s")
+	f := findingFor(fs, "backlog-capped-at-listen", "")
+	if f == nil || f.Server != "redis" || f.RequestedBacklog != 511 || f.RequestedFrom != "redis's default, capped" ||
+		!strings.Contains(f.Summary, "restart it to pick up the new somaxconn") || !strings.Contains(f.Why, "tcp-backlog") && !strings.Contains(f.Summary, "asked for a backlog of 511 and got 128") {
+		t.Errorf("restart advice: %+v", f)
+	}
+
+	pid := ls[0].Processes[0].PID
+	if pid != cmd.Process.Pid && !slices.Contains(descendants(cmd.Process.Pid), pid) {
+		t.Fatalf("owner %d is not the redis this test started (%d)", pid, cmd.Process.Pid)
+	}
+	stop(t, pid)
+	labtest.Dial(t, cli, netip.AddrPortFrom(addr, uint16(port)), 200)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if l := lsPort(t, srv, port); len(l) != 1 || l[0].AcceptQueue != 129 {
+			return fmt.Errorf("redis queue %+v, want 129/128", l)
+		}
+		return nil
+	})
+	fs = doctorNs(t, srv, "2s")
+	st := findingFor(fs, "owner-stopped", "")
+	if st == nil || st.Command != fmt.Sprintf("kill -CONT %d", pid) || st.Severity != doctor.Critical {
+		t.Errorf("owner-stopped: %+v", st)
+	}
+	ov := findingFor(fs, "accept-queue-overflow", "")
+	if ov == nil || ov.Server != "redis" || strings.Contains(ov.Advice, "threads") || strings.Contains(ov.Advice, "nginx") || ov.Evidence["listener_drops"] <= 0 {
+		t.Errorf("overflow: %+v", ov)
+	}
+	// Clients still retransmit, so only the queues are compared with ss.
+	if l, s := lsPort(t, srv, port), testutil.SSListeners(t, srv.Name, fmt.Sprintf("sport = :%d", port)); len(l) != 1 || len(s) != 1 ||
+		int(l[0].AcceptQueue) != s[0].RecvQ || int(l[0].Backlog) != s[0].SendQ {
+		t.Errorf("ls %+v, ss %+v", l, s)
+	}
+	text, _, _ := runIn(t, "", "ls", "--netns", srv.Name, "--port", strconv.Itoa(port))
+	if !strings.Contains(text, "129/128") || !strings.Contains(text, fmt.Sprintf("redis-server(%d stopped)", pid)) {
+		t.Errorf("ls:\n%s", text)
+	}
+}
+
+// TestMemcachedAtMaxconns: memcached with -c 12 (it needs a few of those
+// descriptors itself) and -o no_maxconns_fast
+// calls listen(fd, 0) when its connections are used up. ls shows backlog 0
+// with the one connection it holds as full, and doctor says connection
+// limit with memcached's -c, and the backlog it asked for (-b 32) from its
+// command line.
+func TestMemcachedAtMaxconns(t *testing.T) {
+	mc := testutil.RequireTool(t, "memcached")
+	srv, cli, addr := serverPair(t, "bl-mc")
+	port := 11211
+	startDaemon(t, "ip", "netns", "exec", srv.Name, mc, "-u", "root", "-l", addr.String(), "-p", strconv.Itoa(port),
+		"-c", "12", "-b", "32", "-t", "1", "-o", "no_maxconns_fast")
+	waitListening(t, srv, port, 1)
+	if ls := lsPort(t, srv, port); len(ls) != 1 || ls[0].Backlog != 32 {
+		t.Fatalf("memcached listener %+v, want backlog 32", ls)
+	}
+	labtest.Dial(t, cli, netip.AddrPortFrom(addr, uint16(port)), 20)
+	var l snapshot.Listener
+	testutil.Eventually(t, 10*time.Second, func() error {
+		ls := lsPort(t, srv, port)
+		if len(ls) != 1 || ls[0].Backlog != 0 || ls[0].AcceptQueue != 1 {
+			return fmt.Errorf("memcached listener %+v, want 1/0", ls)
+		}
+		l = ls[0]
+		return nil
+	})
+	ssMatches(t, srv, port, []snapshot.Listener{l})
+	text, _, _ := runIn(t, "", "ls", "--netns", srv.Name, "--port", strconv.Itoa(port))
+	if !strings.Contains(text, "1/0") || !strings.Contains(text, "full") || !strings.Contains(text, "BACKLOG 0") {
+		t.Errorf("ls:\n%s", text)
+	}
+	fs := doctorNs(t, srv, "1s")
+	f := findingFor(fs, "connection-limit", "")
+	if f == nil || f.Server != "memcached" || !strings.Contains(f.Advice, "Raise `-c`") || f.RequestedBacklog != 32 || !strings.Contains(f.RequestedFrom, "command line") {
+		t.Errorf("connection-limit: %+v", f)
+	}
+	for _, f := range fs {
+		if strings.Contains(f.Advice, "threads") {
+			t.Errorf("%s advises threads: %s", f.Rule, f.Advice)
+		}
+	}
+}
+
+// TestHAProxyAtMaxconn: haproxy's frontend with maxconn 4 stops accepting
+// while 4 connections are open (its backend, a socket that never accepts,
+// holds them); its backlog defaults to that maxconn, and the next 5 clients
+// fill the queue. doctor's advice is maxconn, not accepting threads.
+func TestHAProxyAtMaxconn(t *testing.T) {
+	hap := testutil.RequireTool(t, "haproxy")
+	srv, cli, addr := serverPair(t, "bl-hap")
+	dir := tempRunDir(t, "bl-hap-")
+	backend := labtest.Listen(t, srv, "127.0.0.1:0", 64)
+	port := 8081
+	conf := writeFile(t, dir, "haproxy.cfg", fmt.Sprintf(`global
+  maxconn 100
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend f
+  bind %s:%d
+  maxconn 4
+  default_backend b
+backend b
+  server s1 127.0.0.1:%d
+`, addr, port, backend.Port))
+	startDaemon(t, "ip", "netns", "exec", srv.Name, hap, "-db", "-f", conf)
+	waitListening(t, srv, port, 1)
+	labtest.Dial(t, cli, netip.AddrPortFrom(addr, uint16(port)), 30)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if l := lsPort(t, srv, port); len(l) != 1 || l[0].AcceptQueue != 5 || l[0].Backlog != 4 {
+			return fmt.Errorf("haproxy listener %+v, want 5/4", l)
+		}
+		return nil
+	})
+	fs := doctorNs(t, srv, "2s")
+	f := findingFor(fs, "accept-queue-overflow", "")
+	if f == nil || f.Server != "haproxy" || !strings.Contains(f.Advice, "maxconn") || strings.Contains(f.Advice, "threads") {
+		t.Errorf("haproxy: %+v", f)
+	}
+}
+
+// TestPythonDualStack: python3 -m http.server --bind :: is one dual-stack
+// listener (IPV6_V6ONLY off) with socketserver's backlog of 5. Before it is
+// stopped, an hping3 SYN scan moves its drops by 50 and ListenDrops by 0:
+// doctor calls it healthy. Stopped, IPv4 clients fill it and doctor names
+// the stopped process and Python's own setting.
+func TestPythonDualStack(t *testing.T) {
+	py := testutil.RequireTool(t, "/usr/bin/python3")
+	hping := testutil.RequireTool(t, "hping3")
+	srv, cli, addr := serverPair(t, "bl-py")
+	port := 8000
+	cmd := startDaemon(t, "ip", "netns", "exec", srv.Name, py, "-m", "http.server", "--bind", "::", strconv.Itoa(port))
+	waitListening(t, srv, port, 1)
+	ls := lsPort(t, srv, port)
+	if len(ls) != 1 || ls[0].Address.String() != "::" || ls[0].V6Only == nil || *ls[0].V6Only || ls[0].Backlog != 5 {
+		t.Fatalf("python listener %+v", ls)
+	}
+	d0 := *ls[0].Drops
+	n0 := testutil.Nstat(t, srv.Name)
+
+	// A SYN scan during doctor's window: the client's kernel answers each
+	// SYN-ACK with a RST, which the listener counts in sk_drops.
+	scan := exec.Command("ip", "netns", "exec", cli.Name, "sh", "-c",
+		fmt.Sprintf("sleep 0.3; exec %s -q -S -p %d -c 50 -i u10000 %s", hping, port, addr))
+	if err := scan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	fs := doctorNs(t, srv, "2s")
+	scan.Wait()
+	ls = lsPort(t, srv, port)
+	n1 := testutil.Nstat(t, srv.Name)
+	if got := *ls[0].Drops - d0; got != 50 || n1["TcpExtListenDrops"] != n0["TcpExtListenDrops"] {
+		t.Errorf("SYN scan: drops +%d, ListenDrops +%d; want +50, +0", got, n1["TcpExtListenDrops"]-n0["TcpExtListenDrops"])
+	}
+	if len(fs) != 1 || fs[0].Rule != "healthy" {
+		t.Errorf("a SYN scan diagnosed as trouble: %+v", fs)
+	}
+	ssMatches(t, srv, port, ls)
+
+	stop(t, cmd.Process.Pid)
+	pid := ls[0].Processes[0].PID
+	labtest.Dial(t, cli, netip.AddrPortFrom(addr, uint16(port)), 20)
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if l := lsPort(t, srv, port); len(l) != 1 || l[0].AcceptQueue != 6 {
+			return fmt.Errorf("python queue %+v, want 6/5", l)
+		}
+		return nil
+	})
+	fs = doctorNs(t, srv, "2s")
+	if st := findingFor(fs, "owner-stopped", ""); st == nil || st.Command != fmt.Sprintf("kill -CONT %d", pid) {
+		t.Errorf("owner-stopped: %+v", st)
+	}
+	ov := findingFor(fs, "accept-queue-overflow", "[::]:"+strconv.Itoa(port))
+	if ov == nil || ov.Server != "Python http.server" || ov.RequestedBacklog != 5 {
+		t.Errorf("overflow: %+v", ov)
+	}
 }

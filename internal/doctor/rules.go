@@ -84,6 +84,7 @@ func (d diag) listener(l *snapshot.Listener) []Finding {
 				f.Summary = fmt.Sprintf("accept queue full (%d/%d): its owner is stopped and accepts nothing", peak, l.Backlog)
 				f.Advice = "Continue the stopped process (see owner-stopped); no backlog helps while nothing accepts."
 			case srv.limit != "" && (atLimit || srv.name == "haproxy"):
+				f.Summary = fmt.Sprintf("accept queue stays full (%d/%d): %s accepts no more, as it does at its connection limit", peak, l.Backlog, srv.name)
 				f.Advice = srv.limit + "."
 			default:
 				f.Advice = "Accept faster: " + srv.workers + ". A bigger backlog only delays the drops while arrivals outpace accept()."

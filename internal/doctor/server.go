@@ -46,8 +46,9 @@ var servers = []struct {
 			"or add capacity behind it; meanwhile new clients wait in the accept queue and then get dropped"}},
 	{comm("memcached"), server{name: "memcached", setting: "memcached's `-b %d` (`--listen-backlog`, default 1024)", def: 1024,
 		workers: "more memcached threads (`-t`)", flags: []string{"-b", "--listen-backlog"},
-		limit: "memcached stops accepting at `-c` connections (default 1024): it then calls listen(fd, 0), so its backlog reads 0 " +
-			"and one client fits in the queue (`stats`: curr_connections, listen_disabled_num). Raise `-c`"}},
+		limit: "memcached stops accepting at `-c` connections (default 1024): with `-o no_maxconns_fast` it calls listen(fd, 0), so " +
+			"its backlog reads 0 and one client fits in the queue (`stats`: curr_connections, listen_disabled_num); by default it " +
+			"accepts and closes new clients at once (\"ERROR Too many open connections\"). Raise `-c`"}},
 	{prefix("php-fpm"), server{name: "php-fpm", setting: "php-fpm's `listen.backlog = %d` in the pool's configuration (default 511)", def: 511,
 		workers: "more php-fpm workers (`pm.max_children`, and `pm.start_servers`/`pm.min_spare_servers` for bursts)"}},
 	{prefix("gunicorn"), server{name: "gunicorn", setting: "gunicorn's `--backlog %d` (default 2048)", def: 2048,
