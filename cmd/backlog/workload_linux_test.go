@@ -101,7 +101,8 @@ func TestWorkloadPodman(t *testing.T) {
 
 // TestWorkloadPods drives containerd's CRI plugin as kubelet does: one
 // pod with its own network namespace, one hostNetwork pod whose listener
-// lives in the host namespace and still belongs to it.
+// lives in the host namespace and still belongs to it; and a plain
+// containerd container (ctr run) beside them, named by its id.
 func TestWorkloadPods(t *testing.T) {
 	c := runtimetest.StartContainerd(t)
 	ns := fmt.Sprintf("bl-ns-%d", os.Getpid())
@@ -124,6 +125,13 @@ func TestWorkloadPods(t *testing.T) {
 	if n := hsnap.Namespace(h.Netns); n == nil || n.Name != "host" {
 		t.Errorf("hostNetwork listener in namespace %+v, want host", n)
 	}
+	// A plain containerd container (ctr run) is named by its id.
+	plain := fmt.Sprintf("bl-ctr-%d", os.Getpid())
+	plainPort := freePort(t)
+	c.RunPlain(t, plain, plainPort, 2)
+	pl, _ := lsListener(t, plainPort, 2, "--runtime-root", root, "--container", plain)
+	wantWorkload(t, pl, snapshot.Workload{Runtime: "containerd", Container: plain, ContainerID: plain})
+
 	// --netns pod:NS/NAME of a hostNetwork pod reads the host namespace
 	// and keeps only the pod's listeners.
 	out, _, code := runIn(t, "", "ls", "--json", "--runtime-root", root, "--netns", "pod:"+ns+"/edge")

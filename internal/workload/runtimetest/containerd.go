@@ -49,7 +49,7 @@ func StartContainerd(t testing.TB) *Containerd {
 	// The shims of containerd 1.6 keep their sockets in /run/containerd/s
 	// whatever its --state: remove what this test made, once its shims
 	// are gone.
-	removeEmptyIfNew(t, "/run/containerd", "s")
+	removeEmptyIfNew(t, "/run/containerd", "s", "runc/default", "runc")
 	dir := stateDir(t, "containerd")
 	c := &Containerd{State: filepath.Join(dir, "state"), sock: filepath.Join(dir, "containerd.sock")}
 	t.Cleanup(func() { endShims(c.sock) }) // after the daemon stops: LIFO
@@ -113,6 +113,33 @@ state = %q
 		conn.Close()
 	}) // runs before the daemon's cleanup: LIFO
 	return c
+}
+
+// RunPlain runs the payload as a plain containerd container, as `ctr run`
+// makes one (no CRI, namespace "default", the id as its name), with the
+// host's network: it listens on 127.0.0.1:port with the backlog. The task
+// and container are removed when the test ends.
+func (c *Containerd) RunPlain(t testing.TB, id string, port, backlog int) {
+	t.Helper()
+	ctr := func(args ...string) (string, error) {
+		return output("ctr", append([]string{"--address", c.sock, "--namespace", "default"}, args...)...)
+	}
+	if _, err := ctr("images", "import", Archive(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctr("tasks", "kill", "--signal", "SIGKILL", id)
+		for range 50 {
+			if _, err := ctr("tasks", "delete", id); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		ctr("containers", "delete", id)
+	})
+	if _, err := ctr("run", "--detach", "--net-host", Image, id, "/payload", strconv.Itoa(port), strconv.Itoa(backlog)); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Pod is a pod sandbox with one container.
