@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 
@@ -33,16 +34,23 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print one JSON object (docs/json.md)")
 	var filters filterFlags
 	filters.register(fs)
-	from := fs.String("from", "", "print a recorded snapshot instead (with --at): a `file` or directory of recordings (docs/record.md)")
-	at := fs.String("at", "", "with --from: the last frame at or before `TIME` (2026-12-01T03:00:00Z, \"2026-12-01 03:00\", or 03:00:00 on the recording's first day)")
+	from := fs.String("from", "", "print a recorded snapshot instead (with --at): a `file` or directory of recordings (docs/record.md); default with --at: "+defaultRecording)
+	at := fs.String("at", "", "print the recorded frame (of --from) taken last at or before at or before `TIME` (2026-12-01T03:00:00Z, \"2026-12-01 03:00\", or 03:00:00 on the recording's first day)")
 	if err := parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stdout, "\n"+render.DropsHelp)
 		}
 		return err
 	}
-	if (*from == "") != (*at == "") {
-		return usageError{errors.New("backlog ls: --from and --at go together")}
+	if *at != "" && *from == "" {
+		// The directory the documented systemd unit records into.
+		if st, err := os.Stat(defaultRecording); err != nil || !st.IsDir() {
+			return usageError{fmt.Errorf("backlog ls: --at needs a recording: --from FILE|DIR (there is none at %s)", defaultRecording)}
+		}
+		*from = defaultRecording
+	}
+	if *from != "" && *at == "" {
+		return usageError{errors.New("backlog ls: --from needs --at TIME")}
 	}
 	if *from != "" {
 		snap, err := recordedAt(&filters, *from, *at, stderr)
@@ -71,6 +79,9 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	return render.Table(stdout, snap)
 }
+
+// defaultRecording is where docs/deployment.md's unit records.
+const defaultRecording = "/var/lib/backlog"
 
 // recordedAt is the recorded snapshot ls --from --at prints.
 func recordedAt(filters *filterFlags, path, at string, stderr io.Writer) (*snapshot.Snapshot, error) {
