@@ -5,10 +5,12 @@ package trace
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -468,6 +470,64 @@ func TestIPv6(t *testing.T) {
 		}
 		if n != 3 {
 			t.Errorf("listening on %s, dialing %s: %d events, want 3", c.listen, c.dial, n)
+		}
+	}
+}
+
+// TestOwnerAfterFork: a server that daemonizes calls listen(2) in a pid that
+// exits right after forking; events and stats must name the process that
+// holds the socket now, not the dead one.
+func TestOwnerAfterFork(t *testing.T) {
+	testutil.RequireRoot(t)
+	py := testutil.RequireTool(t, "/usr/bin/python3")
+	ns, err := lab.NewNamespace("btrace")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	id, _ := netns.Stat(ns.Path)
+	rec := startTracer(t, Options{Namespaces: []Namespace{{Path: ns.Path, Name: ns.Name}}, OnlyNamespaces: true})
+	// The parent listens (backlog 1), forks, prints the child's pid and
+	// exits; the child never accepts and ends after 20 s (or at cleanup).
+	script := `import os, socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+pid = os.fork()
+if pid:
+    print(s.getsockname()[1], pid, flush=True); os._exit(0)
+os.setsid()
+null = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null, fd)
+time.sleep(20)`
+	out := testutil.InNetns(t, ns.Name, py, "-c", script)
+	var port, child int
+	if _, err := fmt.Sscan(out, &port, &child); err != nil {
+		t.Fatalf("server said %q: %v", out, err)
+	}
+	defer syscall.Kill(child, syscall.SIGKILL) // by pid: the child this test made
+	from := Monotonic()
+	c, err := ns.Dial(netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(1500 * time.Millisecond) // one SYN retransmit at least
+	evs := rec.window(id.Inode, from, Monotonic())
+	if len(evs) == 0 {
+		t.Fatal("no drop events")
+	}
+	for _, e := range evs {
+		if len(e.Processes) != 1 || e.Processes[0].PID != child {
+			t.Fatalf("%v: owner %+v, want the forked child %d (the parent that listened is gone)", e.Stage, e.Processes, child)
+		}
+	}
+	stats, err := rec.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stats {
+		if s.Listener.Port() == uint16(port) && (len(s.Processes) != 1 || s.Processes[0].PID != child) {
+			t.Errorf("stats owner %+v, want %d", s.Processes, child)
 		}
 	}
 }

@@ -83,6 +83,10 @@ type Tracer struct {
 	names   map[uint64]string
 	owners  map[uint64][]snapshot.Process // socket inode → owners, for listeners older than the trace
 	ownerMu sync.Mutex
+	// checked is when owners[inode] was last found alive: owners are
+	// resolved when reported, not trusted from listen() time (a server
+	// that daemonizes listens in a pid that exits right after).
+	checked map[uint64]time.Time
 	tally   tally
 
 	closeOnce sync.Once
@@ -553,12 +557,52 @@ func (t *Tracer) complete(raw rawEvent) Event {
 	e := raw.event()
 	e.Time = time.Unix(0, int64(e.Monotonic)+t.offset.Load())
 	e.Namespace = t.names[e.Netns]
-	if e.Processes == nil {
-		t.ownerMu.Lock()
-		e.Processes = t.owners[e.Inode]
-		t.ownerMu.Unlock()
-	}
+	e.Processes = t.ownersOf(e.Inode, e.Processes)
 	return e
+}
+
+// ownerRecheck bounds how often the owners of one listener are checked
+// for being alive: one stat of /proc/PID per owner.
+const ownerRecheck = time.Second
+
+// ownersOf returns who holds socket inode now. The process that called
+// listen(2) (caller, from the kernel side) is kept while it lives; a
+// daemonizing server's pre-fork pid exits right after listen(), so when it
+// or a cached owner is gone the owners are found again with a /proc walk
+// for that inode.
+func (t *Tracer) ownersOf(inode uint64, caller []snapshot.Process) []snapshot.Process {
+	t.ownerMu.Lock()
+	defer t.ownerMu.Unlock()
+	if t.checked == nil {
+		t.checked = map[uint64]time.Time{}
+	}
+	ps, known := t.owners[inode]
+	if !known {
+		ps = caller
+	}
+	if inode == 0 || time.Since(t.checked[inode]) < ownerRecheck && known {
+		return ps
+	}
+	t.checked[inode] = time.Now()
+	if len(ps) > 0 && t.alive(ps) {
+		t.owners[inode] = ps
+		return ps
+	}
+	res, err := procfd.Walk(t.opts.ProcRoot, map[uint32]struct{}{uint32(inode): {}})
+	if err != nil || res.Owners[uint32(inode)] == nil {
+		return ps // nothing better known
+	}
+	t.owners[inode] = res.Owners[uint32(inode)]
+	return t.owners[inode]
+}
+
+func (t *Tracer) alive(ps []snapshot.Process) bool {
+	for _, p := range ps {
+		if _, err := os.Stat(fmt.Sprintf("%s/%d", t.opts.ProcRoot, p.PID)); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Stats returns, per listener, the events read so far by stage and the
@@ -589,17 +633,17 @@ func (t *Tracer) listenerOwners() map[ListenerID][]snapshot.Process {
 	var k bpfLkey
 	var v bpfLval
 	it := t.maps.Listeners.Iterate()
-	t.ownerMu.Lock()
-	defer t.ownerMu.Unlock()
 	for it.Next(&k, &v) {
 		id := ListenerID{Netns: uint64(k.Netns), Listener: netipAddrPort(k)}
+		var caller []snapshot.Process
 		if v.Pid != 0 {
 			comm := make([]byte, len(v.Comm))
 			for i, c := range v.Comm {
 				comm[i] = byte(c)
 			}
-			out[id] = []snapshot.Process{{PID: int(v.Pid), Comm: cString(comm)}}
-		} else if ps := t.owners[v.Ino]; ps != nil {
+			caller = []snapshot.Process{{PID: int(v.Pid), Comm: cString(comm)}}
+		}
+		if ps := t.ownersOf(v.Ino, caller); ps != nil {
 			out[id] = ps
 		}
 	}
