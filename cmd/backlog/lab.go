@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/backlog-dev/backlog/internal/lab/scenario"
@@ -55,7 +58,23 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	p.SetAbort(*abort)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, f := range slices.Sorted(maps.Keys(set)) {
+		if f != "json" && !slices.Contains(scenario.Uses(name), f) {
+			return usageError{fmt.Errorf("backlog lab %s: --%s does not apply to this scenario (it takes --%s)",
+				name, f, strings.Join(scenario.Uses(name), ", --"))}
+		}
+	}
+	if set["clients"] && p.Clients < 1 {
+		return usageError{fmt.Errorf("backlog lab %s: --clients must be at least 1", name)}
+	}
+	if set["backlog"] {
+		p.SetBacklog(p.Backlog) // 0 too: listen(fd, 0) is a real case
+	}
+	if set["abort-on-overflow"] {
+		p.SetAbort(*abort)
+	}
 	if err := p.Validate(); err != nil {
 		return usageError{fmt.Errorf("backlog lab %s: %w", name, err)}
 	}
@@ -63,6 +82,9 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	res, err := scenario.Execute(ctx, name, p)
 	if errors.Is(err, context.Canceled) {
 		return errors.New("lab interrupted; its namespaces were removed")
+	}
+	if errors.Is(err, scenario.ErrNeedRoot) {
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("lab %w", err)

@@ -61,7 +61,7 @@ func TestLabNeedsRoot(t *testing.T) {
 	testutil.RequireRoot(t)
 	testutil.RequireTool(t, "setpriv")
 	_, stderr, code := runIn(t, "", "--nobody", "lab", "nobind")
-	if code != exitFailure || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "needs root") {
+	if code != exitFailure || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.HasPrefix(stderr, "backlog: lab needs root") {
 		t.Errorf("exit %d, stderr %q; want exit 1 and one line saying it needs root", code, stderr)
 	}
 }
@@ -125,3 +125,41 @@ func TestLabAfterCrash(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// TestLabFlags: a flag a scenario does not apply is a usage error, not
+// accepted and ignored; --backlog 0 is listen(fd, 0), not the default;
+// --clients 0 is refused; --json reports only the parameters applied.
+func TestLabFlags(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, args := range [][]string{
+		{"lab", "overflow", "--syncookies", "0"}, {"lab", "overflow", "--somaxconn", "5"}, {"lab", "nobind", "--clients", "3"},
+		{"lab", "overflow", "--clients", "0"}, {"lab", "abort", "--accept-rate", "1"},
+	} {
+		_, stderr, code := runIn(t, "", args...)
+		if code != exitUsage || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("backlog %v: exit %d, stderr %q; want exit 2 and one line", args, code, stderr)
+		}
+	}
+	out, stderr, code := runIn(t, "", "lab", "overflow", "--json", "--backlog", "0", "--clients", "5", "--duration", "1500ms")
+	if code != 0 {
+		t.Fatalf("--backlog 0: exit %d: %s\n%s", code, stderr, out)
+	}
+	var res struct {
+		Params   map[string]any   `json:"params"`
+		Observed map[string]int64 `json:"observed"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Params["backlog"] != 0.0 || res.Params["clients"] != 5.0 || res.Observed["peak_accept_queue"] != 1 {
+		t.Errorf("--backlog 0: params %v, observed %v; want backlog 0 and an accept queue of 1 (backlog+1)", res.Params, res.Observed)
+	}
+	if _, ok := res.Params["syncookies"]; ok {
+		t.Errorf("overflow reports syncookies, which it does not apply: %v", res.Params)
+	}
+	out, _, _ = runIn(t, "", "lab", "nobind", "--json")
+	res.Params = nil
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Params) != 1 || res.Params["backlog"] != 16.0 {
+		t.Errorf("nobind params %v (%v); want only the backlog it applied", res.Params, err)
+	}
+}

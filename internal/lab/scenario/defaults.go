@@ -19,7 +19,7 @@ func withDefaults(name string, p Params) Params {
 	case "unix-overflow":
 		def.Backlog, def.Clients, def.Somaxconn, def.Duration = 4, 10, 64, time.Second
 	}
-	if p.Backlog == 0 {
+	if p.Backlog == 0 && !p.backlogSet {
 		p.Backlog = def.Backlog
 	}
 	if p.Clients == 0 {
@@ -34,6 +34,7 @@ func withDefaults(name string, p Params) Params {
 	if name == "abort" && p.Abort == 0 && !p.abortSet {
 		p.Abort = def.Abort
 	}
+	p.uses = uses[name]
 	return p
 }
 

@@ -4,6 +4,7 @@
 package scenario
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -32,7 +33,67 @@ type Params struct {
 	Somaxconn     int           `json:"somaxconn"`         // somaxconn raised to this (capped), set to this (unix-overflow)
 	Abort         int           `json:"abort_on_overflow"` // net.ipv4.tcp_abort_on_overflow (abort)
 
-	abortSet bool // Abort was given, even as 0
+	abortSet   bool     // Abort was given, even as 0
+	backlogSet bool     // Backlog was given, even as 0: listen(fd, 0)
+	uses       []string // the flags the scenario applies (Uses), set by withDefaults
+}
+
+// uses names, by the flags of `backlog lab`, the parameters each scenario
+// applies; the others would be accepted and silently ignored.
+var uses = map[string][]string{
+	"nobind":        {"backlog"},
+	"capped":        {"backlog", "somaxconn"},
+	"overflow":      {"backlog", "clients", "accept-rate", "duration"},
+	"synflood":      {"backlog", "clients", "duration", "syncookies", "max-syn-backlog"},
+	"abort":         {"backlog", "duration", "abort-on-overflow"},
+	"unix-overflow": {"backlog", "clients", "somaxconn"},
+}
+
+// Uses returns the flags scenario name applies.
+func Uses(name string) []string { return uses[name] }
+
+// SetBacklog sets Backlog and records that it was chosen, so that 0 is
+// listen(fd, 0), a real case, not "use the default".
+func (p *Params) SetBacklog(v int) { p.Backlog, p.backlogSet = v, true }
+
+// MarshalJSON writes the parameters the scenario applied, and only those
+// (all of them for Params no scenario has filled).
+func (p Params) MarshalJSON() ([]byte, error) {
+	type all Params
+	if p.uses == nil {
+		return json.Marshal(all(p))
+	}
+	var out struct {
+		Backlog       *int           `json:"backlog,omitempty"`
+		Clients       *int           `json:"clients,omitempty"`
+		AcceptRate    *float64       `json:"accept_rate,omitempty"`
+		Duration      *time.Duration `json:"duration_ns,omitempty"`
+		Syncookies    *int           `json:"syncookies,omitempty"`
+		MaxSynBacklog *int           `json:"max_syn_backlog,omitempty"`
+		Somaxconn     *int           `json:"somaxconn,omitempty"`
+		Abort         *int           `json:"abort_on_overflow,omitempty"`
+	}
+	for _, u := range p.uses {
+		switch u {
+		case "backlog":
+			out.Backlog = &p.Backlog
+		case "clients":
+			out.Clients = &p.Clients
+		case "accept-rate":
+			out.AcceptRate = &p.AcceptRate
+		case "duration":
+			out.Duration = &p.Duration
+		case "syncookies":
+			out.Syncookies = &p.Syncookies
+		case "max-syn-backlog":
+			out.MaxSynBacklog = &p.MaxSynBacklog
+		case "somaxconn":
+			out.Somaxconn = &p.Somaxconn
+		case "abort-on-overflow":
+			out.Abort = &p.Abort
+		}
+	}
+	return json.Marshal(out)
 }
 
 // SetAbort sets Abort and records that it was chosen, so that 0 is not
