@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -140,6 +141,40 @@ func (r *rootList) Set(s string) error {
 		return fmt.Errorf("unknown runtime %q (want containerd, docker or containers)", kind)
 	}
 	return nil
+}
+
+// filtering reports whether a listener filter was given.
+func (f *filterFlags) filtering() bool {
+	return len(f.ports)+len(f.paths)+len(f.pids)+len(f.processes)+len(f.pods)+len(f.containers) > 0
+}
+
+// absent says which --pid and --process name no running process: a
+// filter that matches nothing because its process does not exist says so,
+// instead of printing nothing.
+func (f *filterFlags) absent() []string {
+	var out []string
+	for _, pid := range f.pids {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); errors.Is(err, os.ErrNotExist) {
+			out = append(out, fmt.Sprintf("--pid %d: no such process", pid))
+		}
+	}
+	if len(f.processes) == 0 {
+		return out
+	}
+	running := map[string]bool{}
+	if names, err := filepath.Glob("/proc/[0-9]*/comm"); err == nil {
+		for _, n := range names {
+			if b, err := os.ReadFile(n); err == nil {
+				running[strings.TrimSpace(string(b))] = true
+			}
+		}
+	}
+	for _, name := range f.processes {
+		if !running[name] {
+			out = append(out, fmt.Sprintf("--process %s: no running process has that command name (see /proc/PID/comm, at most 15 characters)", name))
+		}
+	}
+	return out
 }
 
 // netnsList is --netns, repeatable; an empty value is refused at Resolve.

@@ -60,7 +60,7 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if *asJSON {
 			return render.JSON(stdout, snap)
 		}
-		return render.Table(stdout, snap)
+		return table(stdout, snap, &filters)
 	}
 	opts, warning, err := filters.options()
 	if err != nil {
@@ -74,10 +74,22 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		snap.Warnings = append([]string{warning}, snap.Warnings...)
 	}
 	report(stderr, snap)
+	for _, a := range filters.absent() {
+		fmt.Fprintf(stderr, "backlog: %s\n", a)
+	}
 	if *asJSON {
 		return render.JSON(stdout, snap)
 	}
-	return render.Table(stdout, snap)
+	return table(stdout, snap, &filters)
+}
+
+// table prints the namespaces that hold a listener the filters matched
+// when there are filters, else every namespace.
+func table(w io.Writer, snap *snapshot.Snapshot, filters *filterFlags) error {
+	if filters.filtering() {
+		return render.FilteredTable(w, snap)
+	}
+	return render.Table(w, snap)
 }
 
 // defaultRecording is where docs/deployment.md's unit records.

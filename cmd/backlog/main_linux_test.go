@@ -200,3 +200,29 @@ func TestInsideNamespace(t *testing.T) {
 		}
 	}
 }
+
+// TestLsFilters: with a filter, ls prints only the namespaces holding a
+// listener that matched (not every namespace as "(no listeners)"), one
+// line when none did, and says when --pid or --process names no process.
+func TestLsFilters(t *testing.T) {
+	testutil.RequireRoot(t)
+	ns := labtest.Namespace(t, "bl-filter")
+	labtest.Namespace(t, "bl-filter-empty") // matches nothing
+	l := labtest.Listen(t, ns, "127.0.0.1:0", 5)
+	out, _, code := runIn(t, "", "ls", "--netns", "all", "--port", strconv.Itoa(int(l.Port)))
+	if code != 0 || strings.Count(out, "(netns ") != 1 || !strings.HasPrefix(out, ns.Name+" (netns ") || strings.Contains(out, "(no listeners)") {
+		t.Errorf("--port %d: exit %d, want the one namespace that holds it:\n%s", l.Port, code, out)
+	}
+	out, _, code = runIn(t, "", "ls", "--netns", "all", "--port", "1")
+	if code != 0 || strings.Contains(out, "(netns ") || !strings.HasPrefix(out, "no listener matches the filters") {
+		t.Errorf("--port 1: exit %d, want one line saying nothing matched:\n%s", code, out)
+	}
+	_, stderr, code := runIn(t, "", "ls", "--netns", ns.Name, "--pid", "999999999")
+	if code != 0 || !strings.Contains(stderr, "--pid 999999999: no such process") {
+		t.Errorf("--pid 999999999: exit %d, stderr %q; want a line saying there is no such process", code, stderr)
+	}
+	_, stderr, _ = runIn(t, "", "ls", "--netns", ns.Name, "--process", "no-such-comm")
+	if !strings.Contains(stderr, "--process no-such-comm: no running process") {
+		t.Errorf("--process no-such-comm: stderr %q", stderr)
+	}
+}

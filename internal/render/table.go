@@ -28,16 +28,46 @@ func JSON(w io.Writer, s *snapshot.Snapshot) error {
 
 // Table writes one block per namespace: its listeners, fullest first, then
 // its sysctls and TcpExt listen counters.
-func Table(w io.Writer, s *snapshot.Snapshot) error {
+func Table(w io.Writer, s *snapshot.Snapshot) error { return table(w, s, false) }
+
+// FilteredTable is Table for a snapshot narrowed by listener filters
+// (--port, --pid...): only the namespaces that hold a listener that
+// matched, so a filter over a hundred pods prints one block, not a
+// hundred "(no listeners)"; and one line when nothing matched.
+func FilteredTable(w io.Writer, s *snapshot.Snapshot) error {
+	if len(s.Listeners) == 0 {
+		fmt.Fprintf(w, "no listener matches the filters in %s\n", plural(len(s.Namespaces), "namespace"))
+		return nil
+	}
+	return table(w, s, true)
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
+}
+
+func table(w io.Writer, s *snapshot.Snapshot, onlyMatched bool) error {
+	matched := map[uint64]bool{}
+	for _, l := range s.Listeners {
+		matched[l.Netns] = true
+	}
 	// The WORKLOAD column only where some listener runs in a container.
 	workloads := hasWorkload(s)
 	if s.Node != "" && workloads {
 		fmt.Fprintf(w, "node %s\n\n", s.Node)
 	}
-	for i, ns := range s.Namespaces {
-		if i > 0 {
+	first := true
+	for _, ns := range s.Namespaces {
+		if onlyMatched && !matched[ns.Inode] {
+			continue
+		}
+		if !first {
 			fmt.Fprintln(w)
 		}
+		first = false
 		fmt.Fprintf(w, "%s (netns %d)", ns.Name, ns.Inode)
 		if ns.Workload != nil {
 			fmt.Fprintf(w, " %s", ns.Workload)
