@@ -55,6 +55,9 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	for _, a := range filters.absent() {
+		fmt.Fprintf(stderr, "backlog: %s\n", a)
+	}
 	var traced func() ([]trace.ListenerStats, error)
 	if *bpf {
 		if err := trace.Check(); err != nil {

@@ -84,6 +84,10 @@ func TestDoctorQuietCLI(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "INFO [healthy]") {
 		t.Errorf("exit %d: %s\n%s", code, stderr, out)
 	}
+	// One namespace watched: named, in the singular, never "all".
+	if !strings.Contains(out, "in 1 namespace and 0 listeners") || !strings.Contains(out, "where:    namespace "+ns.Name+"\n") {
+		t.Errorf("healthy text:\n%s", out)
+	}
 	if _, _, code := runIn(t, "", "doctor", "--duration", "1h"); code != exitUsage {
 		t.Errorf("--duration 1h: exit %d, want 2", code)
 	}

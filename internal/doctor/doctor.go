@@ -165,6 +165,13 @@ func (d diag) inNetns(cmd string) string {
 	return "nsenter --net=" + d.ns.Path + " " + cmd
 }
 
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
 func val(p *int64) int64 {
 	if p == nil {
 		return -1
@@ -175,10 +182,16 @@ func val(p *int64) int64 {
 func endpoint(l *snapshot.Listener) string { return l.Local() }
 
 func healthy(o Observation) Finding {
+	// The namespace watched when there was one; with several, none: the
+	// evidence counts them (never "all": the filters may have narrowed).
+	ns := ""
+	if len(o.Last.Namespaces) == 1 {
+		ns = o.Last.Namespaces[0].Name
+	}
 	return Finding{
-		Rule: "healthy", Severity: Info, Namespace: "all",
-		Summary: fmt.Sprintf("no listen-queue trouble in %d namespaces and %d listeners over %v",
-			len(o.Last.Namespaces), len(o.Last.Listeners), o.Duration.Round(time.Millisecond)),
+		Rule: "healthy", Severity: Info, Namespace: ns,
+		Summary: fmt.Sprintf("no listen-queue trouble in %s and %s over %v",
+			plural(len(o.Last.Namespaces), "namespace"), plural(len(o.Last.Listeners), "listener"), o.Duration.Round(time.Millisecond)),
 		Evidence: map[string]int64{"namespaces": int64(len(o.Last.Namespaces)), "listeners": int64(len(o.Last.Listeners)), "windows": int64(o.Windows)},
 		Why: "Checked: accept queues of TCP and UNIX listeners against backlog+1 (sampled every 100 ms), listener drops, SYN queues, " +
 			"ListenOverflows, ListenDrops, TCPReqQFullDrop, SyncookiesSent, and the sysctls that cap them.",

@@ -119,3 +119,22 @@ func TestHealthyAndUnreadable(t *testing.T) {
 		t.Errorf("unreadable namespace: %v", rules(fs))
 	}
 }
+
+// TestWordsMatchEvidence: a full queue with no drop in the window says
+// what a full queue does, not that SYNs were dropped; the healthy verdict
+// of one namespace names it and counts in the singular.
+func TestWordsMatchEvidence(t *testing.T) {
+	c := snapshot.Counters{ListenOverflows: u(0), ListenDrops: u(0), TCPReqQFullDrop: u(0), SyncookiesSent: u(0)}
+	o := observation(c, c, listener(80, 6, 5, 0), listener(80, 6, 5, 0), sys)
+	k := snapshot.ListenerKey{Netns: 1, Inode: 7}
+	o.PeakAccept[k], o.FullWindows[k], o.FullAtRefresh[k] = 6, 10, 10
+	f := Diagnose(o)[0]
+	if f.Rule != "accept-queue-full" || f.Evidence["listener_drops"] != 0 || strings.Contains(f.Why, "dropped further") || !strings.Contains(f.Why, "None was counted") {
+		t.Errorf("%s with listener_drops=%d: why %q", f.Rule, f.Evidence["listener_drops"], f.Why)
+	}
+	o = observation(c, c, listener(80, 0, 5, 0), listener(80, 0, 5, 0), sys)
+	h := Diagnose(o)[0]
+	if h.Rule != "healthy" || h.Namespace != "blue" || !strings.Contains(h.Summary, "in 1 namespace and 1 listener over") {
+		t.Errorf("healthy: namespace %q, summary %q", h.Namespace, h.Summary)
+	}
+}

@@ -58,6 +58,13 @@ func (d diag) listener(l *snapshot.Listener) []Finding {
 			"is the listener's own sk_drops in packets: every retransmitted SYN counts again, a final ACK dropped " +
 			"on overflow counts twice (tcp_listendrop() and tcp_v4_rcv()), and a RST ending a half-open handshake " +
 			"counts too. ListenOverflows and ListenDrops (context) are the whole namespace's."
+		if !lost {
+			// No overflow was counted in the window: say what a full
+			// queue does, not that it did it.
+			f.Why = "The accept queue held backlog+1 finished handshakes: while it stays full the kernel drops " +
+				"every new SYN (tcp_conn_request()) and final ACK (tcp_check_req()). None was counted in this " +
+				"window: no client tried, or the waiting ones had not retransmitted yet."
+		}
 		slow := full && d.o.Windows > 0 && float64(d.o.FullAtRefresh[k]) >= 0.8*float64(d.o.Windows)
 		if tr != nil {
 			// With eBPF the waits decide: connections that sit in the

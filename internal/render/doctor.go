@@ -19,6 +19,9 @@ func Findings(w io.Writer, fs []doctor.Finding) error {
 			fmt.Fprintln(w)
 		}
 		where := "namespace " + f.Namespace
+		if f.Namespace == "" {
+			where = fmt.Sprintf("%d namespaces", f.Evidence["namespaces"])
+		}
 		if f.Listener != "" {
 			where += ", " + f.Listener
 		}
