@@ -163,3 +163,28 @@ func TestLabFlags(t *testing.T) {
 		t.Errorf("nobind params %v (%v); want only the backlog it applied", res.Params, err)
 	}
 }
+
+// TestLabAbortExplainsDrops: the listener's drops beside a different
+// ListenDrops delta come with the reason, not as a contradiction.
+func TestLabAbortExplainsDrops(t *testing.T) {
+	testutil.RequireRoot(t)
+	out, stderr, code := runIn(t, "", "lab", "abort")
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, stderr, out)
+	}
+	var drops, listenDrops int
+	for _, line := range strings.Split(out, "\n") {
+		if _, after, ok := strings.Cut(line, "  drops "); ok && strings.HasPrefix(strings.TrimSpace(line), "listener ") {
+			drops, _ = strconv.Atoi(strings.Fields(after)[0])
+		}
+		if _, after, ok := strings.Cut(line, "ListenDrops +"); ok && strings.Contains(line, "TcpExt moved") {
+			listenDrops, _ = strconv.Atoi(strings.TrimRight(strings.Fields(after)[0], ","))
+		}
+	}
+	if drops == 0 || listenDrops == 0 {
+		t.Fatalf("no drops %d or ListenDrops %d in\n%s", drops, listenDrops, out)
+	}
+	if explained := strings.Contains(out, "is not ListenDrops"); explained != (drops != listenDrops) {
+		t.Errorf("drops %d, ListenDrops +%d, explained %v:\n%s", drops, listenDrops, explained, out)
+	}
+}

@@ -34,6 +34,11 @@ func Lab(w io.Writer, r *scenario.Result) error {
 		moved = []string{"nothing"}
 	}
 	fmt.Fprintf(w, "  TcpExt moved: %s\n", strings.Join(moved, ", "))
+	if note := dropsNote(r); note != "" {
+		for _, line := range wrap(note, 74) {
+			fmt.Fprintf(w, "  %s\n", line)
+		}
+	}
 	var obs []string
 	for _, k := range slices.Sorted(maps.Keys(r.Observed)) {
 		obs = append(obs, fmt.Sprintf("%s=%d", k, r.Observed[k]))
@@ -50,6 +55,22 @@ func Lab(w io.Writer, r *scenario.Result) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s %d\t%d\n", mark, c.Rule, c.Op, c.Want, c.Got)
 	}
 	return tw.Flush()
+}
+
+// dropsNote says why a listener's drops differ from ListenDrops, which
+// otherwise reads as a contradiction. A final ACK refused by a full
+// accept queue is counted twice in sk_drops and once in ListenDrops:
+// tcp_listendrop() in tcp_v4_syn_recv_sock() bumps both, then tcp_v4_rcv()
+// discards the packet against the listener (sk_drops_add()) and bumps
+// sk_drops again. A SYN refused at once is counted once in each.
+func dropsNote(r *scenario.Result) string {
+	ld, ok := r.Moved["ListenDrops"]
+	if !ok || len(r.Listeners) != 1 || r.Listeners[0].Drops == nil || int64(*r.Listeners[0].Drops) == ld {
+		return ""
+	}
+	return fmt.Sprintf("drops %d is not ListenDrops %+d: both count packets, and a final ACK refused by a full "+
+		"accept queue counts once in ListenDrops but twice in the listener's drops (tcp_listendrop(), then "+
+		"the discard of the packet in tcp_v4_rcv()); a refused SYN counts once in each.", *r.Listeners[0].Drops, ld)
 }
 
 // wrap breaks text into lines of at most width runes, at spaces.
