@@ -145,10 +145,10 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(traceSummary{Summary: summaryJSON{
 			Duration: time.Since(start), Programs: tr.Programs(), Listeners: stats, Counters: counters,
-			Unix: finder.summary(),
+			Unix: finder.summary(), NoAcceptWait: *noWait,
 		}})
 	}
-	if err := textSummary(stdout, time.Since(start), stats, counters); err != nil {
+	if err := textSummary(stdout, time.Since(start), stats, counters, *noWait); err != nil {
 		return err
 	}
 	if *noUnix {
@@ -211,15 +211,22 @@ type summaryJSON struct {
 	Counters  trace.Counters        `json:"counters"`
 	// Unix counts the UNIX connects refused with EAGAIN, by listener.
 	Unix []unixSummary `json:"unix_refused,omitempty"`
+	// NoAcceptWait: accepts were not measured (--no-accept-wait), so the
+	// listeners' accept_wait counts 0 are not counts.
+	NoAcceptWait bool `json:"no_accept_wait,omitempty"`
 }
 
 // textSummary prints events by listener and stage, and accept-wait
-// quantiles.
-func textSummary(w io.Writer, d time.Duration, stats []trace.ListenerStats, c trace.Counters) error {
+// quantiles unless noWait (--no-accept-wait: accepts were not measured, so
+// no count of them is shown, not even 0).
+func textSummary(w io.Writer, d time.Duration, stats []trace.ListenerStats, c trace.Counters, noWait bool) error {
 	fmt.Fprintf(w, "\nSummary after %v:\n", d.Round(time.Millisecond))
-	if len(stats) == 0 {
+	switch {
+	case len(stats) == 0 && noWait:
+		fmt.Fprintln(w, "  no drops (accepts not measured: --no-accept-wait)")
+	case len(stats) == 0:
 		fmt.Fprintln(w, "  no drops, and no accepted connection on a known listener")
-	} else {
+	default:
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		head := []string{"  NETNS", "LISTENER", "PROCESS", "WORKLOAD"}
 		for _, s := range trace.Stages {
@@ -233,11 +240,14 @@ func textSummary(w io.Writer, d time.Duration, stats []trace.ListenerStats, c tr
 				row = append(row, fmt.Sprint(s.Drops[st]))
 			}
 			h := &s.AcceptWait
-			row = append(row, fmt.Sprint(h.Count))
-			if h.Count == 0 {
+			switch {
+			case noWait:
+				row = append(row, "-", "-", "-", "-", "-")
+			case h.Count == 0:
+				row = append(row, "0")
 				row = append(row, "-", "-", "-", "-")
-			} else {
-				row = append(row, wait(h.Quantile(0.5)), wait(h.Quantile(0.9)), wait(h.Quantile(0.99)), wait(h.Max))
+			default:
+				row = append(row, fmt.Sprint(h.Count), wait(h.Quantile(0.5)), wait(h.Quantile(0.9)), wait(h.Quantile(0.99)), wait(h.Max))
 			}
 			fmt.Fprintln(tw, strings.Join(row, "\t"))
 		}
@@ -246,7 +256,11 @@ func textSummary(w io.Writer, d time.Duration, stats []trace.ListenerStats, c tr
 		}
 	}
 	fmt.Fprintln(w, "Stages: syn = accept queue full at the SYN; syn-queue = SYN queue full, no cookies; ack = accept queue full at the final ACK;")
-	fmt.Fprintln(w, "cookie = answered with a SYN cookie (not a drop); syn-backlog = last quarter of tcp_max_syn_backlog. Waits: handshake done → accept().")
+	waits := "Waits: handshake done → accept()."
+	if noWait {
+		waits = "Accepts and waits: not measured (--no-accept-wait)."
+	}
+	fmt.Fprintln(w, "cookie = answered with a SYN cookie (not a drop); syn-backlog = last quarter of tcp_max_syn_backlog. "+waits)
 	if c.Lost > 0 {
 		fmt.Fprintf(w, "%d events were lost (the ring buffer was full); the counts above are short by that much.\n", c.Lost)
 	}

@@ -89,3 +89,17 @@ func TestTraceCLI(t *testing.T) {
 		t.Errorf("summary %+v, want %d syn drops on one listener", summary, syn)
 	}
 }
+
+// TestTraceNoAcceptWait: with --no-accept-wait the summary says accepts
+// were not measured, not that none happened.
+func TestTraceNoAcceptWait(t *testing.T) {
+	testutil.RequireRoot(t)
+	if err := trace.Check(); err != nil {
+		t.Skipf("eBPF unavailable: %v", err)
+	}
+	ns, _ := overflow(t)
+	out, stderr, code := runIn(t, "", "trace", "--no-accept-wait", "--duration", "1s", "--netns", ns.Name)
+	if code != 0 || strings.Contains(out, "no accepted connection") || !strings.Contains(out, "not measured") {
+		t.Errorf("exit %d:\n%s%s", code, out, stderr)
+	}
+}
