@@ -56,6 +56,7 @@ type filterFlags struct {
 	containers stringList
 	roots      rootList
 	node       string
+	noBPF      bool
 	res        *workload.Resolver // made once: serve and top resolve often
 
 	everyNS bool // set by options: every namespace was resolved
@@ -71,6 +72,7 @@ func (f *filterFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.pods, "pod", "only listeners of this Kubernetes pod: `NAMESPACE/NAME`, NAME or UID (repeatable)")
 	fs.Var(&f.containers, "container", "only listeners of the container with this `name` or id (repeatable)")
 	fs.Var(&f.roots, "runtime-root", "state of a container runtime somewhere else than its default: `RUNTIME=DIR`, RUNTIME one of containerd (its --state), docker (its --data-root), containers (containers/storage root or run root of podman and CRI-O) (repeatable)")
+	fs.BoolVar(&f.noBPF, "no-bpf", false, "read listeners and owners with sock_diag and /proc even where BPF iterators could load")
 	fs.StringVar(&f.node, "node", "", "node name for workloads (default: $NODE_NAME, else the host name)")
 }
 
@@ -109,7 +111,7 @@ func (f *filterFlags) options() (collect.Options, string, error) {
 	}
 	f.everyNS = r.All
 	opts := collect.Options{Targets: r.Targets, Refused: r.Refused, Ports: f.ports, Paths: f.paths, PIDs: f.pids, Processes: f.processes,
-		Pods: f.pods, Containers: f.containers, Workloads: res}
+		Pods: f.pods, Containers: f.containers, Workloads: res, NoBPF: f.noBPF}
 	// A hostNetwork pod's namespace is the host's: keep only its listeners.
 	for _, spec := range f.netns {
 		if pod, ok := strings.CutPrefix(spec, "pod:"); ok {

@@ -8,6 +8,7 @@ import (
 	"runtime"
 
 	"github.com/backlog-dev/backlog/internal/caps"
+	"github.com/backlog-dev/backlog/internal/collect"
 
 	"golang.org/x/sys/unix"
 )
@@ -47,6 +48,11 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	_, err = os.Stat("/sys/kernel/btf/vmlinux")
 	fmt.Fprintf(stdout, "%-20s %-7s for trace\n", "kernel BTF", map[bool]string{true: "yes", false: "missing"}[err == nil])
+	source, why := collect.Source()
+	if why != "" {
+		source += " (" + why + ")"
+	}
+	fmt.Fprintf(stdout, "listeners read with  %s\n", source)
 	return nil
 }
 

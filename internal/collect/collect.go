@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/backlog-dev/backlog/internal/bpfiter"
 	"github.com/backlog-dev/backlog/internal/netns"
 	"github.com/backlog-dev/backlog/internal/procfd"
 	"github.com/backlog-dev/backlog/internal/snapshot"
@@ -72,6 +73,9 @@ type Options struct {
 
 	// NoOwners skips the /proc/*/fd walk.
 	NoOwners bool
+	// NoBPF reads with sock_diag and /proc even where the BPF iterators
+	// could load (Source).
+	NoBPF bool
 	// Owners, when set, remembers owners across collections (OwnerCache).
 	Owners *OwnerCache
 	// Workloads names pods and containers; repeated collections share one
@@ -115,10 +119,20 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 		conc = 4
 	}
 
+	var iter *bpfiter.Reader
+	if !opts.NoBPF {
+		iter, _ = iterReader()
+	}
+	snap.Source = SourceSockDiag
+	if iter != nil {
+		snap.Source = SourceBPF
+	}
+
 	type result struct {
 		ns           snapshot.Namespace
 		ls           []snapshot.Listener
 		unixErr, err error
+		iterErr      error
 	}
 	results := make([]result, len(targets))
 	sem := make(chan struct{}, conc)
@@ -133,8 +147,8 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			ns, ls, unixErr, err := readNamespace(t, opts.procRoot())
-			results[i] = result{ns, ls, unixErr, err}
+			ns, ls, unixErr, iterErr, err := readNamespace(t, opts.procRoot(), iter)
+			results[i] = result{ns, ls, unixErr, err, iterErr}
 		}()
 	}
 	wg.Wait()
@@ -160,6 +174,10 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 			ns.Error = r.err.Error()
 			failed = append(failed, fmt.Errorf("namespace %s: %w", ns.Name, r.err))
 		}
+		if r.iterErr != nil && r.err == nil {
+			snap.Source = SourceSockDiag
+			snap.Warnings = append(snap.Warnings, fmt.Sprintf("namespace %s read with sock_diag: the BPF iterator failed: %v", ns.Name, r.iterErr))
+		}
 		switch {
 		case errors.Is(r.unixErr, ErrNoUnixDiag):
 			noUnixDiag = true // one line for all namespaces
@@ -181,7 +199,10 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 
 	var refused []procfd.Refusal
 	if !opts.NoOwners {
-		refused = addOwners(snap, opts.procRoot(), opts.Owners)
+		if opts.procRoot() != "/proc" {
+			iter = nil // owners of a fixture /proc: walk it
+		}
+		refused = addOwners(snap, opts.procRoot(), opts.Owners, iter)
 	}
 	res := opts.Workloads
 	if res == nil {
@@ -282,7 +303,7 @@ func (c *OwnerCache) store(want map[uint32]struct{}, res procfd.Result) {
 
 // addOwners walks /proc/*/fd once for all namespaces' listeners and
 // returns the processes whose descriptors were refused.
-func addOwners(snap *snapshot.Snapshot, procRoot string, cache *OwnerCache) []procfd.Refusal {
+func addOwners(snap *snapshot.Snapshot, procRoot string, cache *OwnerCache, iter *bpfiter.Reader) []procfd.Refusal {
 	want := make(map[uint32]struct{}, len(snap.Listeners))
 	for _, l := range snap.Listeners {
 		want[l.Inode] = struct{}{}
@@ -290,6 +311,18 @@ func addOwners(snap *snapshot.Snapshot, procRoot string, cache *OwnerCache) []pr
 	res, ok := procfd.Result{}, false
 	if cache != nil {
 		res, ok = cache.lookup(want)
+	}
+	if !ok && iter != nil {
+		var err error
+		if res, err = iterOwners(iter, procRoot, want); err == nil {
+			ok = true
+			if cache != nil {
+				cache.store(want, res)
+			}
+		} else {
+			snap.Source = SourceSockDiag
+			snap.Warnings = append(snap.Warnings, fmt.Sprintf("owners read from /proc: the BPF iterator failed: %v", err))
+		}
 	}
 	if !ok {
 		var err error

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/backlog-dev/backlog/internal/bpfiter"
 	"github.com/backlog-dev/backlog/internal/netns"
 	"github.com/backlog-dev/backlog/internal/procnet"
 	"github.com/backlog-dev/backlog/internal/snapshot"
@@ -46,7 +47,11 @@ func dumpBoth(conn *sockdiag.Conn, req sockdiag.Request, begin func(), fn func(*
 // thread's namespace; the dumps then run on that socket from here.
 // A failure to list UNIX listeners leaves the TCP ones complete and comes
 // back as unixErr.
-func readNamespace(t Target, procRoot string) (ns snapshot.Namespace, ls []snapshot.Listener, unixErr, err error) {
+//
+// With iter, the TCP listeners come from iter/tcp read on that thread
+// (an iterator sees the namespace it is opened in); if that fails they
+// come from sock_diag and iterErr says why.
+func readNamespace(t Target, procRoot string, iter *bpfiter.Reader) (ns snapshot.Namespace, ls []snapshot.Listener, unixErr, iterErr, err error) {
 	ns = snapshot.Namespace{Name: t.Name, Inode: t.Inode}
 	var (
 		conn    *sockdiag.Conn
@@ -70,24 +75,29 @@ func readNamespace(t Target, procRoot string) (ns snapshot.Namespace, ls []snaps
 		if err != nil {
 			partial = append(partial, err)
 		}
+		if iter != nil {
+			ls, iterErr = iterListeners(iter, id.Inode)
+		}
 		conn, err = sockdiag.Dial()
 		return err
 	}
 	err = enter(t, inside)
 	if errors.Is(err, fs.ErrNotExist) {
-		return ns, nil, nil, fmt.Errorf("vanished before it could be read: %w", err)
+		return ns, nil, nil, nil, fmt.Errorf("vanished before it could be read: %w", err)
 	}
 	if err != nil {
-		return ns, nil, nil, err
+		return ns, nil, nil, nil, err
 	}
 	defer conn.Close()
 
-	ls, err = dumpListeners(conn, ns.Inode)
-	if err != nil {
-		return ns, nil, nil, err
-	}
-	if err := countSynQueues(conn, ls); err != nil {
-		return ns, nil, nil, err
+	if iter == nil || iterErr != nil {
+		ls, err = dumpListeners(conn, ns.Inode)
+		if err != nil {
+			return ns, nil, nil, iterErr, err
+		}
+		if err := countSynQueues(conn, ls); err != nil {
+			return ns, nil, nil, iterErr, err
+		}
 	}
 	uls, unixErr := dumpUnixListeners(conn, ns.Inode)
 	ls = append(ls, uls...)
@@ -95,7 +105,7 @@ func readNamespace(t Target, procRoot string) (ns snapshot.Namespace, ls []snaps
 		// Counters or sysctls missing: the listeners are still right.
 		ns.Error = fmt.Sprintf("%s: %v", partlyRead, errors.Join(partial...))
 	}
-	return ns, ls, unixErr, nil
+	return ns, ls, unixErr, iterErr, nil
 }
 
 // ownName names the caller's own namespace when no Resolve named it, as
@@ -227,7 +237,7 @@ func countSynQueues(conn *sockdiag.Conn, ls []snapshot.Listener) error {
 	idx := newSynIndex(ls)
 	req := sockdiag.Request{Protocol: unix.IPPROTO_TCP, States: sockdiag.StateMask(sockdiag.StateSynRecv)}
 	err := dumpBoth(conn, req, idx.reset, func(s *sockdiag.Socket) error {
-		idx.add(s.Src)
+		idx.add(s.Src, s.Full)
 		return nil
 	})
 	if err != nil {

@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"runtime"
 
+	"github.com/backlog-dev/backlog/internal/bpfiter"
 	"github.com/backlog-dev/backlog/internal/snapshot"
 	"github.com/backlog-dev/backlog/internal/sockdiag"
 )
 
-func readNamespace(Target, string) (snapshot.Namespace, []snapshot.Listener, error, error) {
-	return snapshot.Namespace{}, nil, nil, fmt.Errorf("collect: listen queues can only be read on Linux, not on %s", runtime.GOOS)
+func readNamespace(Target, string, *bpfiter.Reader) (snapshot.Namespace, []snapshot.Listener, error, error, error) {
+	return snapshot.Namespace{}, nil, nil, nil, fmt.Errorf("collect: listen queues can only be read on Linux, not on %s", runtime.GOOS)
 }
 
 // Dial is not supported on this system.

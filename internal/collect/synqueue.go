@@ -19,19 +19,23 @@ type synIndex struct {
 	byPort map[uint16][]int
 	ls     []snapshot.Listener
 	counts []uint32 // per listener, applied by apply()
+	tfo    []uint32 // Fast Open children per listener
 }
 
 func newSynIndex(ls []snapshot.Listener) *synIndex {
-	idx := &synIndex{byPort: make(map[uint16][]int), ls: ls, counts: make([]uint32, len(ls))}
+	idx := &synIndex{byPort: make(map[uint16][]int), ls: ls, counts: make([]uint32, len(ls)), tfo: make([]uint32, len(ls))}
 	for i := range ls {
 		idx.byPort[ls[i].Port] = append(idx.byPort[ls[i].Port], i)
 	}
 	return idx
 }
 
-// add counts one request socket with local address addr; it reports
-// whether a listener took it.
-func (x *synIndex) add(local netip.AddrPort) bool {
+// add counts one request socket with local address addr, or with full
+// set one TCP Fast Open child still in SYN-RECV: a full socket the
+// listener made at SYN time (tcp_fastopen_create_child()), counted in its
+// fast-open queue and already in its accept queue, never in its SYN queue.
+// It reports whether a listener took it.
+func (x *synIndex) add(local netip.AddrPort, full bool) bool {
 	best, bestScore := -1, 0
 	for _, i := range x.byPort[local.Port()] {
 		if s := matchScore(&x.ls[i], local.Addr()); s > bestScore {
@@ -41,17 +45,23 @@ func (x *synIndex) add(local netip.AddrPort) bool {
 	if best < 0 {
 		return false
 	}
-	x.counts[best]++
+	if full {
+		x.tfo[best]++
+	} else {
+		x.counts[best]++
+	}
 	return true
 }
 
 // reset forgets what was added, for a dump that restarts.
-func (x *synIndex) reset() { clear(x.counts) }
+func (x *synIndex) reset() { clear(x.counts); clear(x.tfo) }
 
-// apply adds the counted requests to the listeners' SynQueue.
+// apply adds the counted requests to the listeners' SynQueue and
+// FastOpenQueue.
 func (x *synIndex) apply() {
 	for i, n := range x.counts {
 		x.ls[i].SynQueue += n
+		x.ls[i].FastOpenQueue += x.tfo[i]
 	}
 	x.reset()
 }

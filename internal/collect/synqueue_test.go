@@ -21,18 +21,20 @@ func TestSynIndex(t *testing.T) {
 	for _, c := range []struct {
 		local string
 		ok    bool
+		full  bool
 	}{
-		{"192.0.2.1:80", true},          // exact beats 0.0.0.0
-		{"192.0.2.9:80", true},          // wildcard
-		{"[::ffff:192.0.2.9]:80", true}, // v4-mapped request to the v4 wildcard
-		{"192.0.2.9:443", true},         // v4 client on a dual-stack listener
-		{"[2001:db8::5]:443", true},     // v6 client on ::
-		{"192.0.2.9:8443", false},       // v6only refuses v4
-		{"192.0.2.7:9000", true},        // v4-mapped listener address
-		{"[2001:db8::1]:80", true},      // v6 exact, not the v4 wildcard
-		{"127.0.0.1:22", false},
+		{local: "192.0.2.1:80", ok: true},          // exact beats 0.0.0.0
+		{local: "192.0.2.9:80", ok: true},          // wildcard
+		{local: "[::ffff:192.0.2.9]:80", ok: true}, // v4-mapped request to the v4 wildcard
+		{local: "192.0.2.9:443", ok: true},         // v4 client on a dual-stack listener
+		{local: "[2001:db8::5]:443", ok: true},     // v6 client on ::
+		{local: "192.0.2.9:8443", ok: false},       // v6only refuses v4
+		{local: "192.0.2.7:9000", ok: true},        // v4-mapped listener address
+		{local: "[2001:db8::1]:80", ok: true},      // v6 exact, not the v4 wildcard
+		{local: "127.0.0.1:22", ok: false},
+		{local: "192.0.2.1:80", ok: true, full: true}, // a Fast Open child: its own queue
 	} {
-		if got := x.add(netip.MustParseAddrPort(c.local)); got != c.ok {
+		if got := x.add(netip.MustParseAddrPort(c.local), c.full); got != c.ok {
 			t.Errorf("add(%s) = %v, want %v", c.local, got, c.ok)
 		}
 	}
@@ -42,5 +44,8 @@ func TestSynIndex(t *testing.T) {
 		if ls[i].SynQueue != w {
 			t.Errorf("%s:%d syn_queue = %d, want %d", ls[i].Address, ls[i].Port, ls[i].SynQueue, w)
 		}
+	}
+	if ls[1].FastOpenQueue != 1 || ls[0].FastOpenQueue != 0 {
+		t.Errorf("fast_open_queue = %d, %d, want 0, 1", ls[0].FastOpenQueue, ls[1].FastOpenQueue)
 	}
 }

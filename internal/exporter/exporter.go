@@ -74,6 +74,7 @@ type failure struct{ source, netns string }
 type result struct {
 	listeners   []series
 	namespaces  []snapshot.Namespace
+	source      string // Snapshot.Source
 	seen        int
 	duration    time.Duration
 	errors      map[string]uint64
@@ -233,6 +234,7 @@ func (e *Exporter) collectOnce() *result {
 				"hidden", collect.DescribeHidden(snap.Hidden, snap.Listeners))
 		})
 		r.namespaces = snap.Namespaces
+		r.source = snap.Source
 		r.listeners = buildSeries(snap, peaks)
 	}
 	r.seen = len(r.listeners)

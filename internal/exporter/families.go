@@ -62,6 +62,9 @@ func (r *result) build() []*dto.MetricFamily {
 	add(family(mNamespaces), float64(len(r.namespaces)))
 	add(family(mListeners), float64(r.seen))
 	add(family(mOmitted), float64(r.omitted))
+	if r.source != "" {
+		add(family(mSource), 1, r.source)
+	}
 	if r.sampler != nil {
 		add(family(mSamples), float64(r.sampler.Samples))
 		add(family(mSamplerSeconds), r.sampler.Busy.Seconds())

@@ -89,6 +89,9 @@ var (
 		"Listener series in the last collection before --max-listeners.")
 	mOmitted = define("listeners_omitted_total", counter,
 		"Listener series left out by --max-listeners, summed over collections.")
+	mSource = define("collection_source", gauge,
+		"How the last collection read listeners and owners, always 1: source bpf_iter (BPF iterators) or sock_diag (sock_diag dumps and a /proc walk).",
+		"source")
 	mSamples = define("sampler_samples_total", counter,
 		"Rounds of accept-queue sampling over every namespace.")
 	mSamplerSeconds = define("sampler_seconds_total", counter,
@@ -98,6 +101,6 @@ var (
 var allMetrics = []*metric{
 	mAcceptQueue, mAcceptQueuePeak, mBacklog, mSynQueue, mDrops,
 	mWorkloadInfo, mNetnsInfo, mTcpExt, mSysctl,
-	mScrapeDuration, mScrapeErrors, mCollections, mNamespaces, mListeners, mOmitted,
+	mScrapeDuration, mScrapeErrors, mCollections, mNamespaces, mListeners, mOmitted, mSource,
 	mSamples, mSamplerSeconds,
 }

@@ -123,11 +123,17 @@ func Endpoint(a netip.Addr, port uint16) string {
 }
 
 // SynQueue prints the SYN queue; "-" for a UNIX listener, which has none.
+// Unfinished TCP Fast Open handshakes, counted apart, follow as "+N TFO"
+// when there are any.
 func SynQueue(l *snapshot.Listener) string {
 	if l.IsUnix() {
 		return "-"
 	}
-	return strconv.FormatUint(uint64(l.SynQueue), 10)
+	s := strconv.FormatUint(uint64(l.SynQueue), 10)
+	if l.FastOpenQueue > 0 {
+		s += " +" + strconv.FormatUint(uint64(l.FastOpenQueue), 10) + " TFO"
+	}
+	return s
 }
 
 // Fill prints the accept queue as a percentage of the backlog.

@@ -19,6 +19,11 @@ type Snapshot struct {
 	// Node is the name of the machine the snapshot was taken on, as
 	// Kubernetes knows it (NODE_NAME, else the host name); empty when unknown.
 	Node string `json:"node,omitempty"`
+	// Source says how listeners and owners were read: "bpf_iter" (BPF
+	// iterators) or "sock_diag" (sock_diag dumps and a /proc/*/fd walk);
+	// the numbers are the same either way. Empty when unknown (replays of
+	// older recordings).
+	Source string `json:"source,omitempty"`
 	// Warnings are things a person should know about the collection, such
 	// as owners that could not be read for lack of privilege.
 	Warnings []string `json:"warnings,omitempty"`
@@ -170,9 +175,14 @@ type Listener struct {
 	AcceptQueue uint32 `json:"accept_queue"`
 	// Backlog is the effective backlog: min(listen(2) backlog, somaxconn).
 	Backlog uint32 `json:"backlog"`
-	// SynQueue is the number of half-open handshakes (SYN-RECV) for it;
+	// SynQueue is the number of half-open handshakes (request sockets,
+	// SYN-RECV) for it, TCP Fast Open ones excluded;
 	// always 0 for a UNIX listener, whose connect(2) has no handshake.
 	SynQueue uint32 `json:"syn_queue"`
+	// FastOpenQueue is the number of TCP Fast Open children whose
+	// handshake is not finished (fastopenq.qlen). They are already in
+	// AcceptQueue and not in SynQueue; absent in JSON when 0.
+	FastOpenQueue uint32 `json:"fast_open_queue,omitempty"`
 	// Drops is the listener's sk_drops: dropped packets, retransmitted
 	// SYNs included, not refused clients. Nil when the kernel did not say.
 	Drops  *uint64 `json:"drops,omitempty"`

@@ -20,6 +20,7 @@ const (
 	attrMemInfo   = 1
 	attrInfo      = 2
 	attrSKMemInfo = 7
+	attrShutdown  = 8
 	attrV6Only    = 11
 
 	// ExtInfo and ExtSKMemInfo ask for INET_DIAG_INFO and
@@ -108,6 +109,10 @@ type Socket struct {
 	Info    *TCPInfo // INET_DIAG_INFO, nil when absent
 	MemInfo []uint32 // INET_DIAG_SKMEMINFO as sent, nil when absent
 	V6Only  *bool    // INET_DIAG_SKV6ONLY, AF_INET6 sockets only
+	// Full is set when the record carried INET_DIAG_SHUTDOWN, which the
+	// kernel sends for every full socket (inet_diag_msg_attrs_fill()) and
+	// never for a request socket (inet_req_diag_fill()).
+	Full bool
 }
 
 // Drops returns the socket's sk_drops counter, if the kernel reported it.
@@ -158,6 +163,8 @@ func UnmarshalSocket(b []byte) (Socket, error) {
 			for i := range s.MemInfo {
 				s.MemInfo[i] = binary.NativeEndian.Uint32(v[4*i:])
 			}
+		case attrShutdown:
+			s.Full = true
 		case attrV6Only:
 			if len(v) >= 1 {
 				on := v[0] != 0

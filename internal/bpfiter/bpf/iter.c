@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//
+// backlog's iterators: the listen queues of every TCP listener and the
+// processes holding them, read in the kernel instead of through sock_diag
+// dumps and a readlink per descriptor.
+//
+//   iter/tcp        the listeners of the namespace the reader is in, with
+//                   both queues, drops and the fast-open queue. The
+//                   iterator visits the listening hash before the
+//                   established one (bpf_iter_tcp_batch()): the program
+//                   stops the read at the first socket that is not
+//                   listening, so established connections are not visited.
+//   iter/task_file  every open file of every process in every namespace;
+//                   writes the holders of the socket inodes in `want`, and
+//                   one record per process it visited, so the reader can
+//                   tell which processes it missed.
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+// One listener, as iter/tcp writes it.
+struct lrec {
+	u64 netns_cookie;
+	u32 netns; // inode of the network namespace
+	u32 inode; // socket inode, 0 for a socket without a file
+	u32 accept_queue;   // sk_ack_backlog
+	u32 backlog;        // sk_max_ack_backlog
+	u32 drops;          // sk_drops
+	u32 syn_queue;      // icsk_accept_queue.qlen: request sockets only
+	u32 fastopen_queue; // icsk_accept_queue.fastopenq.qlen
+	u16 port;
+	u8 family;
+	u8 v6only;
+	u8 addr[16];
+};
+
+// What iter/task_file writes, by kind.
+#define OWNER_VISITED 0 // the first descriptor of a process
+#define OWNER_SOCKET 1  // a descriptor holding a wanted socket
+#define OWNER_EPOLL 2   // an epoll instance (what it watches is in fdinfo)
+
+struct orec {
+	u32 pid; // thread-group id, as /proc names it
+	u32 inode;
+	u32 fd;
+	u32 kind;
+	char comm[16];
+};
+
+// Set by the reader: the socket inodes whose holders it wants.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16);
+	__type(key, u32);
+	__type(value, u8);
+} want SEC(".maps");
+
+// Keep the types in the object for bpf2go -type.
+const struct lrec *unused_listener __attribute__((unused));
+const struct orec *unused_owner __attribute__((unused));
+
+SEC("iter/tcp")
+int listeners(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc)
+		return 0;
+	if (BPF_CORE_READ(skc, skc_state) != TCP_LISTEN)
+		return 1; // past the listening hash: end the read (-EAGAIN)
+	struct sock *sk = (struct sock *)skc;
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	struct inet_connection_sock *icsk = (struct inet_connection_sock *)sk;
+	struct lrec l = {};
+	struct net *net = BPF_CORE_READ(skc, skc_net.net);
+	l.netns = BPF_CORE_READ(net, ns.inum);
+	BPF_CORE_READ_INTO(&l.netns_cookie, net, net_cookie);
+	l.family = BPF_CORE_READ(skc, skc_family);
+	l.port = BPF_CORE_READ(skc, skc_num);
+	if (l.family == AF_INET) {
+		u32 a = BPF_CORE_READ(skc, skc_rcv_saddr);
+		__builtin_memcpy(l.addr, &a, 4);
+	} else {
+		BPF_CORE_READ_INTO(&l.addr, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
+		l.v6only = BPF_CORE_READ_BITFIELD_PROBED(skc, skc_ipv6only);
+	}
+	// sock_i_ino(): SOCK_INODE(sk->sk_socket)->i_ino, the inode beside
+	// the socket in struct socket_alloc.
+	struct socket *so = BPF_CORE_READ(sk, sk_socket);
+	if (so) {
+		struct inode *ino = (void *)so + bpf_core_field_offset(struct socket_alloc, vfs_inode);
+		l.inode = BPF_CORE_READ(ino, i_ino);
+	}
+	l.accept_queue = BPF_CORE_READ(sk, sk_ack_backlog);
+	l.backlog = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	l.drops = BPF_CORE_READ(sk, sk_drops.counter);
+	l.syn_queue = BPF_CORE_READ(icsk, icsk_accept_queue.qlen.counter);
+	l.fastopen_queue = BPF_CORE_READ(icsk, icsk_accept_queue.fastopenq.qlen);
+	bpf_seq_write(ctx->meta->seq, &l, sizeof(l));
+	return 0;
+}
+
+// The last process visited; an iterator program never runs concurrently
+// with itself on one reader, and one reader at a time uses this object.
+u32 last_pid = 0;
+
+SEC("iter/task_file")
+int owners(struct bpf_iter__task_file *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
+	if (!task || !file)
+		return 0;
+	struct orec o = {};
+	o.pid = BPF_CORE_READ(task, tgid);
+	if (o.pid != last_pid) {
+		last_pid = o.pid;
+		o.kind = OWNER_VISITED;
+		BPF_CORE_READ_STR_INTO(&o.comm, task, group_leader, comm);
+		bpf_seq_write(ctx->meta->seq, &o, sizeof(o));
+	}
+	o.fd = ctx->fd;
+	struct inode *ino = BPF_CORE_READ(file, f_inode);
+	u32 fmt = BPF_CORE_READ(ino, i_mode) & S_IFMT;
+	if (fmt == 0) {
+		// An anonymous inode (alloc_anon_inode() sets no file type):
+		// epoll instances are named "[eventpoll]" (do_epoll_create()).
+		char name[12] = {};
+		bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(file, f_path.dentry, d_name.name));
+		const char want_name[12] = "[eventpoll]";
+		for (int i = 0; i < 12; i++)
+			if (name[i] != want_name[i])
+				return 0;
+		o.kind = OWNER_EPOLL;
+		bpf_seq_write(ctx->meta->seq, &o, sizeof(o));
+		return 0;
+	}
+	if (fmt != S_IFSOCK)
+		return 0;
+	o.inode = BPF_CORE_READ(ino, i_ino);
+	if (!bpf_map_lookup_elem(&want, &o.inode))
+		return 0;
+	o.kind = OWNER_SOCKET;
+	bpf_seq_write(ctx->meta->seq, &o, sizeof(o));
+	return 0;
+}

@@ -1,0 +1,179 @@
+// Package bpfiter reads TCP listeners and the processes holding them with
+// BPF iterators (iter/tcp, iter/task_file): both queues of every listener,
+// each SO_REUSEPORT member's own SYN queue, and owners, without sock_diag
+// dumps or a readlink per descriptor.
+package bpfiter
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+)
+
+// Listener is one TCP listener as iter/tcp read it.
+type Listener struct {
+	// Netns is the inode of its network namespace; NetnsCookie the
+	// namespace's cookie (0 on kernels that make it lazily, below 5.12,
+	// until something asks for it).
+	Netns       uint64
+	NetnsCookie uint64
+	Address     netip.Addr
+	Port        uint16
+	IPv6        bool // AF_INET6 (dual-stack or v6only), else AF_INET
+	V6Only      bool // IPV6_V6ONLY; false for AF_INET
+	Inode       uint32
+	// AcceptQueue is sk_ack_backlog, Backlog sk_max_ack_backlog, Drops
+	// sk_drops: the numbers sock_diag reports as rqueue, wqueue and
+	// SK_MEMINFO_DROPS.
+	AcceptQueue uint32
+	Backlog     uint32
+	Drops       uint32
+	// SynQueue is icsk_accept_queue.qlen: request sockets waiting for
+	// their final ACK, this socket's own even inside a SO_REUSEPORT group.
+	// TCP Fast Open requests are not in it.
+	SynQueue uint32
+	// FastOpenQueue is icsk_accept_queue.fastopenq.qlen: Fast Open
+	// children whose handshake is not finished; they are already in the
+	// accept queue (tcp_fastopen_create_child()).
+	FastOpenQueue uint32
+}
+
+// Owner is a process holding a socket.
+type Owner struct {
+	PID  int // thread-group id
+	Comm string
+}
+
+// Owners is what one iter/task_file pass found.
+type Owners struct {
+	// ByInode maps each wanted socket inode to its holders, once per
+	// process, in the order the iterator met them.
+	ByInode map[uint32][]Owner
+	// Held has, for each process holding a wanted socket, the descriptors
+	// holding them (descriptor -> inode) and its epoll instances, whose
+	// fdinfo says which sockets the process waits on.
+	Held map[int]*Held
+	// Seen holds every process the iterator visited that had open files.
+	// A process /proc lists with descriptors but missing here was not
+	// visited (this kernel's task iterators skip some, pid 1 among them):
+	// walk its /proc/PID/fd instead.
+	Seen map[int]struct{}
+}
+
+// Held is one process's descriptors that matter.
+type Held struct {
+	FDs    map[int]uint32
+	Epolls []int
+}
+
+// ErrNotSupported means this host cannot run the iterators: not Linux on
+// amd64, no kernel BTF, no CAP_BPF+CAP_PERFMON, or a kernel without the
+// iterator types (iter/tcp is 5.9+, iter/task_file 5.8+).
+var ErrNotSupported = errors.New("BPF iterators not supported")
+
+// ErrShort is a record shorter than its layout.
+var ErrShort = errors.New("bpfiter: short record")
+
+// Record sizes; the layouts of struct lrec and struct orec in bpf/iter.c.
+const (
+	listenerSize = 56
+	ownerSize    = 32
+)
+
+const (
+	afInet  = 2
+	afInet6 = 10
+)
+
+// DecodeListeners decodes what iter/tcp wrote: whole records only.
+func DecodeListeners(b []byte) ([]Listener, error) {
+	if len(b)%listenerSize != 0 {
+		return nil, fmt.Errorf("%w: %d bytes is not a whole number of %d-byte listener records", ErrShort, len(b), listenerSize)
+	}
+	ls := make([]Listener, 0, len(b)/listenerSize)
+	for ; len(b) > 0; b = b[listenerSize:] {
+		ne := binary.NativeEndian
+		l := Listener{
+			NetnsCookie:   ne.Uint64(b[0:]),
+			Netns:         uint64(ne.Uint32(b[8:])),
+			Inode:         ne.Uint32(b[12:]),
+			AcceptQueue:   ne.Uint32(b[16:]),
+			Backlog:       ne.Uint32(b[20:]),
+			Drops:         ne.Uint32(b[24:]),
+			SynQueue:      ne.Uint32(b[28:]),
+			FastOpenQueue: ne.Uint32(b[32:]),
+			Port:          ne.Uint16(b[36:]),
+		}
+		family, v6only := b[38], b[39]
+		switch family {
+		case afInet:
+			l.Address = netip.AddrFrom4([4]byte(b[40:44]))
+		case afInet6:
+			l.IPv6, l.V6Only = true, v6only != 0
+			l.Address = netip.AddrFrom16([16]byte(b[40:56]))
+		default:
+			return nil, fmt.Errorf("bpfiter: listener record with address family %d", family)
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// Kinds of owner records (OWNER_* in bpf/iter.c).
+const (
+	kindVisited = 0
+	kindSocket  = 1
+	kindEpoll   = 2
+)
+
+// DecodeOwners decodes what iter/task_file wrote: a record per process
+// visited, per descriptor holding a wanted socket, and per epoll instance.
+func DecodeOwners(b []byte) (Owners, error) {
+	o := Owners{ByInode: make(map[uint32][]Owner), Held: make(map[int]*Held), Seen: make(map[int]struct{})}
+	epolls := make(map[int][]int)
+	if len(b)%ownerSize != 0 {
+		return o, fmt.Errorf("%w: %d bytes is not a whole number of %d-byte owner records", ErrShort, len(b), ownerSize)
+	}
+	for ; len(b) > 0; b = b[ownerSize:] {
+		ne := binary.NativeEndian
+		pid := int(ne.Uint32(b[0:]))
+		inode, fd, kind := ne.Uint32(b[4:]), int(ne.Uint32(b[8:])), ne.Uint32(b[12:])
+		comm := b[16:32]
+		if i := bytes.IndexByte(comm, 0); i >= 0 {
+			comm = comm[:i]
+		}
+		switch kind {
+		case kindVisited:
+			o.Seen[pid] = struct{}{}
+			continue
+		case kindEpoll:
+			if !slices.Contains(epolls[pid], fd) {
+				epolls[pid] = append(epolls[pid], fd)
+			}
+			continue
+		case kindSocket:
+		default:
+			return o, fmt.Errorf("bpfiter: owner record of kind %d", kind)
+		}
+		h := o.Held[pid]
+		if h == nil {
+			h = &Held{FDs: make(map[int]uint32)}
+			o.Held[pid] = h
+		}
+		h.FDs[fd] = inode
+		dup := false
+		for _, p := range o.ByInode[inode] {
+			dup = dup || p.PID == pid
+		}
+		if !dup {
+			o.ByInode[inode] = append(o.ByInode[inode], Owner{PID: pid, Comm: string(comm)})
+		}
+	}
+	for pid, h := range o.Held {
+		h.Epolls = epolls[pid]
+	}
+	return o, nil
+}

@@ -1,0 +1,163 @@
+//go:build amd64
+
+package bpfiter
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/backlog-dev/backlog/internal/caps"
+)
+
+const btfPath = "/sys/kernel/btf/vmlinux"
+
+// maxWant is the size of the want map in bpf/iter.c.
+const maxWant = 1 << 16
+
+// Check says whether this process may load the iterators: kernel BTF and
+// CAP_BPF with CAP_PERFMON (or CAP_SYS_ADMIN). The error wraps
+// ErrNotSupported and names what is missing.
+func Check() error {
+	if _, err := os.Stat(btfPath); err != nil {
+		return fmt.Errorf("%w: no kernel BTF (%s)", ErrNotSupported, btfPath)
+	}
+	eff, err := caps.Effective()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotSupported, err)
+	}
+	if !eff.Has(caps.SysAdmin) && !(eff.Has(caps.BPF) && eff.Has(caps.Perfmon)) {
+		return fmt.Errorf("%w: needs root, or CAP_BPF and CAP_PERFMON", ErrNotSupported)
+	}
+	return nil
+}
+
+// Reader holds the loaded iterators. Its methods may be called from
+// several goroutines; reads of the owners iterator are serialized.
+type Reader struct {
+	objs      iterObjects
+	tcp, task *link.Iter
+
+	mu     sync.Mutex // owners pass: the want map and last_pid
+	inWant map[uint32]struct{}
+}
+
+// Open checks and loads the iterators (about 100 ms of CPU: open once,
+// read many times). Errors wrap ErrNotSupported.
+func Open() (*Reader, error) {
+	if err := Check(); err != nil {
+		return nil, err
+	}
+	r := &Reader{inWant: make(map[uint32]struct{})}
+	if err := loadIterObjects(&r.objs, nil); err != nil {
+		return nil, fmt.Errorf("%w: loading the iterators: %w", ErrNotSupported, err)
+	}
+	var err error
+	if r.tcp, err = link.AttachIter(link.IterOptions{Program: r.objs.Listeners}); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("%w: iter/tcp (Linux 5.9+): %w", ErrNotSupported, err)
+	}
+	if r.task, err = link.AttachIter(link.IterOptions{Program: r.objs.Owners}); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("%w: iter/task_file (Linux 5.8+): %w", ErrNotSupported, err)
+	}
+	return r, nil
+}
+
+// Close releases the programs and links.
+func (r *Reader) Close() error {
+	if r.tcp != nil {
+		r.tcp.Close()
+	}
+	if r.task != nil {
+		r.task.Close()
+	}
+	return r.objs.Close()
+}
+
+// Listeners returns the TCP listeners of the network namespace of the
+// calling thread (bpf_iter_new_fd() takes current's namespace): call it on
+// a locked OS thread inside the namespace to read. It stops at the first
+// socket that is not listening, so established connections cost nothing.
+func (r *Reader) Listeners() ([]Listener, error) {
+	b, err := read(r.tcp)
+	if err != nil {
+		return nil, fmt.Errorf("reading iter/tcp: %w", err)
+	}
+	return DecodeListeners(b)
+}
+
+// Owners finds the processes holding the socket inodes in want, in every
+// namespace at once, and the processes visited (Owners.Seen).
+func (r *Reader) Owners(want map[uint32]struct{}) (Owners, error) {
+	if len(want) > maxWant {
+		return Owners{}, fmt.Errorf("bpfiter: %d sockets, more than the %d one pass can look for", len(want), maxWant)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.setWant(want); err != nil {
+		return Owners{}, err
+	}
+	if err := r.objs.LastPid.Set(uint32(0)); err != nil {
+		return Owners{}, fmt.Errorf("bpfiter: resetting last_pid: %w", err)
+	}
+	b, err := read(r.task)
+	if err != nil {
+		return Owners{}, fmt.Errorf("reading iter/task_file: %w", err)
+	}
+	return DecodeOwners(b)
+}
+
+// setWant makes the want map hold exactly want, changing only what
+// differs from the last pass (serve and top ask for the same set).
+func (r *Reader) setWant(want map[uint32]struct{}) error {
+	one := uint8(1)
+	for ino := range r.inWant {
+		if _, ok := want[ino]; !ok {
+			if err := r.objs.Want.Delete(ino); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("bpfiter: want map: %w", err)
+			}
+			delete(r.inWant, ino)
+		}
+	}
+	for ino := range want {
+		if _, ok := r.inWant[ino]; ok {
+			continue
+		}
+		if err := r.objs.Want.Put(ino, one); err != nil {
+			return fmt.Errorf("bpfiter: want map: %w", err)
+		}
+		r.inWant[ino] = struct{}{}
+	}
+	return nil
+}
+
+// read runs an iterator to its end. iter/tcp ends with EAGAIN when its
+// program stops it (a program returning 1, bpf_iter_run_prog()): that is
+// the end of the listeners, not an error.
+func read(it *link.Iter) ([]byte, error) {
+	rc, err := it.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	chunk := make([]byte, 64<<10)
+	for {
+		n, err := rc.Read(chunk)
+		buf.Write(chunk[:n])
+		switch {
+		case errors.Is(err, unix.EAGAIN), err == io.EOF, err == nil && n == 0:
+			return buf.Bytes(), nil
+		case err != nil:
+			return nil, err
+		}
+	}
+}

@@ -1,0 +1,105 @@
+package collect
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/backlog-dev/backlog/internal/bpfiter"
+	"github.com/backlog-dev/backlog/internal/procfd"
+	"github.com/backlog-dev/backlog/internal/snapshot"
+)
+
+// The iterators are loaded once per process (about 100 ms of CPU) and
+// shared by every collection.
+var iters struct {
+	once sync.Once
+	r    *bpfiter.Reader
+	err  error
+}
+
+func iterReader() (*bpfiter.Reader, error) {
+	iters.once.Do(func() { iters.r, iters.err = bpfiter.Open() })
+	return iters.r, iters.err
+}
+
+// Source says which path Collect takes when BPF is not refused by
+// Options.NoBPF: SourceBPF, or SourceSockDiag with the reason.
+func Source() (source, why string) {
+	if _, err := iterReader(); err != nil {
+		return SourceSockDiag, err.Error()
+	}
+	return SourceBPF, ""
+}
+
+// iterListeners reads the TCP listeners of the calling thread's namespace
+// with iter/tcp: both queues, drops and each SO_REUSEPORT member's own SYN
+// queue in one pass that ends before the established hash.
+func iterListeners(r *bpfiter.Reader, nsInode uint64) ([]snapshot.Listener, error) {
+	bls, err := r.Listeners()
+	if err != nil {
+		return nil, err
+	}
+	ls := make([]snapshot.Listener, len(bls))
+	for i, b := range bls {
+		drops := uint64(b.Drops)
+		l := snapshot.Listener{
+			Netns:         nsInode,
+			Family:        snapshot.FamilyInet,
+			Address:       b.Address,
+			Port:          b.Port,
+			Inode:         b.Inode,
+			AcceptQueue:   b.AcceptQueue,
+			Backlog:       b.Backlog,
+			SynQueue:      b.SynQueue,
+			FastOpenQueue: b.FastOpenQueue,
+			Drops:         &drops,
+		}
+		if b.IPv6 {
+			v6only := b.V6Only
+			l.Family, l.V6Only = snapshot.FamilyInet6, &v6only
+		}
+		ls[i] = l
+	}
+	return ls, nil
+}
+
+// iterOwners finds owners with one iter/task_file pass, then walks
+// /proc/PID/fd of the processes the iterator did not visit (this kernel's
+// task iterators skip pid 1, and processes may start meanwhile). It needs
+// to run in the initial PID namespace: the iterator reports global pids.
+func iterOwners(r *bpfiter.Reader, procRoot string, want map[uint32]struct{}) (procfd.Result, error) {
+	if !initialPIDNamespace(procRoot) {
+		return procfd.Result{}, fmt.Errorf("not in the initial PID namespace")
+	}
+	o, err := r.Owners(want)
+	if err != nil {
+		return procfd.Result{}, err
+	}
+	missed, err := procfd.Unvisited(procRoot, o.Seen)
+	if err != nil {
+		return procfd.Result{}, err
+	}
+	held := make([]procfd.Held, 0, len(o.Held))
+	for pid, h := range o.Held {
+		held = append(held, procfd.Held{PID: pid, FDs: h.FDs, Epolls: h.Epolls})
+	}
+	res := procfd.WalkPIDs(procRoot, missed, want, held)
+	return res, nil
+}
+
+// initialPIDNamespace: /proc/self/status lists one NSpid when this
+// process sees the pids the kernel's iterators report.
+func initialPIDNamespace(procRoot string) bool {
+	b, err := os.ReadFile(procRoot + "/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "NSpid:"); ok {
+			return len(strings.Fields(v)) == 1
+		}
+	}
+	return false
+}
