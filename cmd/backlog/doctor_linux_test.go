@@ -139,7 +139,7 @@ func TestDoctorInterrupted(t *testing.T) {
 		}
 	}
 	wait := startIn(t, "", "doctor", "--netns", quiet.Name, "--duration", "30s", "--json")
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond)
 	out, stderr, code := wait(syscall.SIGTERM)
 	var res struct {
 		doctorOutput
@@ -148,8 +148,10 @@ func TestDoctorInterrupted(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil || code != exitFailure || !res.Interrupted || res.Findings == nil || len(res.Findings) != 0 {
 		t.Errorf("--json, quiet: exit %d, %v, %+v\nstdout: %s\nstderr: %s", code, err, res, out, stderr)
 	}
-	if res.Duration < 1 || res.Duration > 5 {
-		t.Errorf("--json: duration_seconds %v, want the 1.5 s it ran", res.Duration)
+	// The window starts after the first collection, which loads the BPF
+	// iterators where it may (most of a second on a loaded host).
+	if res.Duration < 0.5 || res.Duration > 5 {
+		t.Errorf("--json: duration_seconds %v, want about the 2.5 s it ran", res.Duration)
 	}
 
 	full := labtest.Namespace(t, "bl-doc-intf")
