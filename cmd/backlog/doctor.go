@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"sync"
 	"time"
 
 	"github.com/backlog-dev/backlog/internal/doctor"
@@ -58,8 +60,13 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	for _, a := range filters.absent() {
 		fmt.Fprintf(stderr, "backlog: %s\n", a)
 	}
-	var traced func() ([]trace.ListenerStats, error)
+	var (
+		traced    func() ([]trace.ListenerStats, error)
+		refused   map[doctor.UnixName]uint64
+		refusedMu sync.Mutex
+	)
 	if *bpf {
+		refused = map[doctor.UnixName]uint64{}
 		if err := trace.Check(); err != nil {
 			return fmt.Errorf("--bpf: %w", err)
 		}
@@ -71,6 +78,11 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		tctx, stop := context.WithCancel(ctx)
 		defer stop()
 		go tr.Run(tctx, nil)
+		go tr.RunUnix(tctx, func(u trace.UnixRefusal) {
+			refusedMu.Lock()
+			refused[doctor.UnixName{Netns: u.Netns, Path: u.Path}]++
+			refusedMu.Unlock()
+		})
 		traced = tr.Stats
 	}
 	if !*asJSON {
@@ -79,6 +91,12 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	obs, err := doctor.Observe(ctx, opts, *duration, traced)
 	if err != nil {
 		return err
+	}
+	if refused != nil {
+		time.Sleep(200 * time.Millisecond) // what the ring buffer still holds
+		refusedMu.Lock()
+		obs.UnixRefused = maps.Clone(refused)
+		refusedMu.Unlock()
 	}
 	// The tracer saw only part of the window too; its counts stand.
 	return answer(stdout, stderr, obs, warning, *asJSON, *duration)

@@ -117,3 +117,30 @@ func TestTraceCLIUnix(t *testing.T) {
 		t.Errorf("%d lines, summary %+v; want 7 refusals of %s\n%s", lines, summary.Summary.Unix, l.Name, stdout.String())
 	}
 }
+
+// TestDoctorBPFUnix: doctor --bpf counts each refused UNIX connect as
+// evidence of the full queue.
+func TestDoctorBPFUnix(t *testing.T) {
+	if err := trace.Check(); err != nil {
+		t.Skipf("eBPF unavailable: %v", err)
+	}
+	ns := labtest.Namespace(t, "bl-doctor-unix")
+	l := labtest.ListenUnix(t, ns, unix.SOCK_STREAM, "@bl-doctor-unix", 2)
+	wait := startIn(t, "", "doctor", "--bpf", "--json", "--duration", "3s", "--netns", ns.Name)
+	time.Sleep(1500 * time.Millisecond) // loading takes ~0.3 s
+	if refused := labtest.DialUnix(t, ns, l, 6); refused != 3 {
+		t.Fatalf("%d refused, want 3", refused)
+	}
+	out, stderr, code := wait(0)
+	if code != exitTrouble {
+		t.Fatalf("exit %d, want 3: %s\n%s", code, stderr, out)
+	}
+	var res doctorOutput
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	f := res.Findings[0]
+	if f.Rule != "unix-accept-queue-full" || f.Severity != "critical" || f.Listener != "@bl-doctor-unix" || f.Evidence["refused_connects"] != 3 || f.Evidence["accept_queue_peak"] != 3 {
+		t.Errorf("finding %+v", f)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/backlog-dev/backlog/internal/collect"
@@ -57,6 +58,32 @@ type Observation struct {
 	// pid (/proc/PID/cmdline): they name interpreted servers and the
 	// backlog flags they were given. Nil when not read.
 	Cmdlines map[int][]string
+	// UnixRefused counts the UNIX connects refused with EAGAIN that eBPF
+	// saw during the window, by the client's namespace and the name it
+	// asked for. Nil without doctor --bpf.
+	UnixRefused map[UnixName]uint64
+}
+
+// UnixName is a name a UNIX client connected to, in its namespace.
+type UnixName struct {
+	Netns uint64
+	Path  string
+}
+
+// unixRefused returns the refused connects of UNIX listener l: an abstract
+// name's in its namespace, a path's from any namespace. ok is false
+// without eBPF.
+func (o *Observation) unixRefused(l *snapshot.Listener) (n uint64, ok bool) {
+	if o.UnixRefused == nil {
+		return 0, false
+	}
+	abstract := strings.HasPrefix(l.Path, "@")
+	for k, c := range o.UnixRefused {
+		if k.Path == l.Path && (!abstract || k.Netns == l.Netns) {
+			n += c
+		}
+	}
+	return n, true
 }
 
 // traced returns the trace of listener l, or nil.

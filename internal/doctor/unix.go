@@ -17,19 +17,24 @@ func (d diag) unixListener(l *snapshot.Listener) []Finding {
 	srv, args := serverOf(l.Processes, d.o.Cmdlines)
 	req := srv.requestedBacklog(args, int64(l.Backlog), somax)
 
-	if peak > l.Backlog {
-		// Full when looked at: connects are being refused now.
+	refused, traced := d.o.unixRefused(l)
+	if peak > l.Backlog || refused > 0 {
+		// Full when looked at, or refusals seen: connects are refused.
 		f := d.finding("unix-accept-queue-full", Warning, l)
-		if d.o.FullAtRefresh[k] > 0 {
+		if d.o.FullAtRefresh[k] > 0 || refused > 0 {
 			f.Severity = Critical
 		}
 		e := f.Evidence
+		if traced {
+			e["refused_connects"] = int64(refused)
+		}
 		e["backlog"], e["accept_queue_peak"], e["somaxconn"] = int64(l.Backlog), int64(peak), somax
 		e["windows"], e["windows_full"], e["refreshes_full"] = int64(d.o.Windows), int64(d.o.FullWindows[k]), int64(d.o.FullAtRefresh[k])
 		f.Why = "The UNIX socket's accept queue held backlog+1 connections (unix_recvq_full()), so " +
 			"unix_stream_connect() refuses a non-blocking connect with EAGAIN (nginx logs \"connect() to unix:... " +
 			"failed (11: Resource temporarily unavailable)\" and answers 502) and makes a blocking one sleep until " +
-			"accept() makes room. The kernel counts neither: the queue is the only evidence."
+			"accept() makes room. The kernel counts neither: the queue is the evidence, and with --bpf " +
+			"refused_connects counts each EAGAIN."
 		slow := d.o.Windows > 0 && float64(d.o.FullAtRefresh[k]) >= 0.8*float64(d.o.Windows)
 		want := nextPow2(max(int64(l.Backlog)*4, 128))
 		if req.backlog > int64(l.Backlog) {
@@ -41,6 +46,9 @@ func (d diag) unixListener(l *snapshot.Listener) []Finding {
 				"A bigger backlog (" + srv.backlog(want) + ") only makes clients wait longer while arrivals outpace accept()."
 		} else {
 			f.Summary = fmt.Sprintf("UNIX accept queue overflows in bursts (peak %d/%d): connects are refused with EAGAIN meanwhile", peak, l.Backlog)
+			if refused > 0 {
+				f.Summary = fmt.Sprintf("UNIX accept queue overflows in bursts (peak %d/%d): %d connects refused with EAGAIN", peak, l.Backlog, refused)
+			}
 			f.Advice = fmt.Sprintf("Raise the backlog so bursts fit: %s; the kernel caps it at net.core.somaxconn (%d here).", srv.backlog(want), somax)
 		}
 		if somax >= 0 && want > somax {

@@ -79,3 +79,22 @@ func TestUnixFullAdvisesTheOwnersKnob(t *testing.T) {
 		t.Errorf("idle: %v", rules(fs))
 	}
 }
+
+// TestUnixRefusedWithBPF: with doctor --bpf, refused connects prove the
+// overflow even when the queue drained before any sample saw it full.
+func TestUnixRefusedWithBPF(t *testing.T) {
+	c := snapshot.Counters{ListenOverflows: u(0), ListenDrops: u(0), TCPReqQFullDrop: u(0), SyncookiesSent: u(0)}
+	l := unixListener("@app", 0, 4, "gunicorn")
+	o := observation(c, c, l, l, sys)
+	o.UnixRefused = map[UnixName]uint64{{Netns: 1, Path: "@app"}: 7, {Netns: 2, Path: "@app"}: 5}
+	fs := Diagnose(o)
+	f := fs[0]
+	if f.Rule != "unix-accept-queue-full" || f.Severity != Critical || f.Evidence["refused_connects"] != 7 || !strings.Contains(f.Summary, "7 connects refused") {
+		t.Errorf("%v %+v", rules(fs), f)
+	}
+	// Traced and nothing refused, nothing full: healthy, no made-up count.
+	o.UnixRefused = map[UnixName]uint64{}
+	if fs := Diagnose(o); fs[0].Rule != "healthy" {
+		t.Errorf("%v", rules(fs))
+	}
+}
