@@ -2,6 +2,8 @@ package scenario
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -31,15 +33,18 @@ func execute(t *testing.T, name string, p Params) *Result {
 	return res
 }
 
-// assertNothingLeft: no lab namespace remains.
+// assertNothingLeft: no lab namespace of this process remains (names are
+// Prefix-SCENARIO-PID-N; other runs on the machine keep theirs).
 func assertNothingLeft(t *testing.T) {
 	t.Helper()
 	out, err := exec.Command("ip", "netns", "list").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(out), Prefix+"-") {
-		t.Errorf("namespaces left behind:\n%s", out)
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], Prefix+"-") && strings.Contains(f[0], fmt.Sprintf("-%d-", os.Getpid())) {
+			t.Errorf("namespace left behind: %s", f[0])
+		}
 	}
 }
 
