@@ -17,8 +17,10 @@ import (
 )
 
 // unixFinder names the listener of a refused UNIX connect from a snapshot
-// of the traced namespaces, taken again (at most once a second) when a
-// name is not in it, so the queue it shows is close to the moment.
+// of the traced namespaces. It takes a new one when the name is not in it
+// (at most once a second), or when the snapshot, taken before the refusal,
+// shows the listener's queue not full (at most every 20 ms): the queue it
+// shows is then read after the refusal.
 type unixFinder struct {
 	opts  collect.Options
 	snap  *snapshot.Snapshot
@@ -51,9 +53,11 @@ func newUnixFinder(opts collect.Options) *unixFinder {
 // fill adds the listener's namespace, inode, queue and owners to u.
 func (f *unixFinder) fill(ctx context.Context, u *trace.UnixRefusal) {
 	l, ns := f.lookup(u)
-	if l == nil && time.Since(f.taken) > time.Second {
+	age := time.Since(f.taken)
+	if l == nil && age > time.Second || l != nil && !l.Full() && f.taken.Before(u.Time) && age > 20*time.Millisecond {
+		start := time.Now()
 		if s, err := collect.Collect(ctx, f.opts); err == nil {
-			f.snap, f.taken = s, time.Now()
+			f.snap, f.taken = s, start
 			l, ns = f.lookup(u)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,28 +66,54 @@ func TestTopAndLsUnix(t *testing.T) {
 // TestTraceCLIUnix runs the real `backlog trace --json` while a UNIX
 // listener with backlog 3 refuses 7 of 11 non-blocking connects: each
 // refusal is one line naming the listener, its owner, its queue and the
-// client, and the summary counts 7.
+// client, and the summary counts 7. A probe listener tells when the trace
+// is attached (loading can take seconds on a busy machine).
 func TestTraceCLIUnix(t *testing.T) {
 	if err := trace.Check(); err != nil {
 		t.Skipf("eBPF unavailable: %v", err)
 	}
 	ns := labtest.Namespace(t, "bl-trace-cli-unix")
 	l := labtest.ListenUnix(t, ns, unix.SOCK_STREAM, filepath.Join(t.TempDir(), "app.sock"), 3)
-	cmd := exec.Command(binary, "trace", "--json", "--duration", "3s", "--netns", ns.Name, "--no-accept-wait")
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	probe := labtest.ListenUnix(t, ns, unix.SOCK_STREAM, "@bl-trace-probe", 0)
+	labtest.DialUnix(t, ns, probe, 1) // full: every further connect is refused
+	cmd := exec.Command(binary, "trace", "--json", "--duration", "20s", "--netns", ns.Name, "--no-accept-wait")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()            // by pid
-	time.Sleep(1500 * time.Millisecond) // loading takes ~0.3 s
+	defer cmd.Process.Kill() // by pid
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	// Probe until the trace reports one.
+	attached := false
+	for deadline := time.Now().Add(15 * time.Second); !attached && time.Now().Before(deadline); {
+		labtest.DialUnix(t, ns, probe, 1)
+		select {
+		case line := <-lines:
+			attached = strings.Contains(line, `"path":"@bl-trace-probe"`)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if !attached {
+		t.Fatalf("the trace reported no probe in 15 s: %s", stderr.String())
+	}
 	if refused := labtest.DialUnix(t, ns, l, 11); refused != 7 {
 		t.Fatalf("%d refused, want 7", refused)
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("trace: %v: %s", err, stderr.String())
-	}
-	var lines int
+	time.Sleep(500 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT) // by pid: it prints the summary and exits
+	var got int
 	var summary struct {
 		Summary struct {
 			Unix []struct {
@@ -95,26 +122,37 @@ func TestTraceCLIUnix(t *testing.T) {
 			} `json:"unix_refused"`
 		} `json:"summary"`
 	}
-	sc := bufio.NewScanner(strings.NewReader(stdout.String()))
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), `{"summary"`) {
-			if err := json.Unmarshal(sc.Bytes(), &summary); err != nil {
+	for line := range lines {
+		if strings.HasPrefix(line, `{"summary"`) {
+			if err := json.Unmarshal([]byte(line), &summary); err != nil {
 				t.Fatal(err)
 			}
 			continue
 		}
 		var u trace.UnixRefusal
-		if err := json.Unmarshal(sc.Bytes(), &u); err != nil {
-			t.Fatalf("%v: %s", err, sc.Text())
+		if err := json.Unmarshal([]byte(line), &u); err != nil {
+			t.Fatalf("%v: %s", err, line)
 		}
-		lines++
+		if u.Path == probe.Name {
+			continue
+		}
+		got++
 		if u.Stage != trace.StageUnixRefused || u.Path != l.Name || u.Client.PID != os.Getpid() || u.Inode != l.Inode ||
 			u.AcceptQueue == nil || *u.AcceptQueue != 4 || *u.Backlog != 3 || len(u.Processes) != 1 || u.Processes[0].PID != os.Getpid() {
-			t.Errorf("line %s", sc.Text())
+			t.Errorf("line %s", line)
 		}
 	}
-	if lines != 7 || len(summary.Summary.Unix) != 1 || summary.Summary.Unix[0].Refused != 7 || summary.Summary.Unix[0].Path != l.Name {
-		t.Errorf("%d lines, summary %+v; want 7 refusals of %s\n%s", lines, summary.Summary.Unix, l.Name, stdout.String())
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("trace: %v: %s", err, stderr.String())
+	}
+	var app int
+	for _, s := range summary.Summary.Unix {
+		if s.Path == l.Name {
+			app = s.Refused
+		}
+	}
+	if got != 7 || app != 7 {
+		t.Errorf("%d lines, summary %+v; want 7 refusals of %s", got, summary.Summary.Unix, l.Name)
 	}
 }
 
