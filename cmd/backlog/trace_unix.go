@@ -19,8 +19,9 @@ import (
 // unixFinder names the listener of a refused UNIX connect from a snapshot
 // of the traced namespaces. It takes a new one when the name is not in it
 // (at most once a second), or when the snapshot, taken before the refusal,
-// shows the listener's queue not full (at most every 20 ms): the queue it
-// shows is then read after the refusal.
+// shows the listener's queue not full: the queue it shows is then read
+// after the refusal. In a storm of refusals the queue stays full, so one
+// new snapshot serves them all.
 type unixFinder struct {
 	opts  collect.Options
 	snap  *snapshot.Snapshot
@@ -54,7 +55,7 @@ func newUnixFinder(opts collect.Options) *unixFinder {
 func (f *unixFinder) fill(ctx context.Context, u *trace.UnixRefusal) {
 	l, ns := f.lookup(u)
 	age := time.Since(f.taken)
-	if l == nil && age > time.Second || l != nil && !l.Full() && f.taken.Before(u.Time) && age > 20*time.Millisecond {
+	if l == nil && age > time.Second || l != nil && !l.Full() && f.taken.Before(u.Time) {
 		start := time.Now()
 		if s, err := collect.Collect(ctx, f.opts); err == nil {
 			f.snap, f.taken = s, start
