@@ -226,3 +226,23 @@ func TestLsFilters(t *testing.T) {
 		t.Errorf("--process no-such-comm: stderr %q", stderr)
 	}
 }
+
+// TestNameWithoutPrivilege: the caller's namespace has the name root gives
+// it (init's is "host", not "self"), whoever asks.
+func TestNameWithoutPrivilege(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTool(t, "setpriv")
+	name := func(args ...string) string {
+		t.Helper()
+		out, stderr, code := runIn(t, "", args...)
+		var snap snapshot.Snapshot
+		if err := json.Unmarshal([]byte(out), &snap); err != nil || code != 0 || len(snap.Namespaces) != 1 {
+			t.Fatalf("%v: exit %d, %v: %s\n%s", args, code, err, stderr, out)
+		}
+		return snap.Namespaces[0].Name
+	}
+	root := name("ls", "--json", "--netns", "self", "--port", "1")
+	if nobody := name("--nobody", "ls", "--json", "--port", "1"); nobody != root {
+		t.Errorf("nobody names this namespace %q, root %q", nobody, root)
+	}
+}

@@ -587,3 +587,38 @@ func dashboardQueries(t *testing.T) []string {
 	}
 	return qs
 }
+
+// TestServeNamespaceVanishes: the one namespace serve --netns reads is
+// deleted: each scrape counts it once, as the namespace that failed (not
+// also as a listing error, nor in the sampler), and the log says so once,
+// with no doubled "backlog:" and no usage wording.
+func TestServeNamespaceVanishes(t *testing.T) {
+	ns, err := lab.NewNamespace("bl-srv-vanish")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	s := startServe(t, "--netns", ns.Name)
+	url := "http://" + s.addr + "/metrics"
+	if code, _ := get(t, http.DefaultClient, url); code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	if err := ns.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var body string
+	for range 3 {
+		time.Sleep(400 * time.Millisecond)
+		_, body = get(t, http.DefaultClient, url)
+	}
+	for src, want := range map[string]string{"netns": "0", "sampler": "0", "namespace": "3"} {
+		line := fmt.Sprintf("backlog_scrape_errors_total{source=%q} %s\n", src, want)
+		if !strings.Contains(body, line) {
+			t.Errorf("want %q in\n%s", line, body)
+		}
+	}
+	log := s.stderr()
+	if strings.Contains(log, "backlog: backlog:") || strings.Contains(log, "bad --netns") || strings.Count(log, "vanished") != 1 {
+		t.Errorf("log, want the vanished namespace once:\n%s", log)
+	}
+}

@@ -270,6 +270,13 @@ func (s *Sampler) Run(ctx context.Context) {
 
 func (s *Sampler) resolve() {
 	targets, err := s.opts.Resolve()
+	if errors.Is(err, collect.ErrBadSpec) {
+		// A --netns namespace that resolved before went away: the
+		// collection reports it once, as that namespace; counting and
+		// logging it here at every round would say it twice, and again.
+		// The sockets already open keep sampling what they can.
+		return
+	}
 	if err != nil {
 		s.mu.Lock()
 		s.stats.Errors++
