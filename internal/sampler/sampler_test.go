@@ -15,8 +15,10 @@ import (
 func TestVanishedSpecNotCounted(t *testing.T) {
 	var log strings.Builder
 	s := New(Options{
-		Logger:  slog.New(slog.NewTextHandler(&log, nil)),
-		Resolve: func() ([]collect.Target, error) { return nil, fmt.Errorf("backlog: %w \"blue\": gone", collect.ErrBadSpec) },
+		Logger: slog.New(slog.NewTextHandler(&log, nil)),
+		Resolve: func() ([]collect.Target, error) {
+			return nil, fmt.Errorf("backlog: %w \"blue\": gone", collect.ErrBadSpec)
+		},
 	})
 	for range 3 {
 		s.resolve()
