@@ -226,6 +226,9 @@ http {
 		}
 		return fmt.Errorf("the stopped worker's member is not full yet")
 	})
+	// 20 more: some hash to the full member (all 20 missing it has odds
+	// of 2^-20) and are dropped there.
+	clients = append(clients, labtest.Dial(t, cli, netip.AddrPortFrom(addr, uint16(port)), 20))
 	time.Sleep(1500 * time.Millisecond) // SYN retransmits: drops on the full member
 	// doctor while the clients retransmit: the member's drops grow.
 	fs := doctorNs(t, srv, "3s")
@@ -236,6 +239,10 @@ http {
 	ov := findingFor(fs, "accept-queue-overflow", "")
 	if ov == nil || ov.Server != "nginx" || !strings.Contains(ov.Advice, "stopped") || ov.Evidence["listener_drops"] <= 0 {
 		t.Errorf("overflow: %+v", ov)
+	}
+	if g := findingFor(fs, "reuseport-imbalance", ""); g == nil || g.Evidence["members"] != 2 || g.Evidence["members_full"] != 1 ||
+		len(g.Processes) != 1 || g.Processes[0].PID != stopped {
+		t.Errorf("reuseport-imbalance: %+v", g)
 	}
 	n := 0
 	for _, f := range fs {
@@ -268,7 +275,8 @@ http {
 		t.Errorf("full member's owners %+v, want %d serving and stopped", full.Processes, stopped)
 	}
 	text, _, _ := runIn(t, "", "ls", "--netns", srv.Name, "--port", strconv.Itoa(port))
-	if !strings.Contains(text, fmt.Sprintf("nginx(%d stopped)", stopped)) || !strings.Contains(text, "master)") {
+	if !strings.Contains(text, fmt.Sprintf("nginx(%d stopped)", stopped)) || !strings.Contains(text, "master)") ||
+		!strings.Contains(text, fmt.Sprintf("SO_REUSEPORT group %s:%d: 2 members, accept queues ", addr, port)) {
 		t.Errorf("ls table does not mark the stopped worker and the master:\n%s", text)
 	}
 	t.Logf("ls:\n%s", text)

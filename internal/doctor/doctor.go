@@ -154,6 +154,7 @@ func Diagnose(o Observation) []Finding {
 				fs = append(fs, d.listener(l)...)
 			}
 		}
+		fs = append(fs, d.reuseportGroups()...)
 		fs = append(fs, d.namespace()...)
 	}
 	slices.SortStableFunc(fs, func(a, b Finding) int {

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -423,4 +424,77 @@ func nextPow2(v int64) int64 {
 		p <<= 1
 	}
 	return p
+}
+
+// reuseportGroups applies the rule of SO_REUSEPORT groups: TCP listeners of
+// the namespace on the same address and port (the kernel allows that only
+// with SO_REUSEPORT), each member with its own queues.
+func (d diag) reuseportGroups() []Finding {
+	type key struct {
+		family string
+		addr   netip.AddrPort
+	}
+	groups := map[key][]*snapshot.Listener{}
+	var order []key
+	for i := range d.o.Last.Listeners {
+		l := &d.o.Last.Listeners[i]
+		if l.Netns != d.ns.Inode || l.IsUnix() {
+			continue
+		}
+		k := key{l.Family, netip.AddrPortFrom(l.Address, l.Port)}
+		if groups[k] == nil {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], l)
+	}
+	var fs []Finding
+	for _, k := range order {
+		g := groups[k]
+		if len(g) < 2 {
+			continue
+		}
+		var full, idle []*snapshot.Listener
+		var hi, lo uint32 = 0, ^uint32(0)
+		for _, l := range g {
+			p := max(d.o.PeakAccept[l.Key()], l.AcceptQueue)
+			hi, lo = max(hi, p), min(lo, p)
+			switch {
+			case p > l.Backlog:
+				full = append(full, l)
+			case p <= l.Backlog/2:
+				idle = append(idle, l)
+			}
+		}
+		if len(full) == 0 || len(idle) == 0 {
+			continue
+		}
+		f := d.finding("reuseport-imbalance", Warning, full[0])
+		var ps []snapshot.Process
+		var drops int64
+		for _, l := range full {
+			drops += d.drops(l)
+			served := slices.ContainsFunc(l.Processes, func(p snapshot.Process) bool { return p.Serving })
+			for _, p := range l.Processes {
+				acceptor := p.Serving || !served && p.Role != snapshot.RoleMaster
+				if acceptor && !slices.ContainsFunc(ps, func(q snapshot.Process) bool { return q.PID == p.PID }) {
+					ps = append(ps, p)
+				}
+			}
+		}
+		f.Processes = ps
+		f.Summary = fmt.Sprintf("SO_REUSEPORT group of %d: %d member(s) full while %d idle; clients hashed to the full ones wait or are dropped",
+			len(g), len(full), len(idle))
+		e := f.Evidence
+		e["members"], e["members_full"], e["members_idle"] = int64(len(g)), int64(len(full)), int64(len(idle))
+		e["accept_queue_peak_max"], e["accept_queue_peak_min"], e["listener_drops_full"] = int64(hi), int64(lo), drops
+		f.Why = "The kernel picks a group member for each new connection by a hash of the client's address and port " +
+			"(reuseport_select_sock()), blind to how busy the member is: the share of clients that hashes to a stopped " +
+			"or blocked worker's socket queues there and is dropped while the other members sit idle. When a member " +
+			"closes, the connections in its queues are reset unless net.ipv4.tcp_migrate_req=1 moves them to another member."
+		f.Advice = "Find why the full member's process does not accept (its owner is shown: stopped, blocked, busy). " +
+			"For nginx, `listen ... reuseport` gives each worker its own queue; without it the workers share one. " +
+			"Set net.ipv4.tcp_migrate_req=1 so that restarting or exiting workers hand their queued clients over instead of resetting them."
+		fs = append(fs, f)
+	}
+	return fs
 }

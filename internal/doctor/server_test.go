@@ -146,3 +146,27 @@ func TestDeferAcceptIsNoFlood(t *testing.T) {
 		t.Errorf("defer accept alone: %v", rules(Diagnose(o)))
 	}
 }
+
+// Two SO_REUSEPORT members: one full (its worker stopped), one idle.
+func TestReuseportImbalance(t *testing.T) {
+	full, idle := listener(80, 9, 8, 6), listener(80, 0, 8, 0)
+	full.Processes = []snapshot.Process{{PID: 1, Comm: "nginx", Role: snapshot.RoleMaster}, {PID: 2, Comm: "nginx", State: "T", Serving: true, Role: snapshot.RoleWorker}}
+	idle.Processes = []snapshot.Process{{PID: 1, Comm: "nginx", Role: snapshot.RoleMaster}, {PID: 3, Comm: "nginx", State: "S", Serving: true, Role: snapshot.RoleWorker}}
+	o := observation(quiet, quiet, listener(80, 0, 8, 0), full, sys)
+	idle.Netns, idle.Inode = 1, 8
+	first := listener(80, 0, 8, 0)
+	first.Netns, first.Inode = 1, 8
+	o.First.Listeners = append(o.First.Listeners, first)
+	o.Last.Listeners = append(o.Last.Listeners, idle)
+	fs := Diagnose(o)
+	f := findRule(fs, "reuseport-imbalance")
+	if f == nil || f.Evidence["members"] != 2 || f.Evidence["members_full"] != 1 || f.Evidence["listener_drops_full"] != 6 ||
+		len(f.Processes) != 1 || f.Processes[0].PID != 2 || !strings.Contains(f.Why, "tcp_migrate_req") {
+		t.Fatalf("imbalance: %v %+v", rules(fs), f)
+	}
+	// Both full: no imbalance to speak of.
+	o.Last.Listeners[1].AcceptQueue = 9
+	if f := findRule(Diagnose(o), "reuseport-imbalance"); f != nil {
+		t.Errorf("both full called imbalanced: %+v", f)
+	}
+}

@@ -103,6 +103,7 @@ func table(w io.Writer, s *snapshot.Snapshot, onlyMatched bool) error {
 		if n == 0 {
 			fmt.Fprintln(w, "  (no listeners)")
 		}
+		reuseportGroups(w, s, ns.Inode)
 		fmt.Fprintf(w, "  sysctls: %s\n", joinNamed(ns.Sysctls.Named()))
 		fmt.Fprintf(w, "  TcpExt:  %s\n", joinNamed(ns.Counters.Named()))
 	}
@@ -221,4 +222,29 @@ func hasWorkload(s *snapshot.Snapshot) bool {
 		}
 	}
 	return false
+}
+
+// reuseportGroups prints one line per SO_REUSEPORT group of the namespace:
+// TCP listeners sharing an address and port (only SO_REUSEPORT allows
+// that), each member with its own accept queue, so an unbalanced group
+// shows at a glance.
+func reuseportGroups(w io.Writer, s *snapshot.Snapshot, netns uint64) {
+	members := map[string][]string{}
+	var order []string
+	for i := range s.Listeners {
+		l := &s.Listeners[i]
+		if l.Netns != netns || l.IsUnix() {
+			continue
+		}
+		k := l.Local()
+		if members[k] == nil {
+			order = append(order, k)
+		}
+		members[k] = append(members[k], fmt.Sprintf("%d/%d", l.AcceptQueue, l.Backlog))
+	}
+	for _, k := range order {
+		if m := members[k]; len(m) > 1 {
+			fmt.Fprintf(w, "  SO_REUSEPORT group %s: %d members, accept queues %s\n", k, len(m), strings.Join(m, " "))
+		}
+	}
 }
