@@ -274,9 +274,10 @@ func recording(t *testing.T) string {
 	return path
 }
 
-// TestRecordingNotAFile: a device or FIFO given as a recording is refused
-// at once with one line, not read forever into memory.
-func TestRecordingNotAFile(t *testing.T) {
+// TestNotARegularFile: a device or FIFO given as a recording or a web
+// config is refused at once with one line, not read forever into memory
+// (serve --web.config.file /dev/full grew to 16 GB).
+func TestNotARegularFile(t *testing.T) {
 	fifo := filepath.Join(t.TempDir(), "fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Fatal(err)
@@ -289,5 +290,10 @@ func TestRecordingNotAFile(t *testing.T) {
 		if code != exitFailure || !strings.Contains(stderr, "is not a file or a directory of recordings") {
 			t.Errorf("backlog %v: exit %d, stderr %q", args, code, stderr)
 		}
+	}
+	stderr, code := runTo(t, nil, "serve", "--netns", "self", "--web.listen-address", "127.0.0.1:0", "--web.config.file", fifo)
+	oneLine(t, "serve --web.config.file FIFO", stderr)
+	if code != exitFailure || !strings.Contains(stderr, "not a regular file") {
+		t.Errorf("serve --web.config.file FIFO: exit %d, stderr %q", code, stderr)
 	}
 }

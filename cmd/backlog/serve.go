@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -77,6 +78,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if *configFile != "" {
+		// A device or FIFO would be read forever into memory.
+		if st, err := os.Stat(*configFile); err == nil && !st.Mode().IsRegular() {
+			return fmt.Errorf("--web.config.file %s: not a regular file; give the path of a YAML file", *configFile)
+		}
 		if err := web.Validate(*configFile); err != nil {
 			return fmt.Errorf("--web.config.file %s: %w; see https://github.com/prometheus/exporter-toolkit/blob/master/docs/web-configuration.md", *configFile, err)
 		}
