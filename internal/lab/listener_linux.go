@@ -18,9 +18,25 @@ func (ns *Namespace) Listen(addr netip.AddrPort, backlog int) (*Listener, error)
 		return nil, fmt.Errorf("lab: listen in %s: invalid address %s", ns.Name, addr)
 	}
 	a := addr.Addr()
-	l, err := ns.listen(family(a), &addr, a.IsUnspecified() || a.Is4In6(), backlog)
+	l, err := ns.listen(family(a), &addr, a.IsUnspecified() || a.Is4In6(), false, backlog)
 	if err != nil {
 		return nil, fmt.Errorf("lab: listen on %s in %s: %w", addr, ns.Name, err)
+	}
+	return l, nil
+}
+
+// ListenReuseport opens a listener with SO_REUSEPORT set: every socket
+// that does so on the same address and port joins one group, each member
+// with its own queues, and the kernel spreads new connections over them by
+// a hash of the client's address and port (reuseport_select_sock()).
+func (ns *Namespace) ListenReuseport(addr netip.AddrPort, backlog int) (*Listener, error) {
+	if !addr.IsValid() {
+		return nil, fmt.Errorf("lab: listen in %s: invalid address %s", ns.Name, addr)
+	}
+	a := addr.Addr()
+	l, err := ns.listen(family(a), &addr, a.IsUnspecified() || a.Is4In6(), true, backlog)
+	if err != nil {
+		return nil, fmt.Errorf("lab: listen with SO_REUSEPORT on %s in %s: %w", addr, ns.Name, err)
 	}
 	return l, nil
 }
@@ -32,14 +48,14 @@ func (ns *Namespace) ListenNoBind(family, backlog int) (*Listener, error) {
 	if family != unix.AF_INET && family != unix.AF_INET6 {
 		return nil, fmt.Errorf("lab: listen without bind in %s: family %d is not AF_INET or AF_INET6", ns.Name, family)
 	}
-	l, err := ns.listen(family, nil, family == unix.AF_INET6, backlog)
+	l, err := ns.listen(family, nil, family == unix.AF_INET6, false, backlog)
 	if err != nil {
 		return nil, fmt.Errorf("lab: listen without bind in %s: %w", ns.Name, err)
 	}
 	return l, nil
 }
 
-func (ns *Namespace) listen(family int, addr *netip.AddrPort, dualStack bool, backlog int) (*Listener, error) {
+func (ns *Namespace) listen(family int, addr *netip.AddrPort, dualStack, reuseport bool, backlog int) (*Listener, error) {
 	if backlog < 0 {
 		// The kernel would silently turn it into somaxconn (__sys_listen).
 		return nil, fmt.Errorf("negative backlog %d", backlog)
@@ -54,7 +70,7 @@ func (ns *Namespace) listen(family int, addr *netip.AddrPort, dualStack bool, ba
 			}
 		}
 		var err error
-		l, err = listen(family, sa, dualStack, backlog)
+		l, err = listen(family, sa, dualStack, reuseport, backlog)
 		return err
 	})
 	return l, err
@@ -62,12 +78,12 @@ func (ns *Namespace) listen(family int, addr *netip.AddrPort, dualStack bool, ba
 
 // listen runs inside the namespace. The socket is non-blocking so the Go
 // poller can wake a pending Accept on Close; close(2) alone does not.
-func listen(family int, sa unix.Sockaddr, dualStack bool, backlog int) (*Listener, error) {
+func listen(family int, sa unix.Sockaddr, dualStack, reuseport bool, backlog int) (*Listener, error) {
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.IPPROTO_TCP)
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
-	l, err := setupListener(fd, family, sa, dualStack, backlog)
+	l, err := setupListener(fd, family, sa, dualStack, reuseport, backlog)
 	if err != nil {
 		unix.Close(fd)
 		return nil, err
@@ -75,9 +91,14 @@ func listen(family int, sa unix.Sockaddr, dualStack bool, backlog int) (*Listene
 	return l, nil
 }
 
-func setupListener(fd, family int, sa unix.Sockaddr, dualStack bool, backlog int) (*Listener, error) {
+func setupListener(fd, family int, sa unix.Sockaddr, dualStack, reuseport bool, backlog int) (*Listener, error) {
 	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
 		return nil, os.NewSyscallError("setsockopt SO_REUSEADDR", err)
+	}
+	if reuseport {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return nil, os.NewSyscallError("setsockopt SO_REUSEPORT", err)
+		}
 	}
 	// Explicit, since the default follows net.ipv6.bindv6only.
 	if family == unix.AF_INET6 && dualStack {

@@ -18,6 +18,8 @@ func withDefaults(name string, p Params) Params {
 		def.Backlog, def.Abort, def.Duration = 5, 1, time.Second
 	case "unix-overflow":
 		def.Backlog, def.Clients, def.Somaxconn, def.Duration = 4, 10, 64, time.Second
+	case "reuseport":
+		def.Backlog, def.Clients, def.Duration = 4, 30, time.Second
 	}
 	if p.Backlog == 0 && !p.backlogSet {
 		p.Backlog = def.Backlog
@@ -61,6 +63,12 @@ var explanations = map[string]string{
 		"it and lets the client retry (ListenOverflows). With tcp_abort_on_overflow=1 it " +
 		"answers with a RST instead (tcp_check_req()): the client's connection, which it " +
 		"believed established, is reset.",
+	"reuseport": "Two listeners with SO_REUSEPORT on one address and port, neither accepting: " +
+		"a group whose members each keep their own accept and SYN queues and drops. The kernel " +
+		"hashes each client to a member (reuseport_select_sock()), blind to load, so each " +
+		"member fills to backlog+1 on its own and drops the SYNs hashed to it. When a member " +
+		"closes, the connections waiting in its accept queue are reset (inet_csk_listen_stop()) " +
+		"unless net.ipv4.tcp_migrate_req=1 moves them to another member.",
 	"unix-overflow": "A UNIX stream listener (php-fpm, gunicorn, uWSGI, puma behind nginx) that " +
 		"does not accept. Its queue takes backlog+1 connections (unix_recvq_full() tests >); " +
 		"then unix_stream_connect() refuses a non-blocking connect with EAGAIN at once (nginx: " +

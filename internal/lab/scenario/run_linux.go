@@ -97,6 +97,8 @@ func Start(ctx context.Context, name string, p Params) (*Run, error) {
 		err = r.startAbort(ctx)
 	case "unix-overflow":
 		err = r.startUnixOverflow()
+	case "reuseport":
+		err = r.startReuseport()
 	}
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("%s: %w", name, err), r.Close())

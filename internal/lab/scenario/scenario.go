@@ -13,7 +13,7 @@ import (
 )
 
 // Names of the scenarios, in the order `backlog lab` lists them.
-var Names = []string{"nobind", "capped", "overflow", "synflood", "abort", "unix-overflow"}
+var Names = []string{"nobind", "capped", "overflow", "synflood", "abort", "unix-overflow", "reuseport"}
 
 // Hard caps: a scenario is bounded whatever its flags say.
 const (
@@ -47,6 +47,7 @@ var uses = map[string][]string{
 	"synflood":      {"backlog", "clients", "duration", "syncookies", "max-syn-backlog"},
 	"abort":         {"backlog", "duration", "abort-on-overflow"},
 	"unix-overflow": {"backlog", "clients", "somaxconn"},
+	"reuseport":     {"backlog", "clients", "duration"},
 }
 
 // Uses returns the flags scenario name applies.

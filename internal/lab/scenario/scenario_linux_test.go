@@ -122,3 +122,15 @@ func TestUnixOverflow(t *testing.T) {
 		}
 	}
 }
+
+// TestReuseport: each SO_REUSEPORT member fills on its own; closing one
+// resets the clients in its queue.
+func TestReuseport(t *testing.T) {
+	res := execute(t, "reuseport", Params{Backlog: 4, Clients: 30})
+	if len(res.Listeners) != 2 || res.Listeners[0].Inode == res.Listeners[1].Inode || res.Listeners[0].Port != res.Listeners[1].Port {
+		t.Errorf("members %+v", res.Listeners)
+	}
+	if res.Observed["clients_reset"] == 0 {
+		t.Errorf("no client reset when a full member closed: %v", res.Observed)
+	}
+}

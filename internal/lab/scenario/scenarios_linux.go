@@ -3,11 +3,14 @@ package scenario
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/backlog-dev/backlog/internal/snapshot"
 )
 
 // nobind: listen(2) without bind(2).
@@ -364,4 +367,85 @@ func (r *Run) startAbort(ctx context.Context) error {
 		return nil
 	}
 	return nil
+}
+
+// reuseport: two SO_REUSEPORT members, neither accepting; then one closes.
+func (r *Run) startReuseport() error {
+	if err := r.oneNamespace(); err != nil {
+		return err
+	}
+	a, err := r.Server.ListenReuseport(netip.MustParseAddrPort("127.0.0.1:0"), r.Params.Backlog)
+	if err != nil {
+		return err
+	}
+	r.closers = append(r.closers, a.Close)
+	b, err := r.Server.ListenReuseport(netip.AddrPortFrom(a.Addr, a.Port), r.Params.Backlog)
+	if err != nil {
+		return err
+	}
+	r.closers = append(r.closers, b.Close)
+	r.Listener = a
+	if err := r.markBefore(context.Background()); err != nil {
+		return err
+	}
+	if _, err := r.dial(r.Params.Clients); err != nil {
+		return err
+	}
+	r.finish = func(ctx context.Context) error {
+		if err := r.sample(ctx, r.Params.Duration); err != nil {
+			return err
+		}
+		s, err := r.settle(ctx)
+		if err != nil {
+			return err
+		}
+		o := r.res.Observed
+		bl := int64(r.Params.Backlog)
+		var queued, drops int64
+		var closing *snapshot.Listener
+		for i := range s.Listeners {
+			l := &s.Listeners[i]
+			queued += int64(l.AcceptQueue)
+			drops += int64(deref(l.Drops))
+			r.res.check(fmt.Sprintf("member %d holds at most backlog+1 in its own accept queue", l.Inode), "<=", int64(l.AcceptQueue), bl+1)
+			if l.Inode == inodeOf(b.Fd) {
+				closing = l
+			}
+		}
+		o["members"], o["accept_queue_sum"], o["drops_sum"] = int64(len(s.Listeners)), queued, drops
+		r.res.check("two members share the address and port", "=", o["members"], 2)
+		cs := r.clientStats()
+		o["clients_established"] = int64(cs.States["ESTABLISHED"])
+		r.res.check("the members' accept queues hold every client whose handshake finished", "=", queued, o["clients_established"])
+		r.res.check("the members' drops (sk_drops) sum to the ListenDrops delta", "=", drops, r.res.moved("ListenDrops"))
+		if closing == nil {
+			return fmt.Errorf("the second member vanished")
+		}
+		// One member closes with its queue full: its clients are reset.
+		migrate, err := r.Server.Sysctl("net.ipv4.tcp_migrate_req")
+		if err != nil {
+			return err
+		}
+		o["tcp_migrate_req"], _ = strconv.ParseInt(strings.TrimSpace(migrate), 10, 64)
+		o["closing_member_queue"] = int64(closing.AcceptQueue)
+		if err := b.Close(); err != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+		o["clients_reset"] = int64(r.clientStats().Resets)
+		if o["tcp_migrate_req"] == 0 {
+			r.res.check("closing a member resets the clients in its accept queue (tcp_migrate_req=0)", "=", o["clients_reset"], o["closing_member_queue"])
+		}
+		return nil
+	}
+	return nil
+}
+
+// inodeOf is the inode of a socket descriptor (socket:[N]), 0 if unknown.
+func inodeOf(fd int) uint32 {
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil {
+		return 0
+	}
+	return uint32(st.Ino)
 }
