@@ -72,9 +72,9 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, w := range tr.Warnings() {
 		fmt.Fprintf(stderr, "backlog: %s\n", w)
 	}
-	if !*asJSON {
-		fmt.Fprintf(stderr, "backlog: tracing listen-queue drops (%s programs); Ctrl-C to stop and print the summary\n", tr.Programs())
-	}
+	// Said in --json mode too (on stderr, beside the JSON stream): a
+	// script knows from it that drops from now on are seen.
+	fmt.Fprintf(stderr, "backlog: tracing listen-queue drops (%s programs); Ctrl-C to stop and print the summary\n", tr.Programs())
 
 	if *duration > 0 {
 		var cancel context.CancelFunc

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/netip"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,27 +27,34 @@ func TestTraceCLI(t *testing.T) {
 		t.Skipf("eBPF unavailable: %v", err)
 	}
 	ns, l := overflow(t)
-	cmd := exec.Command(binary, "trace", "--json", "--duration", "4s", "--netns", ns.Name)
+	cmd := exec.Command(binary, "trace", "--json", "--netns", ns.Name)
 	var stdout strings.Builder
 	cmd.Stdout = &stdout
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
-	// Loading takes ~0.3 s here; the clients' SYNs come well after it, and
-	// their retransmissions at 2.5 s, 3.5 s, 4.5 s (a second apart with
-	// tcp_syn_linear_timeouts=4; 2.5 s and 4.5 s with 0): the trace ends
-	// between two of them.
-	time.Sleep(1500 * time.Millisecond)
+	defer cmd.Process.Kill() // by pid
+	// The window is set by events, not by sleeps, so a loaded machine
+	// cannot move a retransmission outside it: the clients connect once
+	// the trace says it is attached, and close (a SYN-SENT socket leaves
+	// silently, tcp_close()) before the trace is stopped.
+	waitTracing(t, stderr)
 	c, err := ns.Dial(netip.AddrPortFrom(l.Addr, l.Port), 20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
 	peers := map[uint16]bool{}
 	for _, p := range c.LocalPorts() {
 		peers[p] = true
 	}
+	time.Sleep(1500 * time.Millisecond) // the first SYN retransmission is due after 1 s
+	c.Close()
+	time.Sleep(300 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT) // by pid: it prints the summary and exits
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("trace: %v", err)
 	}
@@ -101,5 +110,33 @@ func TestTraceNoAcceptWait(t *testing.T) {
 	out, stderr, code := runIn(t, "", "trace", "--no-accept-wait", "--duration", "1s", "--netns", ns.Name)
 	if code != 0 || strings.Contains(out, "no accepted connection") || !strings.Contains(out, "not measured") {
 		t.Errorf("exit %d:\n%s%s", code, out, stderr)
+	}
+}
+
+// waitTracing reads the trace's stderr until it says its programs are
+// attached, then keeps draining it so the trace never blocks on it.
+func waitTracing(t *testing.T, stderr io.Reader) {
+	t.Helper()
+	attached := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		said := false
+		for sc.Scan() {
+			if !said && strings.Contains(sc.Text(), "backlog: tracing") {
+				said = true
+				attached <- true
+			}
+		}
+		if !said {
+			attached <- false
+		}
+	}()
+	select {
+	case ok := <-attached:
+		if !ok {
+			t.Fatal("trace exited before it said it was tracing")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("trace did not attach in 60 s")
 	}
 }
