@@ -49,6 +49,7 @@ type Decoder struct {
 	damaged []Damage
 
 	warnings []string
+	rest     json.RawMessage
 	nsOrder  []uint64
 	ns       map[uint64]snapshot.Namespace
 	ls       map[snapshot.ListenerKey]*decListener
@@ -129,7 +130,7 @@ func (d *Decoder) apply(rec rawRecord) (*Frame, error) {
 		if d.header == nil {
 			return nil, errors.New("key frame before any header")
 		}
-		d.warnings, d.nsOrder = nil, nil
+		d.warnings, d.nsOrder, d.rest = nil, nil, nil
 		d.ns = make(map[uint64]snapshot.Namespace)
 		d.ls = make(map[snapshot.ListenerKey]*decListener)
 		d.tr = make(map[traceID]trace.ListenerStats)
@@ -169,6 +170,13 @@ func inflate(p []byte) ([]byte, error) {
 func (d *Decoder) fold(w *wireFrame) error {
 	if w.Warnings != nil {
 		d.warnings = *w.Warnings
+	}
+	if w.Snapshot != nil {
+		var probe snapshot.Snapshot
+		if err := json.Unmarshal(w.Snapshot, &probe); err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		d.rest = w.Snapshot
 	}
 	for _, raw := range w.Namespaces {
 		var ns snapshot.Namespace
@@ -288,7 +296,11 @@ func fromWireTrace(wt *wireTrace) (trace.ListenerStats, error) {
 
 // frame builds the frame the state now holds.
 func (d *Decoder) frame(w wireFrame) *Frame {
-	s := &snapshot.Snapshot{TakenAt: w.TakenAt, Warnings: slices.Clone(d.warnings)}
+	s := &snapshot.Snapshot{}
+	if len(d.rest) > 0 {
+		json.Unmarshal(d.rest, s) // checked when it was read
+	}
+	s.TakenAt, s.Warnings = w.TakenAt, slices.Clone(d.warnings)
 	if len(s.Warnings) == 0 {
 		s.Warnings = nil
 	}

@@ -28,6 +28,9 @@ const compressOver = 512
 type wireFrame struct {
 	TakenAt  time.Time `json:"t"`
 	Warnings *[]string `json:"warnings,omitempty"`
+	// Snapshot holds the snapshot's other top-level keys, when they
+	// changed, so a key added to the model is carried too.
+	Snapshot json.RawMessage `json:"snapshot,omitempty"`
 	// NSOrder lists the namespaces by inode, when the list changed.
 	NSOrder []uint64 `json:"ns_order,omitempty"`
 	// Namespaces are the whole objects of namespaces that changed.
@@ -78,6 +81,7 @@ type Encoder struct {
 	sinceKey int
 	key      bool // next frame is a key frame
 	warnings []string
+	rest     []byte
 	nsOrder  []uint64
 	ns       map[uint64][]byte
 	ls       map[snapshot.ListenerKey]*encListener
@@ -117,7 +121,7 @@ func (e *Encoder) Frame(f *Frame) ([]byte, error) {
 	key := e.key || e.ls == nil || e.sinceKey >= every
 	if key {
 		e.key, e.sinceKey = false, 0
-		e.warnings, e.nsOrder = nil, nil
+		e.warnings, e.nsOrder, e.rest = nil, nil, nil
 		e.ns = make(map[uint64][]byte)
 		e.ls = make(map[snapshot.ListenerKey]*encListener)
 		e.tr = make(map[traceID][]byte)
@@ -132,6 +136,13 @@ func (e *Encoder) Frame(f *Frame) ([]byte, error) {
 		}
 		w.Warnings = &ws
 		e.warnings = ws
+	}
+	rest, err := snapshotRest(s)
+	if err != nil {
+		return nil, err
+	}
+	if key || !bytes.Equal(rest, e.rest) {
+		w.Snapshot, e.rest = rest, rest
 	}
 	order := make([]uint64, len(s.Namespaces))
 	for i, ns := range s.Namespaces {
@@ -201,6 +212,25 @@ func (e *Encoder) Frame(f *Frame) ([]byte, error) {
 		return nil, fmt.Errorf("a frame of %d bytes is over the %d limit of a record", len(p), MaxPayload)
 	}
 	return appendRecord(nil, kind, flags, p), nil
+}
+
+// snapshotRest is the JSON object of the snapshot's top-level keys other
+// than those a frame records on its own.
+func snapshotRest(s *snapshot.Snapshot) ([]byte, error) {
+	c := *s
+	c.Namespaces, c.Listeners, c.Warnings = nil, nil, nil
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	for _, k := range []string{"taken_at", "namespaces", "listeners", "warnings"} {
+		delete(m, k)
+	}
+	return json.Marshal(m)
 }
 
 func cmpPair(a, b [2]uint64) int {

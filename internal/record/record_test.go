@@ -44,6 +44,11 @@ func frames() []*Frame {
 		// A field added to the model later (UNIX listeners' path) is carried
 		// with no change to the format.
 		s.Listeners = append(s.Listeners, snapshot.Listener{Netns: 4026531840, Family: "unix", Path: "/run/php/fpm.sock", Inode: 99, AcceptQueue: uint32(i % 3), Backlog: 511})
+		// A top-level key of the model (how it was read) is carried as well.
+		s.Source = "bpf_iter"
+		if i >= 6 {
+			s.Source = "sock_diag"
+		}
 		if i == 5 {
 			s.Warnings = []string{"owners of 1 listener hidden"}
 		}
