@@ -107,7 +107,7 @@ func TestLsInNamespace(t *testing.T) {
 	}
 	// The raw JSON keeps the contract's key names.
 	out, _, _ := runIn(t, "", "ls", "--json", "--netns", ns.Name, "--port", port)
-	for _, key := range []string{`"taken_at"`, `"accept_queue": 6`, `"backlog": 5`, `"syn_queue": 0`, `"ListenOverflows"`, `"somaxconn"`, `"processes": [`} {
+	for _, key := range []string{`"taken_at"`, `"accept_queue":6`, `"backlog":5`, `"syn_queue":0`, `"ListenOverflows"`, `"somaxconn"`, `"processes":[`} {
 		if !strings.Contains(out, key) {
 			t.Errorf("JSON lacks %s:\n%s", key, out)
 		}

@@ -285,7 +285,7 @@ func TestReplayUsageErrors(t *testing.T) {
 	}
 	// A moment inside the recording prints the frame taken then.
 	out, stderr, code := runIn(t, "", "ls", "--from", rec, "--at", "2026-12-01T03:00:01Z", "--json")
-	if code != 0 || !strings.Contains(out, `"taken_at": "2026-12-01T03:00:01Z"`) {
+	if code != 0 || !strings.Contains(out, `"taken_at":"2026-12-01T03:00:01Z"`) {
 		t.Errorf("ls --at: exit %d %s\n%s", code, stderr, out)
 	}
 }

@@ -119,13 +119,13 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 		conc = 4
 	}
 
-	var iter *bpfiter.Reader
+	// The iterators load (once per process, most of a second on a busy
+	// host) while the namespaces' counters and sysctls are read: those
+	// are then taken when Collect is called, not a load later.
+	loaded := func() *bpfiter.Reader { return nil }
 	if !opts.NoBPF {
-		iter, _ = iterReader()
-	}
-	snap.Source = SourceSockDiag
-	if iter != nil {
-		snap.Source = SourceBPF
+		go iterReader()
+		loaded = func() *bpfiter.Reader { r, _ := iterReader(); return r }
 	}
 
 	type result struct {
@@ -147,13 +147,18 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			ns, ls, unixErr, iterErr, err := readNamespace(t, opts.procRoot(), iter)
+			ns, ls, unixErr, iterErr, err := readNamespace(t, opts.procRoot(), loaded)
 			results[i] = result{ns, ls, unixErr, err, iterErr}
 		}()
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	iter := loaded() // for the owners; set by now when the namespaces used it
+	snap.Source = SourceSockDiag
+	if iter != nil {
+		snap.Source = SourceBPF
 	}
 
 	var (

@@ -48,10 +48,12 @@ func dumpBoth(conn *sockdiag.Conn, req sockdiag.Request, begin func(), fn func(*
 // A failure to list UNIX listeners leaves the TCP ones complete and comes
 // back as unixErr.
 //
-// With iter, the TCP listeners come from iter/tcp read on that thread
+// With the iterators (loaded() waits for them, after the counters are
+// read), the TCP listeners come from iter/tcp read on that thread
 // (an iterator sees the namespace it is opened in); if that fails they
 // come from sock_diag and iterErr says why.
-func readNamespace(t Target, procRoot string, iter *bpfiter.Reader) (ns snapshot.Namespace, ls []snapshot.Listener, unixErr, iterErr, err error) {
+func readNamespace(t Target, procRoot string, loaded func() *bpfiter.Reader) (ns snapshot.Namespace, ls []snapshot.Listener, unixErr, iterErr, err error) {
+	var iter *bpfiter.Reader
 	ns = snapshot.Namespace{Name: t.Name, Inode: t.Inode}
 	var (
 		conn    *sockdiag.Conn
@@ -75,7 +77,7 @@ func readNamespace(t Target, procRoot string, iter *bpfiter.Reader) (ns snapshot
 		if err != nil {
 			partial = append(partial, err)
 		}
-		if iter != nil {
+		if iter = loaded(); iter != nil {
 			ls, iterErr = iterListeners(iter, id.Inode)
 		}
 		conn, err = sockdiag.Dial()

@@ -11,7 +11,7 @@ import (
 	"github.com/backlog-dev/backlog/internal/sockdiag"
 )
 
-func readNamespace(Target, string, *bpfiter.Reader) (snapshot.Namespace, []snapshot.Listener, error, error, error) {
+func readNamespace(Target, string, func() *bpfiter.Reader) (snapshot.Namespace, []snapshot.Listener, error, error, error) {
 	return snapshot.Namespace{}, nil, nil, nil, fmt.Errorf("collect: listen queues can only be read on Linux, not on %s", runtime.GOOS)
 }
 

@@ -57,6 +57,9 @@ func TestUnmarshalCapturedListeners(t *testing.T) {
 	if v4.V6Only != nil {
 		t.Errorf("v4 listener carries V6Only")
 	}
+	if !v4.Full {
+		t.Errorf("a listener (a full socket) decoded without INET_DIAG_SHUTDOWN")
+	}
 
 	v6 := findBacklog(t, decodeFixture(t, "testdata/listen_inet6.bin"), 7)
 	if v6.Family != 10 || v6.Src.Addr() != netip.IPv6Loopback() || v6.Info == nil || v6.Info.Sacked != 7 {
