@@ -49,7 +49,7 @@ func StartContainerd(t testing.TB) *Containerd {
 	// The shims of containerd 1.6 keep their sockets in /run/containerd/s
 	// whatever its --state: remove what this test made, once its shims
 	// are gone.
-	removeEmptyIfNew(t, "/run/containerd", "s", "runc/default", "runc")
+	removeEmpty(t, "/run/containerd", "s", "fifo", "runc/default", "runc")
 	dir := stateDir(t, "containerd")
 	c := &Containerd{State: filepath.Join(dir, "state"), sock: filepath.Join(dir, "containerd.sock")}
 	t.Cleanup(func() { endShims(c.sock) }) // after the daemon stops: LIFO
@@ -150,7 +150,7 @@ type Pod struct {
 
 // RunPod does what kubelet does for a pod of one container: RunPodSandbox
 // with its name, namespace and UID under kubelet's cgroupfs parent
-// (/kubepods/besteffort/pod<UID>), then CreateContainer and
+// (ROOT/kubepods/besteffort/pod<UID>), then CreateContainer and
 // StartContainer; the payload listens on 127.0.0.1:port with the backlog.
 // hostNetwork puts the pod in the host's network namespace.
 func (c *Containerd) RunPod(t testing.TB, namespace, name, uid, container string, hostNetwork bool, port, backlog int) Pod {
@@ -161,7 +161,9 @@ func (c *Containerd) RunPod(t testing.TB, namespace, name, uid, container string
 	if hostNetwork {
 		mode = cri.NamespaceMode_NODE
 	}
-	cgroupParent := "/kubepods/besteffort/pod" + uid
+	// kubelet's layout under a cgroup root of the test's own (kubelet
+	// --cgroup-root), so that every directory it makes is its to remove.
+	cgroupParent := fmt.Sprintf("/backlog-test-%d/kubepods/besteffort/pod%s", os.Getpid(), uid)
 	t.Cleanup(removeCgroup(cgroupParent)) // after the sandbox is removed: LIFO
 	logDir := t.TempDir()
 	sandbox := &cri.PodSandboxConfig{

@@ -29,7 +29,7 @@ func StartDocker(t testing.TB) *Docker {
 	}
 	// dockerd's containerd starts its shims with their sockets in
 	// /run/containerd/s whatever its --exec-root.
-	removeEmptyIfNew(t, "/run/containerd", "s")
+	removeEmpty(t, "/run/containerd", "s", "fifo", "runc/default", "runc")
 	dir := stateDir(t, "docker")
 	d := &Docker{DataRoot: filepath.Join(dir, "root"), sock: filepath.Join(dir, "docker.sock"), client: client}
 	cmd := daemon(t, dir, "dockerd", "--data-root", d.DataRoot, "--exec-root", filepath.Join(dir, "exec"),

@@ -27,7 +27,7 @@ func StartPodman(t testing.TB) *Podman {
 	// podman keeps a blob cache in /var/lib/containers/cache whatever its
 	// --root: remove what this test made.
 	removeIfNew(t, "/var/lib/containers")
-	removeIfNew(t, "/run/containers") // its network config dir, made before the flag is read
+	removeEmpty(t, "/run/containers", "networks") // made before --network-config-dir is read
 	p.args = []string{"--root", p.Root, "--runroot", filepath.Join(dir, "run"), "--tmpdir", filepath.Join(dir, "tmp"),
 		"--network-config-dir", filepath.Join(dir, "networks"),
 		"--cgroup-manager", "cgroupfs", "--runtime", "runc", "--events-backend", "file", "--storage-driver", "overlay"}

@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,37 +30,20 @@ import (
 // Image is the tag the payload image gets in every runtime.
 const Image = "localhost/backlog-test/payload:1"
 
-var (
-	payloadOnce sync.Once
-	payloadPath string
-	payloadErr  error
-)
-
-// Payload builds the static payload binary (testdata/payload) once per
-// test binary: with PORT BACKLOG it listens and fills its own accept
-// queue; with no arguments it pauses, as a pod sandbox does.
+// Payload builds the static payload binary (testdata/payload) into the
+// test's temporary directory: with PORT BACKLOG it listens and fills its
+// own accept queue; with no arguments it pauses, as a pod sandbox does.
 func Payload(t testing.TB) string {
 	t.Helper()
-	payloadOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "backlog-payload")
-		if err != nil {
-			payloadErr = err
-			return
-		}
-		_, self, _, _ := runtime.Caller(0)
-		src := filepath.Join(filepath.Dir(self), "..", "testdata", "payload")
-		payloadPath = filepath.Join(dir, "payload")
-		cmd := exec.Command("go", "build", "-o", payloadPath, ".")
-		cmd.Dir = src
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			payloadErr = fmt.Errorf("building the payload: %v: %s", err, out)
-		}
-	})
-	if payloadErr != nil {
-		t.Fatal(payloadErr)
+	_, self, _, _ := runtime.Caller(0)
+	out := filepath.Join(t.TempDir(), "payload")
+	cmd := exec.Command("go", "build", "-o", out, ".")
+	cmd.Dir = filepath.Join(filepath.Dir(self), "..", "testdata", "payload")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the payload: %v: %s", err, b)
 	}
-	return payloadPath
+	return out
 }
 
 // RootFS is a tarball holding only /payload, for docker and podman import.
@@ -268,14 +250,13 @@ func removeIfNew(t testing.TB, path string) {
 	t.Cleanup(func() { os.RemoveAll(path) })
 }
 
-// removeEmptyIfNew removes the directories dir/sub... and dir when the
-// test ends if dir does not exist now, each only when empty: containerd's
-// shims keep their sockets in /run/containerd/s whatever the daemon's
-// flags, and another run's live shims may be using it.
-func removeEmptyIfNew(t testing.TB, dir string, subs ...string) {
-	if _, err := os.Lstat(dir); err == nil {
-		return
-	}
+// removeEmpty removes the directories dir/sub... and dir when the test
+// ends, each only when empty: containerd's shims and ctr keep sockets and
+// FIFOs under /run/containerd, podman its network configs under
+// /run/containers, whatever the daemons' flags. A runtime the host really
+// runs keeps files there, so nothing of it is removed; another run's live
+// shims keep theirs too.
+func removeEmpty(t testing.TB, dir string, subs ...string) {
 	t.Cleanup(func() {
 		for _, sub := range subs {
 			os.Remove(filepath.Join(dir, sub))
