@@ -23,3 +23,13 @@ func TestExitCodeInterrupted(t *testing.T) {
 		t.Errorf("trouble: exit %d, stderr %q", code, b.String())
 	}
 }
+
+// TestHelpSaysWhatNoCommandDoes: `backlog help` tells the truth about
+// `backlog` alone: top on a terminal, ls otherwise.
+func TestHelpSaysWhatNoCommandDoes(t *testing.T) {
+	var b strings.Builder
+	usage(&b)
+	if !strings.Contains(b.String(), "runs top on a terminal and ls otherwise") {
+		t.Errorf("help:\n%s", b.String())
+	}
+}
