@@ -19,12 +19,14 @@ import (
 // security module or hidepid refuses even full root.
 var noPtrace = []string{"setpriv", "--inh-caps=-sys_ptrace", "--bounding-set=-sys_ptrace", "--"}
 
+// pyListen listens until killed at cleanup (600 s: a loaded machine can
+// make this test slow).
 const pyListen = `import socket,sys,time
 s=socket.socket()
 s.bind(("0.0.0.0",int(sys.argv[1])))
 s.listen(5)
 print("ok",flush=True)
-time.sleep(60)`
+time.sleep(600)`
 
 // startListener runs python listening on port under the prefix argv and
 // returns its pid once it listens.

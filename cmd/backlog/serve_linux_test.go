@@ -500,7 +500,19 @@ func TestServeLeastPrivilege(t *testing.T) {
 				failing = append(failing, src)
 			}
 		}
-		return failing, body, s.stderr()
+		// Namespaces of tests running beside this one vanish mid-scan:
+		// not what this test is about.
+		log = s.stderr()
+		vanishedOnly := true
+		for _, line := range strings.Split(log, "\n") {
+			if strings.Contains(line, "error_source=namespace") && !strings.Contains(line, "vanished before it could be read") {
+				vanishedOnly = false
+			}
+		}
+		if vanishedOnly {
+			failing = slices.DeleteFunc(failing, func(s string) bool { return s == "namespace" })
+		}
+		return failing, body, log
 	}
 
 	// Full root is the baseline: a sandbox may hide a process even from it.
