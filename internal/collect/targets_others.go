@@ -15,6 +15,6 @@ func Resolve([]string, string, []string) (Resolution, error) {
 }
 
 // ResolveWith is not supported on this system.
-func ResolveWith(string, string, []string, *workload.Resolver) ([]Target, string, error) {
-	return Resolve("", "", nil)
+func ResolveWith([]string, string, []string, *workload.Resolver) (Resolution, error) {
+	return Resolve(nil, "", nil)
 }

@@ -25,9 +25,6 @@ var (
 	clientAddr = netip.MustParsePrefix("192.0.2.2/24")
 )
 
-// ErrNeedRoot means the lab cannot build namespaces.
-var ErrNeedRoot = errors.New("lab needs root (or CAP_SYS_ADMIN and CAP_NET_ADMIN): it builds private network namespaces")
-
 // Run is a scenario in progress. Tests use it as a fixture: Start it,
 // observe Server and Listener while it runs, then Finish and Close.
 type Run struct {

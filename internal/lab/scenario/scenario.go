@@ -5,12 +5,16 @@ package scenario
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/backlog-dev/backlog/internal/snapshot"
 )
+
+// ErrNeedRoot means the lab cannot build namespaces.
+var ErrNeedRoot = errors.New("lab needs root (or CAP_SYS_ADMIN and CAP_NET_ADMIN): it builds private network namespaces")
 
 // Names of the scenarios, in the order `backlog lab` lists them.
 var Names = []string{"nobind", "capped", "overflow", "synflood", "abort", "unix-overflow", "reuseport"}
