@@ -315,9 +315,22 @@ func (d diag) namespace() []Finding {
 		fs = append(fs, f)
 	}
 
-	if top != nil && topSyn > top.Backlog && mv["TCPReqQFullDrop"] == 0 && mv["SyncookiesSent"] == 0 {
+	synFull := top != nil && topSyn > top.Backlog
+	members, capacity := d.group(top)
+	if synFull && members > 1 && topSyn > top.Backlog+1 {
+		// More than one member can hold: sock_diag names no listener on a
+		// request, so the group's half-open requests were all counted on
+		// this member. Only the group as a whole can be judged.
+		synFull = topSyn >= capacity
+	}
+	if synFull && mv["TCPReqQFullDrop"] == 0 && mv["SyncookiesSent"] == 0 {
 		f := d.finding("syn-queue-full", Warning, top)
 		f.Summary = fmt.Sprintf("the SYN queue is full (%d/%d): the next SYNs get cookies or are dropped", topSyn, top.Backlog)
+		if members > 1 && topSyn > top.Backlog+1 {
+			f.Summary = fmt.Sprintf("the SYN queues of the SO_REUSEPORT group of %d are full (%d half-open for %d places): the next SYNs get cookies or are dropped",
+				members, topSyn, capacity)
+			f.Evidence["members"], f.Evidence["group_syn_capacity"] = int64(members), int64(capacity)
+		}
 		f.Evidence["tcp_syncookies"] = cookies
 		d.synEvidence(f.Evidence, top, topSyn)
 		f.Why = "backlog+1 handshakes are half-open: their final ACKs have not arrived (a flood, lossy or " +
@@ -389,6 +402,23 @@ func (d diag) synTop() (*snapshot.Listener, uint32) {
 		}
 	}
 	return top, best
+}
+
+// group returns how many listeners share l's address and port in its
+// namespace (SO_REUSEPORT members, l included) and how many half-open
+// requests they hold together: each member backlog+1.
+func (d diag) group(l *snapshot.Listener) (members int, capacity uint32) {
+	if l == nil {
+		return 0, 0
+	}
+	for i := range d.o.Last.Listeners {
+		m := &d.o.Last.Listeners[i]
+		if m.Netns == l.Netns && m.Family == l.Family && m.Address == l.Address && m.Port == l.Port {
+			members++
+			capacity += m.Backlog + 1
+		}
+	}
+	return members, capacity
 }
 
 func (d diag) synEvidence(e map[string]int64, top *snapshot.Listener, peak uint32) {

@@ -170,3 +170,22 @@ func TestReuseportImbalance(t *testing.T) {
 		t.Errorf("both full called imbalanced: %+v", f)
 	}
 }
+
+// sock_diag counts a SO_REUSEPORT group's half-open requests on one member
+// (the kernel names no listener on a request): 17 on one member of
+// backlog 16 beside an empty one is no full queue; 34 is the whole group.
+func TestReuseportSynQueueNotOneMembers(t *testing.T) {
+	a, b := listener(80, 0, 16, 0), listener(80, 0, 16, 0)
+	a.SynQueue = 30
+	o := observation(quiet, quiet, listener(80, 0, 16, 0), a, sys)
+	b.Netns, b.Inode = 1, 8
+	o.Last.Listeners = append(o.Last.Listeners, b)
+	if f := findRule(Diagnose(o), "syn-queue-full"); f != nil {
+		t.Errorf("one member blamed for the group's requests: %+v", f)
+	}
+	o.Last.Listeners[0].SynQueue = 34
+	f := findRule(Diagnose(o), "syn-queue-full")
+	if f == nil || f.Evidence["members"] != 2 || f.Evidence["group_syn_capacity"] != 34 || !strings.Contains(f.Summary, "SO_REUSEPORT group of 2") {
+		t.Errorf("full group: %+v", f)
+	}
+}
