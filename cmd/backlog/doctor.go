@@ -65,6 +65,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		refused   map[doctor.UnixName]uint64
 		refusedMu sync.Mutex
 	)
+	var traceWarnings []string
 	if *bpf {
 		refused = map[doctor.UnixName]uint64{}
 		if err := trace.Check(); err != nil {
@@ -84,6 +85,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			refusedMu.Unlock()
 		})
 		traced = tr.Stats
+		traceWarnings = tr.Warnings()
 	}
 	if !*asJSON {
 		fmt.Fprintf(stderr, "backlog: watching for %v...\n", *duration)
@@ -99,6 +101,7 @@ func runDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		refusedMu.Unlock()
 	}
 	// The tracer saw only part of the window too; its counts stand.
+	obs.Last.Warnings = append(traceWarnings, obs.Last.Warnings...)
 	return answer(stdout, stderr, obs, warning, *asJSON, *duration)
 }
 

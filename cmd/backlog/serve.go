@@ -152,8 +152,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				logger.Error("eBPF tracing stopped", "err", err)
 			}
 		}()
+		for _, w := range tr.Warnings() {
+			logger.Warn(w)
+		}
 		tc := exporter.NewTraceCollector(tr.Stats, logger)
 		tc.Workloads = filters.workloads()
+		tc.SetMissing(tr.Missing())
 		reg.MustRegister(tc)
 	}
 	var metrics http.Handler = exporter.Handler(logger, *maxRequests, reg, exp)

@@ -146,9 +146,10 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return json.NewEncoder(stdout).Encode(traceSummary{Summary: summaryJSON{
 			Duration: time.Since(start), Programs: tr.Programs(), Listeners: stats, Counters: counters,
 			Unix: finder.summary(), NoAcceptWait: *noWait,
+			AckHook: tr.AckHook(), MissingStages: tr.Missing(),
 		}})
 	}
-	if err := textSummary(stdout, time.Since(start), stats, counters, *noWait); err != nil {
+	if err := textSummary(stdout, time.Since(start), stats, counters, *noWait, tr.Missing()); err != nil {
 		return err
 	}
 	if *noUnix {
@@ -214,12 +215,17 @@ type summaryJSON struct {
 	// NoAcceptWait: accepts were not measured (--no-accept-wait), so the
 	// listeners' accept_wait counts 0 are not counts.
 	NoAcceptWait bool `json:"no_accept_wait,omitempty"`
+	// AckHook is what caught the ack stage (fentry or kfree_skb).
+	AckHook string `json:"ack_hook,omitempty"`
+	// MissingStages this kernel cannot trace: their counts are absent,
+	// not zero.
+	MissingStages []trace.MissingStage `json:"missing_stages,omitempty"`
 }
 
 // textSummary prints events by listener and stage, and accept-wait
 // quantiles unless noWait (--no-accept-wait: accepts were not measured, so
 // no count of them is shown, not even 0).
-func textSummary(w io.Writer, d time.Duration, stats []trace.ListenerStats, c trace.Counters, noWait bool) error {
+func textSummary(w io.Writer, d time.Duration, stats []trace.ListenerStats, c trace.Counters, noWait bool, ms []trace.MissingStage) error {
 	fmt.Fprintf(w, "\nSummary after %v:\n", d.Round(time.Millisecond))
 	switch {
 	case len(stats) == 0 && noWait:
@@ -237,7 +243,11 @@ func textSummary(w io.Writer, d time.Duration, stats []trace.ListenerStats, c tr
 		for _, s := range stats {
 			row := []string{"  " + netnsName(s.Namespace, s.Netns), s.Listener.String(), render.Processes(s.Processes), render.Workload(s.Workload)}
 			for _, st := range trace.Stages {
-				row = append(row, fmt.Sprint(s.Drops[st]))
+				if missing(ms, st) {
+					row = append(row, "n/a")
+				} else {
+					row = append(row, fmt.Sprint(s.Drops[st]))
+				}
 			}
 			h := &s.AcceptWait
 			switch {
@@ -261,6 +271,9 @@ func textSummary(w io.Writer, d time.Duration, stats []trace.ListenerStats, c tr
 		waits = "Accepts and waits: not measured (--no-accept-wait)."
 	}
 	fmt.Fprintln(w, "cookie = answered with a SYN cookie (not a drop); syn-backlog = last quarter of tcp_max_syn_backlog. "+waits)
+	for _, m := range ms {
+		fmt.Fprintf(w, "Stage %s is not traced on this kernel (n/a): %s.\n", m.Stage, m.Reason)
+	}
 	if c.Lost > 0 {
 		fmt.Fprintf(w, "%d events were lost (the ring buffer was full); the counts above are short by that much.\n", c.Lost)
 	}
@@ -279,4 +292,8 @@ func wait(d time.Duration) string {
 		return d.Round(10 * time.Microsecond).String()
 	}
 	return d.Round(time.Microsecond).String()
+}
+
+func missing(ms []trace.MissingStage, st trace.Stage) bool {
+	return slices.ContainsFunc(ms, func(m trace.MissingStage) bool { return m.Stage == st })
 }

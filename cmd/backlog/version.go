@@ -9,6 +9,7 @@ import (
 
 	"github.com/backlog-dev/backlog/internal/caps"
 	"github.com/backlog-dev/backlog/internal/collect"
+	"github.com/backlog-dev/backlog/internal/lab"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,6 +54,21 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 		source += " (" + why + ")"
 	}
 	fmt.Fprintf(stdout, "listeners read with  %s\n", source)
+	// The SYN-queue limit differs between kernels of one version
+	// (lab.SynQueueFullAtBacklog): probing it takes a private namespace.
+	limit := "unknown (probing it needs CAP_SYS_ADMIN and CAP_NET_ADMIN)"
+	if eff.Has(caps.SysAdmin) && eff.Has(caps.NetAdmin) {
+		atBacklog, err := lab.SynQueueFullAtBacklog()
+		switch {
+		case err != nil:
+			limit = fmt.Sprintf("unknown (%v)", err)
+		case atBacklog:
+			limit = "backlog (a kernel without upstream 3479c7549fb1)"
+		default:
+			limit = "backlog+1"
+		}
+	}
+	fmt.Fprintf(stdout, "%-20s %s\n", "SYN queue holds", limit)
 	return nil
 }
 

@@ -62,6 +62,9 @@ type Observation struct {
 	// saw during the window, by the client's namespace and the name it
 	// asked for. Nil without doctor --bpf.
 	UnixRefused map[UnixName]uint64
+	// SynQueueFullAtBacklog: this kernel's SYN queue is full at backlog
+	// requests, not backlog+1 (lab.SynQueueFullAtBacklog).
+	SynQueueFullAtBacklog bool
 }
 
 // UnixName is a name a UNIX client connected to, in its namespace.
@@ -84,6 +87,15 @@ func (o *Observation) unixRefused(l *snapshot.Listener) (n uint64, ok bool) {
 		}
 	}
 	return n, true
+}
+
+// synQueueFull reports whether a SYN queue of this length is full for a
+// listener with this backlog: inet_csk_reqsk_queue_is_full().
+func (o *Observation) synQueueFull(syn, backlog uint32) bool {
+	if o.SynQueueFullAtBacklog {
+		return syn >= backlog
+	}
+	return syn > backlog
 }
 
 // traced returns the trace of listener l, or nil.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/backlog-dev/backlog/internal/collect"
+	"github.com/backlog-dev/backlog/internal/lab"
 	"github.com/backlog-dev/backlog/internal/sampler"
 	"github.com/backlog-dev/backlog/internal/snapshot"
 	"github.com/backlog-dev/backlog/internal/trace"
@@ -32,6 +33,9 @@ func Observe(ctx context.Context, opts collect.Options, d time.Duration, traced 
 		PeakAccept:    map[snapshot.ListenerKey]uint32{},
 		PeakSyn:       map[snapshot.ListenerKey]uint32{},
 	}
+	// The SYN-queue limit of this kernel, probed before the window opens.
+	var perr error
+	o.SynQueueFullAtBacklog, perr = lab.SynQueueFullAtBacklog()
 	smp := sampler.New(sampler.Options{})
 	defer smp.Close()
 	targets := opts.Targets
@@ -86,6 +90,9 @@ func Observe(ctx context.Context, opts collect.Options, d time.Duration, traced 
 				if o.Trace, err = traced(); err != nil {
 					return o, fmt.Errorf("reading the eBPF trace: %w", err)
 				}
+			}
+			if perr != nil {
+				o.Last.Warnings = append(o.Last.Warnings, fmt.Sprintf("assuming the SYN queue holds backlog+1 (Linux 6.13+ and stable kernels since 2025): %v", perr))
 			}
 			return o, nil
 		}

@@ -269,7 +269,8 @@ func (d diag) namespace() []Finding {
 		f.Summary = "the SYN queue is full and SYN cookies are off: SYNs are being dropped"
 		f.Evidence["TCPReqQFullDrop"], f.Evidence["ListenDrops"], f.Evidence["tcp_syncookies"] = mv["TCPReqQFullDrop"], mv["ListenDrops"], cookies
 		d.synEvidence(f.Evidence, top, topSyn)
-		f.Why = "Half-open handshakes filled the SYN queue to backlog+1 (inet_csk_reqsk_queue_is_full()); with " +
+		f.Why = "Half-open handshakes filled the SYN queue to its limit (inet_csk_reqsk_queue_is_full(): backlog+1, " +
+			"or backlog on kernels without upstream 3479c7549fb1); with " +
 			"tcp_syncookies=0 every further SYN is dropped (TCPReqQFullDrop) and clients wait for retransmits. " +
 			"Either a SYN flood or clients whose final ACK is lost or slow."
 		f.Advice = "Turn SYN cookies on (they answer SYNs without queueing when the queue is full) and, for legitimate load, raise the backlog."
@@ -315,7 +316,7 @@ func (d diag) namespace() []Finding {
 		fs = append(fs, f)
 	}
 
-	synFull := top != nil && topSyn > top.Backlog
+	synFull := top != nil && d.o.synQueueFull(topSyn, top.Backlog)
 	members, capacity := d.group(top)
 	if synFull && members > 1 && topSyn > top.Backlog+1 {
 		// More than one member can hold: sock_diag names no listener on a
@@ -333,7 +334,8 @@ func (d diag) namespace() []Finding {
 		}
 		f.Evidence["tcp_syncookies"] = cookies
 		d.synEvidence(f.Evidence, top, topSyn)
-		f.Why = "backlog+1 handshakes are half-open: their final ACKs have not arrived (a flood, lossy or " +
+		f.Why = "The SYN queue's limit of half-open handshakes is reached (backlog+1, or backlog on kernels without " +
+			"upstream 3479c7549fb1): their final ACKs have not arrived (a flood, lossy or " +
 			"slow clients). Nothing is counted until the next SYN arrives; then it is answered with a cookie " +
 			"or, with tcp_syncookies=0, dropped."
 		f.Advice = "Find the peers that do not finish their handshakes (ss -n state syn-recv); for legitimate load raise the listen() backlog."
@@ -345,7 +347,7 @@ func (d diag) namespace() []Finding {
 		fs = append(fs, f)
 	}
 
-	if deferred := mv["TCPDeferAcceptDrop"]; deferred > 0 && mv["SyncookiesSent"] == 0 && mv["TCPReqQFullDrop"] == 0 && !(top != nil && topSyn > top.Backlog) {
+	if deferred := mv["TCPDeferAcceptDrop"]; deferred > 0 && mv["SyncookiesSent"] == 0 && mv["TCPReqQFullDrop"] == 0 && !(top != nil && d.o.synQueueFull(topSyn, top.Backlog)) {
 		f := d.finding("defer-accept", Info, nil)
 		f.Summary = fmt.Sprintf("TCP_DEFER_ACCEPT ignored %d bare final ACKs: handshakes wait half-open for the client's first data", deferred)
 		f.Evidence["TCPDeferAcceptDrop"] = deferred

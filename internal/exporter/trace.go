@@ -17,9 +17,10 @@ const (
 	nameDropEvents  = "backlog_listener_drop_events_total"
 	nameAcceptWait  = "backlog_listener_accept_wait_seconds"
 	nameTraceErrors = "backlog_trace_errors_total"
+	nameStageTraced = "backlog_trace_stage_traced"
 )
 
-var traceMetricNames = []string{nameDropEvents, nameAcceptWait, nameTraceErrors}
+var traceMetricNames = []string{nameDropEvents, nameAcceptWait, nameTraceErrors, nameStageTraced}
 
 var (
 	descDropEvents = prometheus.NewDesc(nameDropEvents,
@@ -32,6 +33,10 @@ var (
 		[]string{"address", "container", "namespace", "netns", "pod", "port", "process"}, nil)
 	descTraceErrors = prometheus.NewDesc(nameTraceErrors,
 		"Scrapes whose eBPF statistics could not be read.", nil, nil)
+	descStageTraced = prometheus.NewDesc(nameStageTraced,
+		"1 if this kernel lets eBPF see the stage's drops, 0 if not (then its drop_events series are absent, not zero; "+
+			"serve's log says what the kernel lacks).",
+		[]string{"stage"}, nil)
 )
 
 // acceptWaitBuckets are powers of two from 256 µs to 33.5 s: edges of the
@@ -51,10 +56,15 @@ type TraceCollector struct {
 	// nil leaves the labels empty.
 	Workloads *workload.Resolver
 
-	stats  func() ([]trace.ListenerStats, error)
-	logger *slog.Logger
-	errors uint64
+	stats   func() ([]trace.ListenerStats, error)
+	logger  *slog.Logger
+	errors  uint64
+	missing []trace.MissingStage
 }
+
+// SetMissing names the stages the tracer cannot see on this kernel
+// (Tracer.Missing).
+func (c *TraceCollector) SetMissing(m []trace.MissingStage) { c.missing = m }
 
 // NewTraceCollector collects from stats, a running Tracer's Stats.
 func NewTraceCollector(stats func() ([]trace.ListenerStats, error), logger *slog.Logger) *TraceCollector {
@@ -66,6 +76,7 @@ func (c *TraceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descDropEvents
 	ch <- descAcceptWait
 	ch <- descTraceErrors
+	ch <- descStageTraced
 }
 
 // Collect reads the tracer's statistics.
@@ -76,6 +87,15 @@ func (c *TraceCollector) Collect(ch chan<- prometheus.Metric) {
 		c.logger.Warn("reading eBPF statistics failed", "err", err)
 	}
 	ch <- prometheus.MustNewConstMetric(descTraceErrors, prometheus.CounterValue, float64(c.errors))
+	for _, st := range trace.Stages {
+		traced := 1.0
+		for _, m := range c.missing {
+			if m.Stage == st {
+				traced = 0
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(descStageTraced, prometheus.GaugeValue, traced, st.String())
+	}
 	for _, s := range stats {
 		netns := s.Namespace
 		if netns == "" {

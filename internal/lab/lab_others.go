@@ -105,3 +105,9 @@ func (*UnixListener) Accept() (int, bool, error) { return -1, false, notSupporte
 
 // Close is not supported on this system.
 func (*UnixListener) Close() error { return notSupported("close") }
+
+// SynQueueFullAtBacklog is not supported on this system.
+func SynQueueFullAtBacklog() (bool, error) { return false, notSupported("probe the SYN-queue limit") }
+
+// SynQueueLimit is not supported on this system.
+func SynQueueLimit(int) (int, error) { return 0, notSupported("probe the SYN-queue limit") }

@@ -104,38 +104,41 @@ type bpfUnixEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapBorn                   = "born"
-	bpfMapConnecting             = "connecting"
-	bpfMapCounters               = "counters"
-	bpfMapEvents                 = "events"
-	bpfMapLastSynack             = "last_synack"
-	bpfMapListeners              = "listeners"
-	bpfMapUnixEvents             = "unix_events"
-	bpfMapWaits                  = "waits"
-	bpfMapWantNetns              = "want_netns"
-	bpfMapWantPorts              = "want_ports"
-	bpfProgRawTpConsumeSkb       = "raw_tp_consume_skb"
-	bpfProgRawTpInetSockSetState = "raw_tp_inet_sock_set_state"
-	bpfProgRawTpKfreeSkb         = "raw_tp_kfree_skb"
-	bpfProgRawTpNetDevQueue      = "raw_tp_net_dev_queue"
-	bpfProgRawTpSysEnter         = "raw_tp_sys_enter"
-	bpfProgRawTpSysExit          = "raw_tp_sys_exit"
-	bpfProgSeedListeners         = "seed_listeners"
-	bpfProgTpBtfConsumeSkb       = "tp_btf_consume_skb"
-	bpfProgTpBtfInetSockSetState = "tp_btf_inet_sock_set_state"
-	bpfProgTpBtfKfreeSkb         = "tp_btf_kfree_skb"
-	bpfProgTpBtfNetDevQueue      = "tp_btf_net_dev_queue"
-	bpfProgTpBtfSysEnter         = "tp_btf_sys_enter"
-	bpfProgTpBtfSysExit          = "tp_btf_sys_exit"
-	bpfVarAcceptWait             = "accept_wait"
-	bpfVarFilterNetns            = "filter_netns"
-	bpfVarFilterPorts            = "filter_ports"
-	bpfVarNrAccept               = "nr_accept"
-	bpfVarNrAccept4              = "nr_accept4"
-	bpfVarNrConnect              = "nr_connect"
-	bpfVarUnixRefused            = "unix_refused"
-	bpfVarUnusedEvent            = "unused_event"
-	bpfVarUnusedUnixEvent        = "unused_unix_event"
+	bpfMapBorn                    = "born"
+	bpfMapConnecting              = "connecting"
+	bpfMapCounters                = "counters"
+	bpfMapEvents                  = "events"
+	bpfMapLastSynack              = "last_synack"
+	bpfMapListeners               = "listeners"
+	bpfMapUnixEvents              = "unix_events"
+	bpfMapWaits                   = "waits"
+	bpfMapWantNetns               = "want_netns"
+	bpfMapWantPorts               = "want_ports"
+	bpfProgFentryTcpV4SynRecvSock = "fentry_tcp_v4_syn_recv_sock"
+	bpfProgFentryTcpV6SynRecvSock = "fentry_tcp_v6_syn_recv_sock"
+	bpfProgRawTpConsumeSkb        = "raw_tp_consume_skb"
+	bpfProgRawTpInetSockSetState  = "raw_tp_inet_sock_set_state"
+	bpfProgRawTpKfreeSkb          = "raw_tp_kfree_skb"
+	bpfProgRawTpNetDevQueue       = "raw_tp_net_dev_queue"
+	bpfProgRawTpSysEnter          = "raw_tp_sys_enter"
+	bpfProgRawTpSysExit           = "raw_tp_sys_exit"
+	bpfProgSeedListeners          = "seed_listeners"
+	bpfProgTpBtfConsumeSkb        = "tp_btf_consume_skb"
+	bpfProgTpBtfInetSockSetState  = "tp_btf_inet_sock_set_state"
+	bpfProgTpBtfKfreeSkb          = "tp_btf_kfree_skb"
+	bpfProgTpBtfNetDevQueue       = "tp_btf_net_dev_queue"
+	bpfProgTpBtfSysEnter          = "tp_btf_sys_enter"
+	bpfProgTpBtfSysExit           = "tp_btf_sys_exit"
+	bpfVarAcceptWait              = "accept_wait"
+	bpfVarFilterNetns             = "filter_netns"
+	bpfVarFilterPorts             = "filter_ports"
+	bpfVarNrAccept                = "nr_accept"
+	bpfVarNrAccept4               = "nr_accept4"
+	bpfVarNrConnect               = "nr_connect"
+	bpfVarSynqFullAtBacklog       = "synq_full_at_backlog"
+	bpfVarUnixRefused             = "unix_refused"
+	bpfVarUnusedEvent             = "unused_event"
+	bpfVarUnusedUnixEvent         = "unused_unix_event"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -180,19 +183,21 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	RawTpConsumeSkb       *ebpf.ProgramSpec `ebpf:"raw_tp_consume_skb"`
-	RawTpInetSockSetState *ebpf.ProgramSpec `ebpf:"raw_tp_inet_sock_set_state"`
-	RawTpKfreeSkb         *ebpf.ProgramSpec `ebpf:"raw_tp_kfree_skb"`
-	RawTpNetDevQueue      *ebpf.ProgramSpec `ebpf:"raw_tp_net_dev_queue"`
-	RawTpSysEnter         *ebpf.ProgramSpec `ebpf:"raw_tp_sys_enter"`
-	RawTpSysExit          *ebpf.ProgramSpec `ebpf:"raw_tp_sys_exit"`
-	SeedListeners         *ebpf.ProgramSpec `ebpf:"seed_listeners"`
-	TpBtfConsumeSkb       *ebpf.ProgramSpec `ebpf:"tp_btf_consume_skb"`
-	TpBtfInetSockSetState *ebpf.ProgramSpec `ebpf:"tp_btf_inet_sock_set_state"`
-	TpBtfKfreeSkb         *ebpf.ProgramSpec `ebpf:"tp_btf_kfree_skb"`
-	TpBtfNetDevQueue      *ebpf.ProgramSpec `ebpf:"tp_btf_net_dev_queue"`
-	TpBtfSysEnter         *ebpf.ProgramSpec `ebpf:"tp_btf_sys_enter"`
-	TpBtfSysExit          *ebpf.ProgramSpec `ebpf:"tp_btf_sys_exit"`
+	FentryTcpV4SynRecvSock *ebpf.ProgramSpec `ebpf:"fentry_tcp_v4_syn_recv_sock"`
+	FentryTcpV6SynRecvSock *ebpf.ProgramSpec `ebpf:"fentry_tcp_v6_syn_recv_sock"`
+	RawTpConsumeSkb        *ebpf.ProgramSpec `ebpf:"raw_tp_consume_skb"`
+	RawTpInetSockSetState  *ebpf.ProgramSpec `ebpf:"raw_tp_inet_sock_set_state"`
+	RawTpKfreeSkb          *ebpf.ProgramSpec `ebpf:"raw_tp_kfree_skb"`
+	RawTpNetDevQueue       *ebpf.ProgramSpec `ebpf:"raw_tp_net_dev_queue"`
+	RawTpSysEnter          *ebpf.ProgramSpec `ebpf:"raw_tp_sys_enter"`
+	RawTpSysExit           *ebpf.ProgramSpec `ebpf:"raw_tp_sys_exit"`
+	SeedListeners          *ebpf.ProgramSpec `ebpf:"seed_listeners"`
+	TpBtfConsumeSkb        *ebpf.ProgramSpec `ebpf:"tp_btf_consume_skb"`
+	TpBtfInetSockSetState  *ebpf.ProgramSpec `ebpf:"tp_btf_inet_sock_set_state"`
+	TpBtfKfreeSkb          *ebpf.ProgramSpec `ebpf:"tp_btf_kfree_skb"`
+	TpBtfNetDevQueue       *ebpf.ProgramSpec `ebpf:"tp_btf_net_dev_queue"`
+	TpBtfSysEnter          *ebpf.ProgramSpec `ebpf:"tp_btf_sys_enter"`
+	TpBtfSysExit           *ebpf.ProgramSpec `ebpf:"tp_btf_sys_exit"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -215,15 +220,16 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	AcceptWait      *ebpf.VariableSpec `ebpf:"accept_wait"`
-	FilterNetns     *ebpf.VariableSpec `ebpf:"filter_netns"`
-	FilterPorts     *ebpf.VariableSpec `ebpf:"filter_ports"`
-	NrAccept        *ebpf.VariableSpec `ebpf:"nr_accept"`
-	NrAccept4       *ebpf.VariableSpec `ebpf:"nr_accept4"`
-	NrConnect       *ebpf.VariableSpec `ebpf:"nr_connect"`
-	UnixRefused     *ebpf.VariableSpec `ebpf:"unix_refused"`
-	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
-	UnusedUnixEvent *ebpf.VariableSpec `ebpf:"unused_unix_event"`
+	AcceptWait        *ebpf.VariableSpec `ebpf:"accept_wait"`
+	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
+	FilterPorts       *ebpf.VariableSpec `ebpf:"filter_ports"`
+	NrAccept          *ebpf.VariableSpec `ebpf:"nr_accept"`
+	NrAccept4         *ebpf.VariableSpec `ebpf:"nr_accept4"`
+	NrConnect         *ebpf.VariableSpec `ebpf:"nr_connect"`
+	SynqFullAtBacklog *ebpf.VariableSpec `ebpf:"synq_full_at_backlog"`
+	UnixRefused       *ebpf.VariableSpec `ebpf:"unix_refused"`
+	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedUnixEvent   *ebpf.VariableSpec `ebpf:"unused_unix_event"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -277,38 +283,43 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	AcceptWait      *ebpf.Variable `ebpf:"accept_wait"`
-	FilterNetns     *ebpf.Variable `ebpf:"filter_netns"`
-	FilterPorts     *ebpf.Variable `ebpf:"filter_ports"`
-	NrAccept        *ebpf.Variable `ebpf:"nr_accept"`
-	NrAccept4       *ebpf.Variable `ebpf:"nr_accept4"`
-	NrConnect       *ebpf.Variable `ebpf:"nr_connect"`
-	UnixRefused     *ebpf.Variable `ebpf:"unix_refused"`
-	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
-	UnusedUnixEvent *ebpf.Variable `ebpf:"unused_unix_event"`
+	AcceptWait        *ebpf.Variable `ebpf:"accept_wait"`
+	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
+	FilterPorts       *ebpf.Variable `ebpf:"filter_ports"`
+	NrAccept          *ebpf.Variable `ebpf:"nr_accept"`
+	NrAccept4         *ebpf.Variable `ebpf:"nr_accept4"`
+	NrConnect         *ebpf.Variable `ebpf:"nr_connect"`
+	SynqFullAtBacklog *ebpf.Variable `ebpf:"synq_full_at_backlog"`
+	UnixRefused       *ebpf.Variable `ebpf:"unix_refused"`
+	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	UnusedUnixEvent   *ebpf.Variable `ebpf:"unused_unix_event"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	RawTpConsumeSkb       *ebpf.Program `ebpf:"raw_tp_consume_skb"`
-	RawTpInetSockSetState *ebpf.Program `ebpf:"raw_tp_inet_sock_set_state"`
-	RawTpKfreeSkb         *ebpf.Program `ebpf:"raw_tp_kfree_skb"`
-	RawTpNetDevQueue      *ebpf.Program `ebpf:"raw_tp_net_dev_queue"`
-	RawTpSysEnter         *ebpf.Program `ebpf:"raw_tp_sys_enter"`
-	RawTpSysExit          *ebpf.Program `ebpf:"raw_tp_sys_exit"`
-	SeedListeners         *ebpf.Program `ebpf:"seed_listeners"`
-	TpBtfConsumeSkb       *ebpf.Program `ebpf:"tp_btf_consume_skb"`
-	TpBtfInetSockSetState *ebpf.Program `ebpf:"tp_btf_inet_sock_set_state"`
-	TpBtfKfreeSkb         *ebpf.Program `ebpf:"tp_btf_kfree_skb"`
-	TpBtfNetDevQueue      *ebpf.Program `ebpf:"tp_btf_net_dev_queue"`
-	TpBtfSysEnter         *ebpf.Program `ebpf:"tp_btf_sys_enter"`
-	TpBtfSysExit          *ebpf.Program `ebpf:"tp_btf_sys_exit"`
+	FentryTcpV4SynRecvSock *ebpf.Program `ebpf:"fentry_tcp_v4_syn_recv_sock"`
+	FentryTcpV6SynRecvSock *ebpf.Program `ebpf:"fentry_tcp_v6_syn_recv_sock"`
+	RawTpConsumeSkb        *ebpf.Program `ebpf:"raw_tp_consume_skb"`
+	RawTpInetSockSetState  *ebpf.Program `ebpf:"raw_tp_inet_sock_set_state"`
+	RawTpKfreeSkb          *ebpf.Program `ebpf:"raw_tp_kfree_skb"`
+	RawTpNetDevQueue       *ebpf.Program `ebpf:"raw_tp_net_dev_queue"`
+	RawTpSysEnter          *ebpf.Program `ebpf:"raw_tp_sys_enter"`
+	RawTpSysExit           *ebpf.Program `ebpf:"raw_tp_sys_exit"`
+	SeedListeners          *ebpf.Program `ebpf:"seed_listeners"`
+	TpBtfConsumeSkb        *ebpf.Program `ebpf:"tp_btf_consume_skb"`
+	TpBtfInetSockSetState  *ebpf.Program `ebpf:"tp_btf_inet_sock_set_state"`
+	TpBtfKfreeSkb          *ebpf.Program `ebpf:"tp_btf_kfree_skb"`
+	TpBtfNetDevQueue       *ebpf.Program `ebpf:"tp_btf_net_dev_queue"`
+	TpBtfSysEnter          *ebpf.Program `ebpf:"tp_btf_sys_enter"`
+	TpBtfSysExit           *ebpf.Program `ebpf:"tp_btf_sys_exit"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.FentryTcpV4SynRecvSock,
+		p.FentryTcpV6SynRecvSock,
 		p.RawTpConsumeSkb,
 		p.RawTpInetSockSetState,
 		p.RawTpKfreeSkb,

@@ -50,6 +50,13 @@ type Options struct {
 	Programs Programs
 }
 
+// MissingStage is a stage this kernel cannot trace, and why. Such a stage
+// is absent from the counts, not zero.
+type MissingStage struct {
+	Stage  Stage  `json:"stage"`
+	Reason string `json:"reason"`
+}
+
 // ErrNotSupported means tracing cannot work on this system at all.
 var ErrNotSupported = errors.New("trace is not supported on this system")
 

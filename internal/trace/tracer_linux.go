@@ -16,12 +16,14 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	"github.com/backlog-dev/backlog/internal/caps"
+	"github.com/backlog-dev/backlog/internal/lab"
 	"github.com/backlog-dev/backlog/internal/netns"
 	"github.com/backlog-dev/backlog/internal/procfd"
 	"github.com/backlog-dev/backlog/internal/snapshot"
@@ -73,6 +75,8 @@ func joinAnd(s []string) string {
 type Tracer struct {
 	opts     Options
 	programs Programs
+	ackHook  string
+	missing  []MissingStage
 	warnings []string
 
 	maps    tracerMaps
@@ -94,54 +98,59 @@ type Tracer struct {
 }
 
 type tracerMaps struct {
-	Events    *ebpf.Map `ebpf:"events"`
-	Listeners *ebpf.Map `ebpf:"listeners"`
-	Waits     *ebpf.Map `ebpf:"waits"`
-	Counters  *ebpf.Map `ebpf:"counters"`
-	WantPorts *ebpf.Map `ebpf:"want_ports"`
-	WantNetns *ebpf.Map `ebpf:"want_netns"`
-
+	Events     *ebpf.Map `ebpf:"events"`
+	Listeners  *ebpf.Map `ebpf:"listeners"`
+	Waits      *ebpf.Map `ebpf:"waits"`
+	Counters   *ebpf.Map `ebpf:"counters"`
+	WantPorts  *ebpf.Map `ebpf:"want_ports"`
+	WantNetns  *ebpf.Map `ebpf:"want_netns"`
+	Born       *ebpf.Map `ebpf:"born"`
+	LastSynack *ebpf.Map `ebpf:"last_synack"`
 	Connecting *ebpf.Map `ebpf:"connecting"`
 	UnixEvents *ebpf.Map `ebpf:"unix_events"`
 }
 
-// One set of programs per program type; LoadAndAssign loads only what the
-// struct names.
-type tpBtfObjects struct {
+func (m *tracerMaps) all() []*ebpf.Map {
+	return []*ebpf.Map{m.Events, m.Listeners, m.Waits, m.Counters, m.WantPorts, m.WantNetns, m.Born, m.LastSynack, m.Connecting, m.UnixEvents}
+}
+
+// hook is one kernel hook and its programs by type.
+type hook struct {
+	name  string // tracepoint or kernel function
+	btf   string // tp_btf program
+	raw   string // raw_tp program
+	entry bool   // an fentry program (btf names it)
+}
+
+// The hooks every trace needs, attached in this order: listeners first,
+// so that no SYN meets an unknown listener.
+var coreHooks = []hook{
+	{name: "inet_sock_set_state", btf: "tp_btf_inet_sock_set_state", raw: "raw_tp_inet_sock_set_state"},
+	{name: "net_dev_queue", btf: "tp_btf_net_dev_queue", raw: "raw_tp_net_dev_queue"},
+	{name: "consume_skb", btf: "tp_btf_consume_skb", raw: "raw_tp_consume_skb"},
+}
+
+// sys_exit finishes accept-queue waits and UNIX connects; sys_enter starts
+// the latter.
+var (
+	sysExitHook  = hook{name: "sys_exit", btf: "tp_btf_sys_exit", raw: "raw_tp_sys_exit"}
+	sysEnterHook = hook{name: "sys_enter", btf: "tp_btf_sys_enter", raw: "raw_tp_sys_enter"}
+)
+
+// The ack stage: fentry on the functions that count ListenOverflows at the
+// final ACK (exact on every kernel that allows BPF trampolines), else
+// kfree_skb with the drop reason Linux 6.15 added.
+var (
+	ackEntryHooks = []hook{
+		{name: "tcp_v4_syn_recv_sock", btf: "fentry_tcp_v4_syn_recv_sock", entry: true},
+		{name: "tcp_v6_syn_recv_sock", btf: "fentry_tcp_v6_syn_recv_sock", entry: true},
+	}
+	kfreeHook = hook{name: "kfree_skb", btf: "tp_btf_kfree_skb", raw: "raw_tp_kfree_skb"}
+)
+
+type mapObjects struct {
 	tracerMaps
-	ConsumeSkb       *ebpf.Program `ebpf:"tp_btf_consume_skb"`
-	NetDevQueue      *ebpf.Program `ebpf:"tp_btf_net_dev_queue"`
-	InetSockSetState *ebpf.Program `ebpf:"tp_btf_inet_sock_set_state"`
-	SysExit          *ebpf.Program `ebpf:"tp_btf_sys_exit"`
-	SysEnter         *ebpf.Program `ebpf:"tp_btf_sys_enter"`
 }
-
-type rawTpObjects struct {
-	tracerMaps
-	ConsumeSkb       *ebpf.Program `ebpf:"raw_tp_consume_skb"`
-	NetDevQueue      *ebpf.Program `ebpf:"raw_tp_net_dev_queue"`
-	InetSockSetState *ebpf.Program `ebpf:"raw_tp_inet_sock_set_state"`
-	SysExit          *ebpf.Program `ebpf:"raw_tp_sys_exit"`
-	SysEnter         *ebpf.Program `ebpf:"raw_tp_sys_enter"`
-}
-
-// kfree_skb loads on its own: its arguments changed across kernels (the
-// drop reason came in 5.17), and the trace is useful without it.
-type tpBtfKfree struct {
-	Prog *ebpf.Program `ebpf:"tp_btf_kfree_skb"`
-}
-
-type rawTpKfree struct {
-	Prog *ebpf.Program `ebpf:"raw_tp_kfree_skb"`
-}
-
-type iterObjects struct {
-	Seed *ebpf.Program `ebpf:"seed_listeners"`
-}
-
-// tracepoints in the order the programs attach: listeners first, so that
-// no SYN meets an unknown listener.
-var tracepoints = []string{"inet_sock_set_state", "sys_exit", "sys_enter", "net_dev_queue", "consume_skb"}
 
 // New checks the host, loads and attaches the programs, and learns the
 // listeners that already exist. Events are buffered from then on; call
@@ -194,6 +203,13 @@ func New(opts Options) (*Tracer, error) {
 // Programs says which program type is attached.
 func (t *Tracer) Programs() Programs { return t.programs }
 
+// AckHook says what catches the ack stage: "fentry", "kfree_skb", or ""
+// when nothing can on this kernel (Missing says why).
+func (t *Tracer) AckHook() string { return t.ackHook }
+
+// Missing lists the stages this kernel cannot trace, with the reason.
+func (t *Tracer) Missing() []MissingStage { return t.missing }
+
 // Warnings are what a person should know about this trace: hooks that
 // could not attach, namespaces whose existing listeners are unknown.
 func (t *Tracer) Warnings() []string { return t.warnings }
@@ -241,123 +257,175 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec) error {
 		set("nr_accept4", uint64(unix.SYS_ACCEPT4)),
 		set("nr_connect", uint64(unix.SYS_CONNECT)),
 		set("unix_refused", !t.opts.NoUnix),
+		set("synq_full_at_backlog", t.synqFullAtBacklog()),
 	)
+}
+
+// synqFullAtBacklog finds out which SYN-queue limit this kernel has, for
+// telling syn-queue drops from others.
+func (t *Tracer) synqFullAtBacklog() bool {
+	full, err := lab.SynQueueFullAtBacklog()
+	if err != nil {
+		t.warnings = append(t.warnings, fmt.Sprintf("assuming the SYN queue holds backlog+1 (Linux 6.13+ and stable kernels since 2025); "+
+			"on older kernels syn-queue drops count as unmatched: %v", err))
+	}
+	return full
 }
 
 func (t *Tracer) loadAndAttach(spec *ebpf.CollectionSpec) error {
 	var errBtf error
 	if t.opts.Programs != ProgramsRawTp {
-		var objs tpBtfObjects
-		errBtf = t.attach(spec, &objs, &objs.tracerMaps, true)
+		errBtf = t.attachCore(spec, true)
 		if errBtf == nil {
 			t.programs = ProgramsTpBtf
-			return nil
-		}
-		if t.opts.Programs == ProgramsTpBtf {
+		} else if t.opts.Programs == ProgramsTpBtf {
 			return errBtf
 		}
 	}
-	var objs rawTpObjects
-	err := t.attach(spec, &objs, &objs.tracerMaps, false)
-	if err != nil {
-		if errBtf != nil {
-			return fmt.Errorf("%w (raw tracepoints failed too: %v)", errBtf, err)
+	if t.programs == "" {
+		if err := t.attachCore(spec, false); err != nil {
+			if errBtf != nil {
+				return fmt.Errorf("%w (raw tracepoints failed too: %v)", errBtf, err)
+			}
+			return err
 		}
-		return err
+		t.programs = ProgramsRawTp
+		if errBtf != nil {
+			t.warnings = append(t.warnings, fmt.Sprintf("using raw tracepoints: %v", errBtf))
+		}
 	}
-	t.programs = ProgramsRawTp
-	if errBtf != nil {
-		t.warnings = append(t.warnings, fmt.Sprintf("using raw tracepoints: %v", errBtf))
+	btf := t.programs == ProgramsTpBtf
+	if !t.opts.NoUnix {
+		if err := t.attachHook(spec, sysEnterHook, btf); err != nil {
+			// The rest of the trace stands without it.
+			t.warnings = append(t.warnings, fmt.Sprintf("UNIX connects refused with EAGAIN are not visible: %v", err))
+		}
 	}
+	t.attachAck(spec, btf)
 	return nil
 }
 
-// attach loads the objects named by objs and attaches their programs.
-func (t *Tracer) attach(spec *ebpf.CollectionSpec, objs any, maps *tracerMaps, btf bool) error {
-	if err := spec.LoadAndAssign(objs, nil); err != nil {
+// attachCore creates the maps and attaches the hooks every trace needs.
+func (t *Tracer) attachCore(spec *ebpf.CollectionSpec, btf bool) error {
+	var objs mapObjects
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
 		return loadError(err)
 	}
-	t.maps = *maps
-	progs := programsOf(objs)
-	for i, tp := range tracepoints {
-		if tp == "sys_exit" && t.opts.NoAcceptWait && t.opts.NoUnix || tp == "sys_enter" && t.opts.NoUnix {
-			continue
-		}
-		var l link.Link
-		var err error
-		if btf {
-			l, err = link.AttachTracing(link.TracingOptions{Program: progs[i], AttachType: ebpf.AttachTraceRawTp})
-		} else {
-			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: tp, Program: progs[i]})
-		}
-		if err != nil && tp == "sys_enter" {
-			// The rest of the trace stands without it.
-			t.warnings = append(t.warnings, fmt.Sprintf("UNIX connects refused with EAGAIN are not visible: attaching to sys_enter: %v", err))
-			continue
-		}
-		if err != nil {
+	t.maps = objs.tracerMaps
+	hooks := coreHooks
+	// The hook on every system call's exit: only when something needs it.
+	if !t.opts.NoAcceptWait || !t.opts.NoUnix {
+		hooks = append(hooks[:len(hooks):len(hooks)], sysExitHook)
+	}
+	for _, h := range hooks {
+		if err := t.attachHook(spec, h, btf); err != nil {
 			t.closeLinks()
-			closeAll(progs)
 			t.closeMaps()
-			return fmt.Errorf("trace: attaching to tracepoint %s: %w", tp, err)
+			return err
 		}
-		t.links = append(t.links, l)
-	}
-	// The links hold the programs.
-	closeAll(progs)
-	t.attachKfree(spec, btf)
-	return nil
-}
-
-// attachKfree adds the ack stage; without it the trace goes on, and says so.
-func (t *Tracer) attachKfree(spec *ebpf.CollectionSpec, btf bool) {
-	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{
-		"events": t.maps.Events, "counters": t.maps.Counters, "listeners": t.maps.Listeners,
-		"want_ports": t.maps.WantPorts, "want_netns": t.maps.WantNetns,
-	}}
-	var prog *ebpf.Program
-	var err error
-	if btf {
-		var o tpBtfKfree
-		err = spec.LoadAndAssign(&o, opts)
-		prog = o.Prog
-	} else {
-		var o rawTpKfree
-		err = spec.LoadAndAssign(&o, opts)
-		prog = o.Prog
-	}
-	if err == nil {
-		defer prog.Close()
-		var l link.Link
-		if btf {
-			l, err = link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
-		} else {
-			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: "kfree_skb", Program: prog})
-		}
-		if err == nil {
-			t.links = append(t.links, l)
-			return
-		}
-	}
-	t.warnings = append(t.warnings, fmt.Sprintf("drops at the final ACK (stage ack) are not visible: kfree_skb: %v", err))
-}
-
-func programsOf(objs any) []*ebpf.Program {
-	switch o := objs.(type) {
-	case *tpBtfObjects:
-		return []*ebpf.Program{o.InetSockSetState, o.SysExit, o.SysEnter, o.NetDevQueue, o.ConsumeSkb}
-	case *rawTpObjects:
-		return []*ebpf.Program{o.InetSockSetState, o.SysExit, o.SysEnter, o.NetDevQueue, o.ConsumeSkb}
 	}
 	return nil
 }
 
-func closeAll(progs []*ebpf.Program) {
-	for _, p := range progs {
-		if p != nil {
-			p.Close()
+// loadProgram loads one program of spec, sharing the tracer's maps.
+func (t *Tracer) loadProgram(spec *ebpf.CollectionSpec, name string) (*ebpf.Program, error) {
+	cs := spec.Copy()
+	ps, ok := cs.Programs[name]
+	if !ok {
+		return nil, fmt.Errorf("trace: the eBPF object has no program %s (rebuild it with go generate)", name)
+	}
+	cs.Programs = map[string]*ebpf.ProgramSpec{name: ps}
+	repl := map[string]*ebpf.Map{
+		"events": t.maps.Events, "listeners": t.maps.Listeners, "waits": t.maps.Waits, "counters": t.maps.Counters,
+		"want_ports": t.maps.WantPorts, "want_netns": t.maps.WantNetns, "born": t.maps.Born, "last_synack": t.maps.LastSynack,
+		"connecting": t.maps.Connecting, "unix_events": t.maps.UnixEvents,
+	}
+	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: repl})
+	if err != nil {
+		return nil, loadError(err)
+	}
+	defer coll.Close()
+	return coll.DetachProgram(name), nil
+}
+
+// attachHook loads and attaches one hook's program of the chosen type.
+func (t *Tracer) attachHook(spec *ebpf.CollectionSpec, h hook, btf bool) error {
+	name := h.raw
+	if btf || h.entry {
+		name = h.btf
+	}
+	prog, err := t.loadProgram(spec, name)
+	if err != nil {
+		return err
+	}
+	// The link holds the program.
+	defer prog.Close()
+	var l link.Link
+	switch {
+	case h.entry:
+		l, err = link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceFEntry})
+	case btf:
+		l, err = link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
+	default:
+		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: h.name, Program: prog})
+	}
+	if err != nil {
+		return fmt.Errorf("trace: attaching to %s: %w", h.name, err)
+	}
+	t.links = append(t.links, l)
+	return nil
+}
+
+// attachAck adds the ack stage; without it the trace goes on, says so in
+// a warning, and lists the stage as missing.
+func (t *Tracer) attachAck(spec *ebpf.CollectionSpec, btf bool) {
+	n := len(t.links)
+	var errEntry error
+	for _, h := range ackEntryHooks {
+		if errEntry = t.attachHook(spec, h, true); errEntry != nil {
+			break
 		}
 	}
+	if errEntry == nil {
+		t.ackHook = "fentry"
+		return
+	}
+	for _, l := range t.links[n:] {
+		l.Close()
+	}
+	t.links = t.links[:n]
+	if !overflowReasonExists() {
+		reason := fmt.Sprintf("needs BPF trampolines (fentry on tcp_v4_syn_recv_sock: %v) or Linux 6.15's drop reason TCP_LISTEN_OVERFLOW", errEntry)
+		t.missing = append(t.missing, MissingStage{Stage: StageAck, Reason: reason})
+		t.warnings = append(t.warnings, "drops at the final ACK (stage ack) are not traced: "+reason)
+		return
+	}
+	if err := t.attachHook(spec, kfreeHook, btf); err != nil {
+		reason := fmt.Sprintf("fentry on tcp_v4_syn_recv_sock: %v; kfree_skb: %v", errEntry, err)
+		t.missing = append(t.missing, MissingStage{Stage: StageAck, Reason: reason})
+		t.warnings = append(t.warnings, "drops at the final ACK (stage ack) are not traced: "+reason)
+		return
+	}
+	t.ackHook = "kfree_skb"
+}
+
+// overflowReasonExists: does the kernel name SKB_DROP_REASON_TCP_LISTEN_OVERFLOW
+// (Linux 6.15+)? Below it, kfree_skb cannot tell a listen overflow from other drops.
+func overflowReasonExists() bool {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false
+	}
+	var reasons *btf.Enum
+	if err := spec.TypeByName("skb_drop_reason", &reasons); err != nil {
+		return false
+	}
+	for _, v := range reasons.Values {
+		if v.Name == "SKB_DROP_REASON_TCP_LISTEN_OVERFLOW" {
+			return true
+		}
+	}
+	return false
 }
 
 func loadError(err error) error {
@@ -392,16 +460,13 @@ func (t *Tracer) fillFilters() error {
 // listeners that existed before the programs attached. A namespace that
 // cannot be read becomes a warning.
 func (t *Tracer) seed(spec *ebpf.CollectionSpec) {
-	var objs iterObjects
-	err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{
-		MapReplacements: map[string]*ebpf.Map{"listeners": t.maps.Listeners, "want_ports": t.maps.WantPorts, "want_netns": t.maps.WantNetns},
-	})
+	prog, err := t.loadProgram(spec, "seed_listeners")
 	if err != nil {
 		t.warnings = append(t.warnings, fmt.Sprintf("listeners opened before the trace are not known (loading the tcp iterator: %v)", err))
 		return
 	}
-	defer objs.Seed.Close()
-	it, err := link.AttachIter(link.IterOptions{Program: objs.Seed})
+	defer prog.Close()
+	it, err := link.AttachIter(link.IterOptions{Program: prog})
 	if err != nil {
 		t.warnings = append(t.warnings, fmt.Sprintf("listeners opened before the trace are not known (tcp iterator: %v)", err))
 		return
@@ -728,7 +793,7 @@ func (t *Tracer) closeLinks() {
 }
 
 func (t *Tracer) closeMaps() {
-	for _, m := range []*ebpf.Map{t.maps.Events, t.maps.Listeners, t.maps.Waits, t.maps.Counters, t.maps.WantPorts, t.maps.WantNetns, t.maps.Connecting, t.maps.UnixEvents} {
+	for _, m := range t.maps.all() {
 		if m != nil {
 			m.Close()
 		}

@@ -23,6 +23,12 @@ func New(Options) (*Tracer, error) { return nil, errPlatform }
 // Programs is empty here.
 func (t *Tracer) Programs() Programs { return "" }
 
+// AckHook is empty here.
+func (t *Tracer) AckHook() string { return "" }
+
+// Missing is empty here.
+func (t *Tracer) Missing() []MissingStage { return nil }
+
 // Warnings is empty here.
 func (t *Tracer) Warnings() []string { return nil }
 

@@ -54,7 +54,8 @@ var explanations = map[string]string{
 		"with net.ipv4.tcp_syn_linear_timeouts=4, the default since Linux 6.5; 1, 3, 7, 15 s with 0), and " +
 		"every retransmission is dropped and counted again.",
 	"synflood": "Half-open handshakes (the clients' final ACKs never arrive) fill the SYN queue " +
-		"to backlog+1 (inet_csk_reqsk_queue_is_full()). With tcp_syncookies=0 further SYNs are " +
+		"to its limit (inet_csk_reqsk_queue_is_full()): backlog+1, or backlog on kernels without " +
+		"upstream 3479c7549fb1 (v6.13, in stable kernels since 2025). With tcp_syncookies=0 further SYNs are " +
 		"dropped (TCPReqQFullDrop, ListenDrops); with 1 they are answered with a SYN cookie " +
 		"instead of queued (TCPReqQFullDoCookies, SyncookiesSent); with 2 every SYN gets a " +
 		"cookie and nothing queues. Without cookies, tcp_max_syn_backlog also caps the queue at " +

@@ -212,6 +212,7 @@ func (r *Run) settle(ctx context.Context) (*snapshot.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	prevAt := time.Now()
 	for range 10 {
 		cur, err := r.snap(ctx, true)
 		if err != nil {
@@ -220,9 +221,10 @@ func (r *Run) settle(ctx context.Context) (*snapshot.Snapshot, error) {
 		if same(prev, cur) {
 			break
 		}
-		prev = cur
+		prev, prevAt = cur, time.Now()
 		time.Sleep(20 * time.Millisecond)
 	}
+	r.res.CountedAt = prevAt
 	r.res.Listeners = prev.Listeners
 	r.res.Moved = prev.Namespaces[0].Counters.Delta(r.before)
 	return prev, nil

@@ -143,6 +143,10 @@ type Result struct {
 	// Moved is how much each TcpExt counter of the server's namespace
 	// moved during the scenario.
 	Moved map[string]int64 `json:"moved"`
+	// CountedAt is a moment when Moved was the namespace's count: the
+	// counters stood still between two reads around it. Events traced up
+	// to it are what Moved counts.
+	CountedAt time.Time `json:"counted_at"`
 	// Observed are the scenario's own measurements (peak accept queue,
 	// client states, port range...).
 	Observed map[string]int64 `json:"observed"`

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/backlog-dev/backlog/internal/lab"
 	"github.com/backlog-dev/backlog/internal/snapshot"
 )
 
@@ -236,7 +237,13 @@ func (r *Run) startSynflood() error {
 		o["syn_queue"] = int64(l.SynQueue)
 		o["accept_queue"] = int64(l.AcceptQueue)
 		b, c, m := int64(r.Params.Backlog), int64(r.Params.Clients), int64(r.Params.MaxSynBacklog)
-		held := min(c, b+1)
+		l64, err := lab.SynQueueLimit(int(b))
+		if err != nil {
+			return err
+		}
+		limit := int64(l64)
+		o["syn_queue_limit"] = limit
+		held := min(c, limit)
 		capped := false
 		if r.Params.Syncookies == 0 && m > 0 && m-m/4+1 < held {
 			// tcp_conn_request(): without cookies, drop once fewer than a
@@ -248,7 +255,7 @@ func (r *Run) startSynflood() error {
 		}
 		o["syn_queue_predicted"] = held
 		mv := r.res.moved
-		r.res.check("SYN queue held (backlog+1, 3/4 of tcp_max_syn_backlog, or 0 with cookies always on)", "=", o["syn_queue"], held)
+		r.res.check("SYN queue held (its limit, 3/4 of tcp_max_syn_backlog, or 0 with cookies always on)", "=", o["syn_queue"], held)
 		r.res.check("no handshake completed: the accept queue stays empty", "=", o["accept_queue"], 0)
 		r.res.check("ListenOverflows does not move: the accept queue was never full", "=", mv("ListenOverflows"), 0)
 		switch {
@@ -277,10 +284,10 @@ func (r *Run) startSynflood() error {
 //
 // At SYN time a full accept queue drops the SYN silently whatever the
 // setting; tcp_abort_on_overflow acts only when a handshake completes into
-// a full queue. So: park backlog+1 handshakes half-open (bare ACKs dropped),
-// complete `backlog` of them (a small write passes the filter), park
-// `backlog` more, then complete all the parked ones at once: one fits, the
-// other `backlog` overflow.
+// a full queue. So: park `backlog` handshakes half-open (bare ACKs
+// dropped), complete them (a small write passes the filter), park as many
+// more as the SYN queue holds (its limit: backlog+1, or backlog on older
+// kernels), then complete those at once: one fits, the others overflow.
 func (r *Run) startAbort(ctx context.Context) error {
 	if err := r.twoNamespaces(); err != nil {
 		return err
@@ -316,32 +323,33 @@ func (r *Run) startAbort(ctx context.Context) error {
 	send := func(c interface{ Send([]byte) int }, n int) error {
 		return waitFor(ctx, "clients to write", func() (bool, error) { return c.Send([]byte("x")) == n, nil })
 	}
+	l64, err := lab.SynQueueLimit(b)
+	if err != nil {
+		return err
+	}
+	limit := int64(l64)
+	r.res.Observed["syn_queue_limit"] = limit
 	first, err := r.dial(b)
 	if err != nil {
 		return err
 	}
-	one, err := r.dial(1)
-	if err != nil {
-		return err
-	}
-	if err := wait("the SYN queue to hold backlog+1", 0, uint32(b+1)); err != nil {
+	if err := wait("the SYN queue to hold backlog", 0, uint32(b)); err != nil {
 		return err
 	}
 	if err := send(first, b); err != nil {
 		return err
 	}
-	if err := wait("backlog handshakes to complete", uint32(b), 1); err != nil {
+	if err := wait("backlog handshakes to complete", uint32(b), 0); err != nil {
 		return err
 	}
-	more, err := r.dial(b)
+	more, err := r.dial(int(limit))
 	if err != nil {
 		return err
 	}
-	if err := wait("the SYN queue to refill", uint32(b), uint32(b+1)); err != nil {
+	if err := wait("the SYN queue to fill to its limit", uint32(b), uint32(limit)); err != nil {
 		return err
 	}
 	r.finish = func(ctx context.Context) error {
-		one.Send([]byte("x"))
 		more.Send([]byte("x"))
 		select {
 		case <-time.After(r.Params.Duration):
@@ -354,13 +362,14 @@ func (r *Run) startAbort(ctx context.Context) error {
 		}
 		o := r.res.Observed
 		cs := r.clientStats()
-		o["clients"] = int64(2*b + 1)
+		o["clients"] = int64(b) + limit
+		overflowing := limit - 1
 		o["clients_reset"] = int64(cs.Resets)
 		o["accept_queue"] = int64(s.Listeners[0].AcceptQueue)
 		r.res.check("the accept queue is full: backlog+1", "=", o["accept_queue"], int64(b+1))
-		r.res.check("handshakes completed into a full queue: ListenOverflows >= backlog", ">=", r.res.moved("ListenOverflows"), int64(b))
+		r.res.check("handshakes completed into a full queue: ListenOverflows >= SYN-queue limit - 1", ">=", r.res.moved("ListenOverflows"), overflowing)
 		if r.Params.Abort == 1 {
-			r.res.check("tcp_abort_on_overflow=1: each overflowing client got a RST", "=", o["clients_reset"], int64(b))
+			r.res.check("tcp_abort_on_overflow=1: each overflowing client got a RST", "=", o["clients_reset"], overflowing)
 		} else {
 			r.res.check("tcp_abort_on_overflow=0: no client is reset, the ACKs are dropped silently", "=", o["clients_reset"], 0)
 		}

@@ -12,10 +12,15 @@
 //                        any, on the same CPU before the SYN is freed; one
 //                        without a socket is a SYN cookie (tcp_make_synack(),
 //                        TCP_SYNACK_COOKIE). A SYN without one was dropped.
-//   kfree_skb            the final ACK dropped with
-//                        SKB_DROP_REASON_TCP_LISTEN_OVERFLOW (tcp_check_req()),
-//                        or a SYN cookie's ACK dropped with NO_SOCKET while
-//                        the accept queue is full (cookie_v4_check()).
+//   tcp_v4_syn_recv_sock the final ACK (or a SYN cookie's ACK) of a handshake
+//   tcp_v6_syn_recv_sock that meets a full accept queue: the function's first
+//   (fentry)             test, counted in ListenOverflows. Exact on every
+//                        kernel whose BPF trampolines are allowed.
+//   kfree_skb            where fentry is refused, the final ACK dropped with
+//                        SKB_DROP_REASON_TCP_LISTEN_OVERFLOW (tcp_check_req(),
+//                        Linux 6.15+), or a SYN cookie's ACK dropped with
+//                        NO_SOCKET while the accept queue is full
+//                        (cookie_v4_check()).
 //   inet_sock_set_state  listeners appearing and going, and children becoming
 //                        ESTABLISHED in the accept queue.
 //   sys_exit             accept(2)/accept4(2) returning a child; connect(2)
@@ -66,6 +71,10 @@ volatile const u64 nr_accept = 43;   // __NR_accept, x86_64
 volatile const u64 nr_accept4 = 288; // __NR_accept4, x86_64
 volatile const u64 nr_connect = 42;  // __NR_connect, x86_64
 volatile const bool unix_refused = true; // report UNIX connects refused with EAGAIN
+// inet_csk_reqsk_queue_is_full() was qlen >= backlog until upstream
+// 3479c7549fb1 (v6.13, backported to stable in 2025), qlen > backlog since.
+// User space probes which rule this kernel has.
+volatile const bool synq_full_at_backlog = false;
 
 // A listener: its namespace, bound address and port.
 struct lkey {
@@ -414,7 +423,8 @@ static __always_inline int on_consume(struct sk_buff *skb, struct hdrs h)
 	u32 max = BPF_CORE_READ(sk, sk_max_ack_backlog);
 	u32 acceptq = BPF_CORE_READ(sk, sk_ack_backlog);
 	u8 stage = 0;
-	if (syncookies == 0 && qlen > max) // inet_csk_reqsk_queue_is_full()
+	bool synq_full = synq_full_at_backlog ? qlen >= max : qlen > max; // inet_csk_reqsk_queue_is_full()
+	if (syncookies == 0 && synq_full)
 		stage = STAGE_SYN_QUEUE;
 	else if (acceptq > max) // sk_acceptq_is_full()
 		stage = STAGE_SYN;
@@ -500,7 +510,103 @@ int BPF_PROG(raw_tp_net_dev_queue, struct sk_buff *skb)
 	return on_xmit(skb, HDRS_CORE(skb), !sk);
 }
 
+// A socket's namespace, family, bound address and port, read with plain
+// loads in tp_btf programs (skid_btf) and probe reads elsewhere (skid_core).
+struct skid {
+	u32 netns;
+	u16 port;
+	u16 proto;
+	u8 family;
+	u8 addr[16];
+};
+
+static __always_inline struct skid skid_btf(const struct sock *sk)
+{
+	struct skid id = {
+		.netns = sk->__sk_common.skc_net.net->ns.inum,
+		.port = sk->__sk_common.skc_num,
+		.proto = sk->sk_protocol,
+		.family = sk->__sk_common.skc_family,
+	};
+	if (id.family == AF_INET)
+		__builtin_memcpy(id.addr, &sk->__sk_common.skc_rcv_saddr, 4);
+	else
+		__builtin_memcpy(id.addr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+	return id;
+}
+
+static __always_inline struct skid skid_core(const struct sock *sk)
+{
+	struct skid id = {
+		.netns = sk_netns(sk),
+		.port = BPF_CORE_READ(sk, __sk_common.skc_num),
+		.proto = BPF_CORE_READ(sk, sk_protocol),
+		.family = BPF_CORE_READ(sk, __sk_common.skc_family),
+	};
+	if (id.family == AF_INET) {
+		u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__builtin_memcpy(id.addr, &a, 4);
+	} else {
+		BPF_CORE_READ_INTO(&id.addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+	}
+	return id;
+}
+
+static __always_inline void listener_key(const struct skid *id, struct lkey *k)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->netns = id->netns;
+	k->port = id->port;
+	k->family = id->family;
+	__builtin_memcpy(k->addr, id->addr, 16);
+}
+
 // --- final ACK ------------------------------------------------------------
+
+// The listener of sk, if the trace follows it.
+static __always_inline struct lval *known_listener(const struct sock *sk, struct lkey *k)
+{
+	struct skid id = skid_btf(sk);
+	listener_key(&id, k);
+	struct lval *v = bpf_map_lookup_elem(&listeners, k);
+	if (!v || v->sk != (u64)sk)
+		return NULL;
+	return v;
+}
+
+// tcp_v4_syn_recv_sock() / tcp_v6_syn_recv_sock() begin with
+// `if (sk_acceptq_is_full(sk)) goto exit_overflow;`, which counts
+// ListenOverflows and returns no child: the same test, at the same moment.
+static __always_inline int on_syn_recv_sock(const struct sock *sk, struct sk_buff *skb)
+{
+	if (sk->sk_ack_backlog <= sk->sk_max_ack_backlog)
+		return 0;
+	struct lkey k;
+	struct lval *v = known_listener(sk, &k);
+	if (!v)
+		return 0;
+	struct seg s = {};
+	if (parse_tcp(HDRS_BTF(skb), &s))
+		return 0;
+	emit(STAGE_ACK, &k, v, &s);
+	return 0;
+}
+
+SEC("fentry/tcp_v4_syn_recv_sock")
+int BPF_PROG(fentry_tcp_v4_syn_recv_sock, const struct sock *sk, struct sk_buff *skb)
+{
+	return on_syn_recv_sock(sk, skb);
+}
+
+SEC("fentry/tcp_v6_syn_recv_sock")
+int BPF_PROG(fentry_tcp_v6_syn_recv_sock, const struct sock *sk, struct sk_buff *skb)
+{
+	// An IPv4 packet on a v6 socket goes on to tcp_v4_syn_recv_sock(),
+	// which tests (and is traced) itself.
+	if (skb->protocol == bpf_htons(ETH_P_IP))
+		return 0;
+	return on_syn_recv_sock(sk, skb);
+}
 
 // tcp_check_req() drops the final ACK of a queued request with
 // TCP_LISTEN_OVERFLOW (Linux 6.15+). A SYN cookie's ACK finds no request:
@@ -555,57 +661,6 @@ int BPF_PROG(raw_tp_kfree_skb, struct sk_buff *skb, void *location, enum skb_dro
 }
 
 // --- listeners and accept wait ---------------------------------------------
-
-// A socket's namespace, family, bound address and port, read with plain
-// loads in tp_btf programs (skid_btf) and probe reads elsewhere (skid_core).
-struct skid {
-	u32 netns;
-	u16 port;
-	u16 proto;
-	u8 family;
-	u8 addr[16];
-};
-
-static __always_inline struct skid skid_btf(const struct sock *sk)
-{
-	struct skid id = {
-		.netns = sk->__sk_common.skc_net.net->ns.inum,
-		.port = sk->__sk_common.skc_num,
-		.proto = sk->sk_protocol,
-		.family = sk->__sk_common.skc_family,
-	};
-	if (id.family == AF_INET)
-		__builtin_memcpy(id.addr, &sk->__sk_common.skc_rcv_saddr, 4);
-	else
-		__builtin_memcpy(id.addr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
-	return id;
-}
-
-static __always_inline struct skid skid_core(const struct sock *sk)
-{
-	struct skid id = {
-		.netns = sk_netns(sk),
-		.port = BPF_CORE_READ(sk, __sk_common.skc_num),
-		.proto = BPF_CORE_READ(sk, sk_protocol),
-		.family = BPF_CORE_READ(sk, __sk_common.skc_family),
-	};
-	if (id.family == AF_INET) {
-		u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__builtin_memcpy(id.addr, &a, 4);
-	} else {
-		BPF_CORE_READ_INTO(&id.addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-	}
-	return id;
-}
-
-static __always_inline void listener_key(const struct skid *id, struct lkey *k)
-{
-	__builtin_memset(k, 0, sizeof(*k));
-	k->netns = id->netns;
-	k->port = id->port;
-	k->family = id->family;
-	__builtin_memcpy(k->addr, id->addr, 16);
-}
 
 static __always_inline void add_listener(const struct sock *sk, const struct skid *id, bool current)
 {
@@ -715,8 +770,11 @@ static __always_inline int on_accept(struct file **fds, long ret)
 			return 0;
 	}
 	u32 i = slot(wait);
-	if (i < HIST_SLOTS) // for the verifier
-		h->slots[i]++;
+	// Older verifiers (5.10, 6.1) do not follow a bound checked on a copy
+	// of the register: mask the index itself, after hiding from the
+	// compiler that slot() already bounds it.
+	barrier_var(i);
+	h->slots[i & (HIST_SLOTS - 1)]++;
 	h->count++;
 	h->sum_ns += wait;
 	if (wait > h->max_ns)
@@ -826,15 +884,16 @@ SEC("tp_btf/sys_exit")
 int BPF_PROG(tp_btf_sys_exit, struct pt_regs *regs, long ret)
 {
 	u64 nr = regs->orig_ax;
+	// Not bpf_get_current_task_btf(): it came in Linux 5.11.
 	struct task_struct *task;
 	if (nr == nr_connect && unix_refused) {
-		task = bpf_get_current_task_btf();
-		return on_connect_exit(task->files->fdt->fd, ret);
+		task = (struct task_struct *)bpf_get_current_task();
+		return on_connect_exit(BPF_CORE_READ(task, files, fdt, fd), ret);
 	}
 	if ((nr != nr_accept && nr != nr_accept4) || ret < 0 || !accept_wait)
 		return 0;
-	task = bpf_get_current_task_btf();
-	return on_accept(task->files->fdt->fd, ret);
+	task = (struct task_struct *)bpf_get_current_task();
+	return on_accept(BPF_CORE_READ(task, files, fdt, fd), ret);
 }
 
 SEC("raw_tp/sys_exit")
