@@ -37,3 +37,14 @@ go vet ./...
 # -p 1: the integration tests read namespace-wide counters and must not
 # share the machine's two cores with another package's load.
 go test -count=1 -p 1 -timeout 30m ./... "$@"
+
+# Then the same integration tests, and every lab scenario with trace beside
+# it, on Debian's 5.10, 6.1 and 6.12 kernels under qemu (docs/kernels.md).
+# BACKLOG_MATRIX=0 leaves it out (a quick local run).
+if [ "${BACKLOG_MATRIX:-1}" = 0 ]; then
+	echo "test.sh: kernel matrix left out (BACKLOG_MATRIX=0)"
+elif [ "$(id -u)" != 0 ]; then
+	echo "test.sh: the kernel matrix needs root (apt, the kernels' cache); skipped" >&2
+else
+	./scripts/kernels.sh
+fi

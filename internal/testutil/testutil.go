@@ -17,16 +17,23 @@ import (
 // nothing skips there.
 func RequireRoot(t testing.TB) {
 	t.Helper()
+	skipHostOnly(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: it builds private network namespaces")
 	}
 }
 
-// RequireTool skips the test when a command is not installed.
+// RequireTool skips the test when a command is not installed. In the
+// kernel matrix a missing tool fails the test unless it is listed in
+// hostOnly: nothing skips there unannounced.
 func RequireTool(t testing.TB, name string) string {
 	t.Helper()
+	skipHostOnly(t)
 	p, err := exec.LookPath(name)
 	if err != nil {
+		if InKernelMatrix() {
+			t.Fatalf("needs %s, which the kernel matrix's guest lacks: name this test in hostOnly (internal/testutil/kernelmatrix.go) with the reason", name)
+		}
 		t.Skipf("needs %s (scripts/test.sh installs it)", name)
 	}
 	return p

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/backlog-dev/backlog/internal/testutil"
 )
 
 // TestGenerateReproducible compiles bpf/backlog.c again exactly as
@@ -19,9 +21,7 @@ func TestGenerateReproducible(t *testing.T) {
 		t.Skip("compiles C; skipped with -short")
 	}
 	for _, tool := range []string{"clang", "llvm-strip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s to regenerate the eBPF object (apt-get install clang llvm libbpf-dev)", tool)
-		}
+		testutil.RequireTool(t, tool)
 	}
 	if _, err := os.Stat("/usr/include/bpf/bpf_helpers.h"); err != nil {
 		t.Skip("needs libbpf headers (apt-get install libbpf-dev)")
@@ -69,10 +69,7 @@ func TestBuildWithoutClang(t *testing.T) {
 	}
 	// The real go binary's directory (GOROOT/bin): a PATH of that alone
 	// holds no clang.
-	goTool, err := exec.LookPath("go")
-	if err == nil {
-		goTool, err = filepath.EvalSymlinks(goTool)
-	}
+	goTool, err := filepath.EvalSymlinks(testutil.RequireTool(t, "go"))
 	if err != nil {
 		t.Fatalf("finding the go command: %v", err)
 	}
