@@ -370,9 +370,10 @@ func TestRedisServer(t *testing.T) {
 // TestMemcachedAtMaxconns: memcached with -c 12 (it needs a few of those
 // descriptors itself) and -o no_maxconns_fast
 // calls listen(fd, 0) when its connections are used up. ls shows backlog 0
-// with the one connection it holds as full, and doctor says connection
+// with the connections it holds as full, and doctor says connection
 // limit with memcached's -c, and the backlog it asked for (-b 32) from its
-// command line.
+// command line. Clients that were queued before it lowered the backlog stay
+// in the queue, so the queue can hold more than one.
 func TestMemcachedAtMaxconns(t *testing.T) {
 	mc := testutil.RequireTool(t, "memcached")
 	srv, cli, addr := serverPair(t, "bl-mc")
@@ -387,15 +388,17 @@ func TestMemcachedAtMaxconns(t *testing.T) {
 	var l snapshot.Listener
 	testutil.Eventually(t, 10*time.Second, func() error {
 		ls := lsPort(t, srv, port)
-		if len(ls) != 1 || ls[0].Backlog != 0 || ls[0].AcceptQueue != 1 {
-			return fmt.Errorf("memcached listener %+v, want 1/0", ls)
+		// Clients queued before memcached lowered its backlog stay
+		// queued: at least the one backlog 0 holds.
+		if len(ls) != 1 || ls[0].Backlog != 0 || ls[0].AcceptQueue < 1 {
+			return fmt.Errorf("memcached listener %+v, want N/0 with N >= 1", ls)
 		}
 		l = ls[0]
 		return nil
 	})
 	ssMatches(t, srv, port, []snapshot.Listener{l})
 	text, _, _ := runIn(t, "", "ls", "--netns", srv.Name, "--port", strconv.Itoa(port))
-	if !strings.Contains(text, "1/0") || !strings.Contains(text, "full") || !strings.Contains(text, "BACKLOG 0") {
+	if !strings.Contains(text, fmt.Sprintf("%d/0", l.AcceptQueue)) || !strings.Contains(text, "full") || !strings.Contains(text, "BACKLOG 0") {
 		t.Errorf("ls:\n%s", text)
 	}
 	fs := doctorNs(t, srv, "1s")
