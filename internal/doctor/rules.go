@@ -28,6 +28,12 @@ func (d diag) listener(l *snapshot.Listener) []Finding {
 	atLimit := srv.limit != "" && l.Backlog == 0
 
 	tr := d.o.traced(l)
+	if members, _ := d.group(l); members > 1 {
+		// The trace keys listeners by address and port: a SO_REUSEPORT
+		// group's events are the whole group's, no proof about one
+		// member. Its own drops and peaks decide.
+		tr = nil
+	}
 	var events int64
 	if tr != nil {
 		events = int64(tr.Drops[trace.StageSyn] + tr.Drops[trace.StageAck])

@@ -164,6 +164,17 @@ func TestReuseportImbalance(t *testing.T) {
 		len(f.Processes) != 1 || f.Processes[0].PID != 2 || !strings.Contains(f.Why, "tcp_migrate_req") {
 		t.Fatalf("imbalance: %v %+v", rules(fs), f)
 	}
+	// The trace's events are keyed by address and port: the group's, not
+	// the idle member's.
+	st := trace.ListenerStats{ListenerID: trace.ListenerID{Netns: 1, Listener: netip.AddrPortFrom(idle.Address, 80)}}
+	st.Drops = map[trace.Stage]uint64{trace.StageSyn: 6}
+	o.Trace = []trace.ListenerStats{st}
+	for _, f := range Diagnose(o) {
+		if f.Rule == "accept-queue-overflow" && f.Evidence["accept_queue_peak"] == 0 {
+			t.Errorf("the idle member blamed for the group's events: %+v", f)
+		}
+	}
+	o.Trace = nil
 	// Both full: no imbalance to speak of.
 	o.Last.Listeners[1].AcceptQueue = 9
 	if f := findRule(Diagnose(o), "reuseport-imbalance"); f != nil {
