@@ -59,6 +59,7 @@ func oneLine(t *testing.T, what, s string) {
 // line, for every command that writes output, and a command that streams
 // stops at once.
 func TestWriteErrors(t *testing.T) {
+	testutil.HostOnly(t)
 	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
 	if err != nil {
 		t.Skipf("no /dev/full: %v", err)
