@@ -181,6 +181,7 @@ func TestTopResizeAndCtrlC(t *testing.T) {
 // TestTopJSONStream: not a terminal, so one JSON object per interval, and
 // --count stops it.
 func TestTopJSONStream(t *testing.T) {
+	testutil.HostOnly(t)
 	run := startOverflow(t)
 	out, stderr, code := runIn(t, "", "top", "--netns", run.Server.Name, "--interval", "300ms", "--count", "3")
 	if code != 0 {

@@ -53,6 +53,7 @@ var hostOnly = map[string]string{
 	"TestTopSaysWhatItCannotSee": "needs tmux (a terminal for the live view)",
 	"TestTopNarrowKeepsNetns":    "needs tmux (a terminal for the live view)",
 	"TestTopNamespaceVanishes":   "setns on a namespace removed meanwhile fails with EINVAL in the 5.10 guest, not the error the test expects: not yet handled",
+	"TestTopJSONStream":          "asserts top's 300 ms refresh interval, which software emulation stretches (6.1, 6.12 guests)",
 	// Failing in the guests for a reason not yet found (their recorder,
 	// with eBPF, wrote no frame within 30 s on 5.10); to be fixed.
 	"TestReplayOverflow": "record --bpf wrote no frame within 30 s in the 5.10 guest: not yet investigated",
