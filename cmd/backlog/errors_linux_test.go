@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/backlog-dev/backlog/internal/lab/labtest"
 	"github.com/backlog-dev/backlog/internal/testutil"
 	"io"
 	"net"
@@ -65,14 +66,24 @@ func TestWriteErrors(t *testing.T) {
 		t.Skipf("no /dev/full: %v", err)
 	}
 	defer full.Close()
-	for _, args := range [][]string{
+	cases := [][]string{
 		{"version"}, {"help"}, {"ls", "-h"}, {"lab", "-h"},
 		{"ls", "--netns", "self"}, {"ls", "--netns", "self", "--json"},
 		{"top", "--netns", "self", "--json"}, // runs until interrupted otherwise
 		{"doctor", "--netns", "self", "--duration", "1s"},
 		{"doctor", "--netns", "self", "--duration", "1s", "--json"},
 		{"report", recording(t)}, {"report", recording(t), "--openmetrics"},
-	} {
+	}
+	if os.Geteuid() == 0 {
+		// A report small enough to fit the buffer meets the error only
+		// when it is flushed: a namespace with no listener.
+		small := filepath.Join(t.TempDir(), "small.blr")
+		if out, err := exec.Command(binary, "record", "--netns", labtest.Namespace(t, "bl-small").Name, "--duration", "2s", "--output", small).CombinedOutput(); err != nil {
+			t.Fatalf("record: %v\n%s", err, out)
+		}
+		cases = append(cases, []string{"report", small, "--openmetrics"})
+	}
+	for _, args := range cases {
 		stderr, code := runTo(t, full, args...)
 		if code != exitFailure || !strings.Contains(stderr, "backlog: writing the output: write /dev/stdout: no space left on device") {
 			t.Errorf("backlog %v > /dev/full: exit %d, stderr %q; want exit 1 and the write error", args, code, stderr)

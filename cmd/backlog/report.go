@@ -69,6 +69,11 @@ func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	if err := bw.Flush(); err != nil {
+		if f == nil {
+			// stdout's own error already says "writing the output"; a
+			// report small enough to meet it only here must say it once too.
+			return err
+		}
 		return fmt.Errorf("writing the report: %w", err)
 	}
 	if f != nil {

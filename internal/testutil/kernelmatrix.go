@@ -57,7 +57,6 @@ var hostOnly = map[string]string{
 	// Failing in the guests for a reason not yet found (their recorder,
 	// with eBPF, wrote no frame within 30 s on 5.10); to be fixed.
 	"TestReplayOverflow": "record --bpf wrote no frame within 30 s in the 5.10 guest: not yet investigated",
-	"TestWriteErrors":    "report --openmetrics > /dev/full says the write error with an extra prefix in the 5.10 guest, not on the host: not yet investigated",
 	"TestReplaySynflood": "record --bpf beside a live doctor: live doctor found nothing in the 5.10 guest: not yet investigated",
 	// Load tests: their bounds are for a real CPU, not for software
 	// emulation (10x slower or more); they test backlog, not the kernel.
