@@ -131,6 +131,16 @@ func (m *Live) record(d snapshot.Delta) {
 }
 
 func (m *Live) key(k tea.KeyMsg) tea.Cmd {
+	// Keys typed faster than the view reads them arrive as one message
+	// ("/8080" on a loaded machine): take them one at a time, so "/" still
+	// opens the filter.
+	if k.Type == tea.KeyRunes && len(k.Runes) > 1 && !k.Paste {
+		var cmds []tea.Cmd
+		for _, r := range k.Runes {
+			cmds = append(cmds, m.key(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}, Alt: k.Alt}))
+		}
+		return tea.Batch(cmds...)
+	}
 	if m.filtering {
 		switch k.Type {
 		case tea.KeyEnter, tea.KeyEsc:
