@@ -1,11 +1,9 @@
 package trace
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/backlog-dev/backlog/internal/testutil"
@@ -17,48 +15,7 @@ import (
 // It needs clang, llvm-strip and libbpf headers (scripts/test.sh installs
 // them); without them it skips.
 func TestGenerateReproducible(t *testing.T) {
-	if testing.Short() {
-		t.Skip("compiles C; skipped with -short")
-	}
-	for _, tool := range []string{"clang", "llvm-strip"} {
-		testutil.RequireTool(t, tool)
-	}
-	if _, err := os.Stat("/usr/include/bpf/bpf_helpers.h"); err != nil {
-		t.Skip("needs libbpf headers (apt-get install libbpf-dev)")
-	}
-	src, err := os.ReadFile("gen.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var line string
-	for _, l := range strings.Split(string(src), "\n") {
-		if s, ok := strings.CutPrefix(l, "//go:generate "); ok {
-			line = s
-		}
-	}
-	const tool = "go tool bpf2go "
-	if !strings.HasPrefix(line, tool) {
-		t.Fatalf("gen.go: //go:generate line %q does not run %q", line, tool)
-	}
-	dir := t.TempDir()
-	cmd := exec.Command("sh", "-c", tool+"-output-dir '"+dir+"' "+line[len(tool):])
-	cmd.Env = append(os.Environ(), "GOPACKAGE=trace", "GOFILE=gen.go")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", line, err, out)
-	}
-	for _, name := range []string{"bpf_x86_bpfel.go", "bpf_x86_bpfel.o"} {
-		want, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s differs from what go generate produces now: run go generate ./internal/trace and commit it", name)
-		}
-	}
+	testutil.GenerateReproducible(t, "trace", "bpf_x86_bpfel.go", "bpf_x86_bpfel.o")
 }
 
 // TestBuildWithoutClang: this package, the only one with eBPF code, builds
