@@ -138,7 +138,7 @@ func TestServeScrapeIsClean(t *testing.T) {
 	ns, l := overflow(t)
 	dial(t, ns, l, 20)
 	s := startServe(t, "--netns", ns.Name)
-	drops := regexp.MustCompile(fmt.Sprintf(`\nbacklog_listener_drops_total\{address="127\.0\.0\.1",container="",family="inet",namespace="",netns=%q,path="",pod="",port="%d",process="[^"]+"\} ([0-9]+)\n`, ns.Name, l.Port))
+	drops := regexp.MustCompile(fmt.Sprintf(`\nbacklog_listener_drops_total\{address="127\.0\.0\.1",container="",family="inet",namespace="",netns=%q,path="",pod="",port="%d",process="[^"]+",socket_inode="[0-9]+"\} ([0-9]+)\n`, ns.Name, l.Port))
 	var body string
 	testutil.Eventually(t, 5*time.Second, func() error {
 		var code int

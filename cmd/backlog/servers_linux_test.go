@@ -3,10 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -281,6 +283,82 @@ http {
 	}
 	t.Logf("ls:\n%s", text)
 
+	// Each member is its own listener on both collection paths, in ls,
+	// top and serve: its numbers are ss's for that socket.
+	ss := map[uint32]testutil.SSListener{}
+	for _, s := range testutil.SSListeners(t, srv.Name, fmt.Sprintf("sport = :%d", port)) {
+		ss[s.Inode] = s
+	}
+	if len(ss) != 2 {
+		t.Fatalf("ss shows %d members: %+v", len(ss), ss)
+	}
+	for _, path := range []string{"bpf_iter", "sock_diag"} {
+		var flags []string
+		if path == "sock_diag" {
+			flags = []string{"--no-bpf"}
+		}
+		out, stderr, code := runIn(t, "", append([]string{"ls", "--netns", srv.Name, "--port", strconv.Itoa(port), "--json"}, flags...)...)
+		var snap snapshot.Snapshot
+		if code != 0 || json.Unmarshal([]byte(out), &snap) != nil || snap.Source != path {
+			t.Fatalf("ls %v: exit %d source %q: %s", flags, code, snap.Source, stderr)
+		}
+		top, stderr, code := runIn(t, "", append([]string{"top", "--json", "--count", "2", "--interval", "300ms", "--netns", srv.Name, "--port", strconv.Itoa(port)}, flags...)...)
+		lines := strings.Split(strings.TrimSpace(top), "\n")
+		var d snapshot.Delta
+		if code != 0 || json.Unmarshal([]byte(lines[len(lines)-1]), &d) != nil {
+			t.Fatalf("top %v: exit %d: %s", flags, code, stderr)
+		}
+		sv := startServe(t, append([]string{"--netns", srv.Name, "--port", strconv.Itoa(port)}, flags...)...)
+		_, body := get(t, http.DefaultClient, "http://"+sv.addr+"/metrics")
+		if !strings.Contains(body, fmt.Sprintf("backlog_collection_source{source=%q} 1", path)) {
+			t.Errorf("serve %v did not read with %s", flags, path)
+		}
+		if promtool, err := exec.LookPath("promtool"); err == nil {
+			cmd := exec.Command(promtool, "check", "metrics")
+			cmd.Stdin = strings.NewReader(body)
+			if out, err := cmd.CombinedOutput(); err != nil || len(out) != 0 {
+				t.Errorf("promtool check metrics: %v\n%s", err, out)
+			}
+		}
+		series := memberSeries(body)
+		if len(series) != 2 || len(snap.Listeners) != 2 || len(d.Listeners) != 2 {
+			t.Fatalf("%s: %d series, %d ls rows, %d top rows; want each member apart:\n%s", path, len(series), len(snap.Listeners), len(d.Listeners), body)
+		}
+		for ino, s := range ss {
+			m := series[ino]
+			if m["accept_queue"] != float64(s.RecvQ) || m["backlog"] != float64(s.SendQ) || m["drops_total"] != float64(s.Drops) ||
+				m["accept_queue_peak"] < float64(s.RecvQ) {
+				t.Errorf("%s: serve's member %d %v, ss %d/%d drops %d", path, ino, m, s.RecvQ, s.SendQ, s.Drops)
+			}
+			for _, l := range snap.Listeners {
+				if l.Inode == ino && (int(l.AcceptQueue) != s.RecvQ || int(l.Backlog) != s.SendQ || l.Drops == nil || int(*l.Drops) != s.Drops) {
+					t.Errorf("%s: ls member %d %d/%d drops %v, ss %d/%d drops %d", path, ino, l.AcceptQueue, l.Backlog, l.Drops, s.RecvQ, s.SendQ, s.Drops)
+				}
+			}
+			for _, l := range d.Listeners {
+				if l.Inode == ino && (int(l.AcceptQueue) != s.RecvQ || int(l.Backlog) != s.SendQ || int(l.AcceptQueuePeak) < s.RecvQ || int(l.AcceptQueuePeak) > s.SendQ+1) {
+					t.Errorf("%s: top member %d %d/%d peak %d, ss %d/%d", path, ino, l.AcceptQueue, l.Backlog, l.AcceptQueuePeak, s.RecvQ, s.SendQ)
+				}
+			}
+		}
+		t.Logf("%s: serve %v, ss %+v", path, series, ss)
+	}
+}
+
+// memberSeries reads the listener series of a scrape by socket_inode:
+// metric name without backlog_listener_ -> value.
+func memberSeries(body string) map[uint32]map[string]float64 {
+	re := regexp.MustCompile(`(?m)^backlog_listener_(\w+)\{[^}]*socket_inode="(\d+)"[^}]*\} (\S+)$`)
+	out := map[uint32]map[string]float64{}
+	for _, m := range re.FindAllStringSubmatch(body, -1) {
+		ino, _ := strconv.ParseUint(m[2], 10, 32)
+		v, _ := strconv.ParseFloat(m[3], 64)
+		if out[uint32(ino)] == nil {
+			out[uint32(ino)] = map[string]float64{}
+		}
+		out[uint32(ino)][m[1]] = v
+	}
+	return out
 }
 
 func servingPIDs(l snapshot.Listener) []int {

@@ -84,12 +84,11 @@ type result struct {
 	families    []*dto.MetricFamily
 }
 
-// series is one listener series: a listener, or the SO_REUSEPORT sockets
-// one process holds on the same address and port.
+// series is one listener series: one socket.
 type series struct {
 	key                                  seriesKey
 	workload                             *snapshot.Workload
-	address, port, family                string
+	address, port, family, inode         string
 	acceptQueue, peak, backlog, synQueue uint32
 	drops                                uint64
 	hasDrops                             bool
@@ -103,6 +102,9 @@ type seriesKey struct {
 	process string
 	// The workload's labels: Kubernetes namespace, pod, container.
 	namespace, pod, container string
+	// inode is the socket's: it tells apart SO_REUSEPORT members, which
+	// share every other label.
+	inode uint32
 }
 
 // New returns an exporter; register it with a prometheus.Registry.
@@ -303,11 +305,13 @@ func (e *Exporter) logChanges(now map[failure]error) {
 }
 
 // buildSeries turns listeners into series, in the snapshot's order (fullest
-// first). SO_REUSEPORT sockets that one process holds on the same address
-// and port (or UNIX sockets of one name, in different mount namespaces)
-// would carry the same labels, so they become one series: the
-// largest queue and peak, the smallest backlog (a fill ratio that errs
-// toward alerting), and the sums of SYN queues and drops.
+// first), one per socket: the socket's inode is a label, so SO_REUSEPORT
+// members (one socket per nginx worker, each with its own queues, drops
+// and owner) are series of their own, summed by the rules and the
+// dashboard where they mean the port. Two namespaces given the same name
+// could still collide; such sockets become one series, the largest queue
+// and peak, the smallest backlog (a fill ratio that errs toward
+// alerting), the sums of SYN queues and drops.
 func buildSeries(snap *snapshot.Snapshot, peaks map[sampler.Key]uint32) []series {
 	names := make(map[uint64]string, len(snap.Namespaces))
 	for _, ns := range snap.Namespaces {
@@ -318,7 +322,7 @@ func buildSeries(snap *snapshot.Snapshot, peaks map[sampler.Key]uint32) []series
 	for i := range snap.Listeners {
 		l := &snap.Listeners[i]
 		s := series{
-			key:         seriesKey{netns: names[l.Netns], address: l.Address, port: l.Port, path: l.Path},
+			key:         seriesKey{netns: names[l.Netns], address: l.Address, port: l.Port, path: l.Path, inode: l.Inode},
 			acceptQueue: l.AcceptQueue,
 			peak:        max(l.AcceptQueue, peaks[sampler.Key{Netns: l.Netns, Inode: l.Inode}]),
 			backlog:     l.Backlog,
@@ -337,6 +341,7 @@ func buildSeries(snap *snapshot.Snapshot, peaks map[sampler.Key]uint32) []series
 		j, ok := index[s.key]
 		if !ok {
 			s.family = l.Family
+			s.inode = strconv.FormatUint(uint64(l.Inode), 10)
 			if !l.IsUnix() {
 				s.address, s.port = l.Address.String(), strconv.Itoa(int(l.Port))
 			}

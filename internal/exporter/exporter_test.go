@@ -71,19 +71,22 @@ func TestMetricsAndReuseport(t *testing.T) {
 	want := `
 # HELP backlog_listener_accept_queue Connections that finished the handshake and wait for accept(2); the kernel lets it reach backlog+1.
 # TYPE backlog_listener_accept_queue gauge
-backlog_listener_accept_queue{address="0.0.0.0",container="",family="inet",namespace="",netns="host",path="",pod="",port="80",process="nginx"} 129
-backlog_listener_accept_queue{address="0.0.0.0",container="nginx",family="inet",namespace="shop",netns="pod:1234",path="",pod="web-0",port="80",process=""} 0
-backlog_listener_accept_queue{address="::",container="",family="inet6",namespace="",netns="host",path="",pod="",port="22",process="sshd"} 0
+backlog_listener_accept_queue{address="0.0.0.0",container="",family="inet",namespace="",netns="host",path="",pod="",port="80",process="nginx",socket_inode="10"} 129
+backlog_listener_accept_queue{address="0.0.0.0",container="",family="inet",namespace="",netns="host",path="",pod="",port="80",process="nginx",socket_inode="11"} 3
+backlog_listener_accept_queue{address="0.0.0.0",container="nginx",family="inet",namespace="shop",netns="pod:1234",path="",pod="web-0",port="80",process="",socket_inode="12"} 0
+backlog_listener_accept_queue{address="::",container="",family="inet6",namespace="",netns="host",path="",pod="",port="22",process="sshd",socket_inode="13"} 0
 # HELP backlog_listener_backlog Effective backlog: the listen(2) backlog capped at net.core.somaxconn.
 # TYPE backlog_listener_backlog gauge
-backlog_listener_backlog{address="0.0.0.0",container="",family="inet",namespace="",netns="host",path="",pod="",port="80",process="nginx"} 128
-backlog_listener_backlog{address="0.0.0.0",container="nginx",family="inet",namespace="shop",netns="pod:1234",path="",pod="web-0",port="80",process=""} 128
-backlog_listener_backlog{address="::",container="",family="inet6",namespace="",netns="host",path="",pod="",port="22",process="sshd"} 128
+backlog_listener_backlog{address="0.0.0.0",container="",family="inet",namespace="",netns="host",path="",pod="",port="80",process="nginx",socket_inode="10"} 128
+backlog_listener_backlog{address="0.0.0.0",container="",family="inet",namespace="",netns="host",path="",pod="",port="80",process="nginx",socket_inode="11"} 511
+backlog_listener_backlog{address="0.0.0.0",container="nginx",family="inet",namespace="shop",netns="pod:1234",path="",pod="web-0",port="80",process="",socket_inode="12"} 128
+backlog_listener_backlog{address="::",container="",family="inet6",namespace="",netns="host",path="",pod="",port="22",process="sshd",socket_inode="13"} 128
 # HELP backlog_listener_drops_total Packets the listener dropped (sk_drops), each retransmitted SYN again: not a count of refused clients.
 # TYPE backlog_listener_drops_total counter
-backlog_listener_drops_total{address="0.0.0.0",container="",family="inet",namespace="",netns="host",path="",pod="",port="80",process="nginx"} 7
-backlog_listener_drops_total{address="0.0.0.0",container="nginx",family="inet",namespace="shop",netns="pod:1234",path="",pod="web-0",port="80",process=""} 0
-backlog_listener_drops_total{address="::",container="",family="inet6",namespace="",netns="host",path="",pod="",port="22",process="sshd"} 0
+backlog_listener_drops_total{address="0.0.0.0",container="",family="inet",namespace="",netns="host",path="",pod="",port="80",process="nginx",socket_inode="10"} 5
+backlog_listener_drops_total{address="0.0.0.0",container="",family="inet",namespace="",netns="host",path="",pod="",port="80",process="nginx",socket_inode="11"} 2
+backlog_listener_drops_total{address="0.0.0.0",container="nginx",family="inet",namespace="shop",netns="pod:1234",path="",pod="web-0",port="80",process="",socket_inode="12"} 0
+backlog_listener_drops_total{address="::",container="",family="inet6",namespace="",netns="host",path="",pod="",port="22",process="sshd",socket_inode="13"} 0
 # HELP backlog_netns_tcpext_total TcpExt listen counters of the namespace's /proc/net/netstat, under their kernel names.
 # TYPE backlog_netns_tcpext_total counter
 backlog_netns_tcpext_total{container="",counter="ListenDrops",namespace="",netns="host",pod=""} 7
@@ -140,8 +143,8 @@ backlog_namespaces 4
 	if err := testutil.CollectAndCompare(e, strings.NewReader(want), "backlog_scrape_errors_total", "backlog_namespaces"); err != nil {
 		t.Error(err)
 	}
-	if n := testutil.CollectAndCount(e, "backlog_listener_backlog"); n != 3 {
-		t.Errorf("%d listener series, want 3 despite the failures", n)
+	if n := testutil.CollectAndCount(e, "backlog_listener_backlog"); n != 4 {
+		t.Errorf("%d listener series, want 4 despite the failures", n)
 	}
 
 	// Nothing readable at all: only the exporter's own series.
@@ -226,10 +229,10 @@ func TestMaxListeners(t *testing.T) {
 	want := `
 # HELP backlog_listeners Listener series in the last collection before --max-listeners.
 # TYPE backlog_listeners gauge
-backlog_listeners 3
+backlog_listeners 4
 # HELP backlog_listeners_omitted_total Listener series left out by --max-listeners, summed over collections.
 # TYPE backlog_listeners_omitted_total counter
-backlog_listeners_omitted_total 2
+backlog_listeners_omitted_total 4
 `
 	if err := testutil.CollectAndCompare(e, strings.NewReader(want), "backlog_listeners", "backlog_listeners_omitted_total"); err != nil {
 		t.Error(err)
@@ -301,7 +304,7 @@ func TestGatherEqualsCollect(t *testing.T) {
 	if viaRegistry != direct {
 		t.Errorf("registry:\n%s\ndirect:\n%s", viaRegistry, direct)
 	}
-	if !strings.Contains(direct, `backlog_listener_accept_queue_peak{address="0.0.0.0",container="",family="inet",namespace="",netns="host",path="",pod="",port="80",process="nginx"} 129`) {
+	if !strings.Contains(direct, `backlog_listener_accept_queue_peak{address="0.0.0.0",container="",family="inet",namespace="",netns="host",path="",pod="",port="80",process="nginx",socket_inode="10"} 129`) {
 		t.Errorf("peak missing:\n%s", direct)
 	}
 }

@@ -115,9 +115,9 @@ func setValue(m *dto.Metric, typ dto.MetricType, v float64) {
 // listenerSamples hold the samples of one listener series in a single
 // allocation; they share one label slice, read-only once built.
 type listenerSamples struct {
-	values  [9]string
-	pairs   [9]dto.LabelPair
-	labels  [9]*dto.LabelPair
+	values  [10]string
+	pairs   [10]dto.LabelPair
+	labels  [10]*dto.LabelPair
 	metrics [5]dto.Metric
 	gauges  [4]dto.Gauge
 	counter dto.Counter
@@ -127,7 +127,7 @@ type listenerSamples struct {
 // add appends the series' samples to its families; drops only when the
 // kernel reported them.
 func (s *series) add(family func(*metric) *dto.MetricFamily) {
-	ls := &listenerSamples{values: [9]string{s.address, s.key.container, s.family, s.key.namespace, s.key.netns, s.key.path, s.key.pod, s.port, s.key.process}}
+	ls := &listenerSamples{values: [10]string{s.address, s.key.container, s.family, s.key.namespace, s.key.netns, s.key.path, s.key.pod, s.port, s.key.process, s.inode}}
 	for i := range ls.pairs {
 		ls.pairs[i].Name, ls.pairs[i].Value = &listenerLabels[i], &ls.values[i]
 		ls.labels[i] = &ls.pairs[i]
@@ -171,6 +171,7 @@ func sortByLabels(ss []series) {
 			strings.Compare(a.key.pod, b.key.pod),
 			strings.Compare(a.port, b.port),
 			strings.Compare(a.key.process, b.key.process),
+			strings.Compare(a.inode, b.inode),
 		)
 	})
 }

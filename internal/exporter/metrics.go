@@ -41,8 +41,10 @@ const (
 // listenerLabels label every listener series, sorted. A TCP listener has
 // address and port, a UNIX one path; namespace, pod and container name its
 // workload as kube-state-metrics and cAdvisor do, so joins work.
-// Prometheus reads the empty ones as absent.
-var listenerLabels = []string{"address", "container", "family", "namespace", "netns", "path", "pod", "port", "process"}
+// Prometheus reads the empty ones as absent. socket_inode tells apart
+// sockets that share every other label: the members of a SO_REUSEPORT
+// group (nginx's one socket per worker), each with its own queues.
+var listenerLabels = []string{"address", "container", "family", "namespace", "netns", "path", "pod", "port", "process", "socket_inode"}
 
 // The metrics, as docs/metrics.md lists them.
 var (

@@ -94,7 +94,7 @@ func TestOpenMetrics(t *testing.T) {
 	om := b.String()
 	for _, want := range []string{
 		"# TYPE backlog_listener_drops counter\n",
-		`backlog_listener_accept_queue_peak{address="127.0.0.1",family="inet",netns="host",port="8080",process="app"} 6 1796094008` + "\n",
+		`backlog_listener_accept_queue_peak{address="127.0.0.1",family="inet",netns="host",port="8080",process="app",socket_inode="7"} 6 1796094008` + "\n",
 		`backlog_netns_tcpext_total{counter="ListenOverflows",netns="host"} 14 1796094008` + "\n",
 	} {
 		if !strings.Contains(om, want) {

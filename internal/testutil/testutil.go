@@ -71,18 +71,19 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 	}
 }
 
-// SSListener is one listener as `ss -ltnm` prints it.
+// SSListener is one listener as `ss -ltnme` prints it.
 type SSListener struct {
 	RecvQ, SendQ int
 	Local        string
-	Drops        int // skmem d<N>, -1 when absent
+	Drops        int    // skmem d<N>, -1 when absent
+	Inode        uint32 // ino:<N>, 0 when absent
 }
 
-// SSListeners runs `ss -Hltnm` in the namespace, optionally with a filter
+// SSListeners runs `ss -Hltnme` in the namespace, optionally with a filter
 // such as "sport = :8080".
 func SSListeners(t testing.TB, ns string, filter ...string) []SSListener {
 	t.Helper()
-	out := InNetns(t, ns, append([]string{"ss", "-Hltnm"}, filter...)...)
+	out := InNetns(t, ns, append([]string{"ss", "-Hltnme"}, filter...)...)
 	var ls []SSListener
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
@@ -90,7 +91,14 @@ func SSListeners(t testing.TB, ns string, filter ...string) []SSListener {
 		if len(f) >= 4 && f[0] == "LISTEN" {
 			rq, _ := strconv.Atoi(f[1])
 			sq, _ := strconv.Atoi(f[2])
-			ls = append(ls, SSListener{RecvQ: rq, SendQ: sq, Local: f[3], Drops: -1})
+			l := SSListener{RecvQ: rq, SendQ: sq, Local: f[3], Drops: -1}
+			for _, w := range f[4:] {
+				if v, ok := strings.CutPrefix(w, "ino:"); ok {
+					n, _ := strconv.ParseUint(v, 10, 32)
+					l.Inode = uint32(n)
+				}
+			}
+			ls = append(ls, l)
 			continue
 		}
 		if i := strings.Index(sc.Text(), "skmem:("); i >= 0 && len(ls) > 0 {
