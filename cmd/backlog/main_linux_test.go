@@ -21,6 +21,9 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if a := os.Getenv(goServerEnv); a != "" {
+		goServerMain(strings.Split(a, ","))
+	}
 	// The kernel matrix's guests have no Go toolchain: scripts/kernels.sh
 	// builds the binary and names it here.
 	if b := os.Getenv("BACKLOG_TEST_BINARY"); b != "" {

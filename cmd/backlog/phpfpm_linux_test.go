@@ -238,7 +238,17 @@ http {
 // ends it (and what it started) by that group at cleanup.
 func startDaemon(t *testing.T, argv ...string) *exec.Cmd {
 	t.Helper()
+	return startDaemonEnv(t, nil, argv...)
+}
+
+// startDaemonEnv is startDaemon with env added to this process's
+// environment.
+func startDaemonEnv(t *testing.T, env []string, argv ...string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var log strings.Builder
 	var mu sync.Mutex

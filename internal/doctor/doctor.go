@@ -58,6 +58,11 @@ type Observation struct {
 	// pid (/proc/PID/cmdline): they name interpreted servers and the
 	// backlog flags they were given. Nil when not read.
 	Cmdlines map[int][]string
+	// GoVersions are the Go versions of the last snapshot's owners that
+	// are Go programs, by pid: the build info in their executable's
+	// .go.buildinfo section (debug/buildinfo on /proc/PID/exe). Nil when
+	// not read.
+	GoVersions map[int]string
 	// UnixRefused counts the UNIX connects refused with EAGAIN that eBPF
 	// saw during the window, by the client's namespace and the name it
 	// asked for. Nil without doctor --bpf.

@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"context"
+	"debug/buildinfo"
 	"fmt"
 	"os"
 	"strconv"
@@ -84,7 +85,7 @@ func Observe(ctx context.Context, opts collect.Options, d time.Duration, traced 
 		latest = snap
 		if last {
 			o.Last = snap
-			o.Cmdlines = cmdlines(opts.ProcRoot, snap)
+			o.Cmdlines, o.GoVersions = owners(opts.ProcRoot, snap)
 			o.Duration = time.Since(start)
 			if traced != nil {
 				if o.Trace, err = traced(); err != nil {
@@ -115,7 +116,7 @@ func (o *Observation) interrupted(opts collect.Options, start time.Time, latest 
 		o.record(snap, nil)
 		o.Last = snap
 	}
-	o.Cmdlines = cmdlines(opts.ProcRoot, o.Last)
+	o.Cmdlines, o.GoVersions = owners(opts.ProcRoot, o.Last)
 	return *o
 }
 
@@ -136,26 +137,34 @@ func (o *Observation) record(s *snapshot.Snapshot, peaks map[sampler.Key]uint32)
 	}
 }
 
-// cmdlines reads the command lines of the snapshot's owners
-// (/proc/PID/cmdline, NUL-separated): they name interpreted servers
-// (python3 -m http.server) and the backlog flags given (memcached -b).
-// A process gone or unreadable is left out.
-func cmdlines(procRoot string, s *snapshot.Snapshot) map[int][]string {
+// owners reads the command lines of s's owners (/proc/PID/cmdline,
+// NUL-separated: they name interpreted servers, python3 -m http.server,
+// and the backlog flags given, memcached -b) and, for those that are Go
+// programs, the Go version their executable was built with (a Go
+// listener's backlog is the somaxconn the process read once). A process
+// gone or unreadable is left out.
+func owners(procRoot string, s *snapshot.Snapshot) (map[int][]string, map[int]string) {
 	if procRoot == "" {
 		procRoot = "/proc"
 	}
-	out := map[int][]string{}
+	args, gover := map[int][]string{}, map[int]string{}
 	for _, l := range s.Listeners {
 		for _, p := range l.Processes {
-			if _, ok := out[p.PID]; ok {
+			if _, ok := args[p.PID]; ok {
 				continue
 			}
-			b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(p.PID) + "/cmdline")
+			dir := procRoot + "/" + strconv.Itoa(p.PID)
+			b, err := os.ReadFile(dir + "/cmdline")
 			if err != nil {
 				continue
 			}
-			out[p.PID] = strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+			args[p.PID] = strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+			// Only the .go.buildinfo section (or the first 64 KiB of
+			// the data segment) is read; a non-Go binary fails fast.
+			if bi, err := buildinfo.ReadFile(dir + "/exe"); err == nil {
+				gover[p.PID] = bi.GoVersion
+			}
 		}
 	}
-	return out
+	return args, gover
 }

@@ -22,7 +22,7 @@ func (d diag) listener(l *snapshot.Listener) []Finding {
 	drops := d.drops(l)
 	peak := max(d.o.PeakAccept[k], l.AcceptQueue)
 	somax := val(d.ns.Sysctls.Somaxconn)
-	srv, args := serverOf(l.Processes, d.o.Cmdlines)
+	srv, args := serverOf(l.Processes, d.o.Cmdlines, d.o.GoVersions)
 	req := srv.requestedBacklog(args, int64(l.Backlog), somax)
 	stopped := stoppedOwners(l.Processes)
 	atLimit := srv.limit != "" && l.Backlog == 0
@@ -162,7 +162,11 @@ func (d diag) listener(l *snapshot.Listener) []Finding {
 		f.Evidence["backlog"], f.Evidence["somaxconn"], f.Evidence["listener_drops"] = int64(l.Backlog), somax, drops
 		f.Why = "listen(2) silently caps its backlog at net.core.somaxconn of the namespace, at the time it is " +
 			"called (__sys_listen()). Many servers (Go's net.Listen among them) ask for exactly somaxconn."
-		if req.backlog > somax {
+		if srv.goAskedSomaxconn(int64(l.Backlog), somax) {
+			f.Summary = fmt.Sprintf("backlog %d equals net.core.somaxconn: %s asks for somaxconn itself, so raising somaxconn (and restarting it) is its only knob", l.Backlog, srv.name)
+			f.Advice = fmt.Sprintf("Raise net.core.somaxconn, then restart %s: Go reads somaxconn once per process, at its first Listen, so a reload within the process keeps %d.", srv.name, l.Backlog)
+			f.Command = d.inNetns(fmt.Sprintf("sysctl -w net.core.somaxconn=%d", nextPow2(max(somax*2, 1024))))
+		} else if req.backlog > somax {
 			f.Summary = fmt.Sprintf("%s asked for a backlog of %d and got %d: net.core.somaxconn caps it", srv.name, req.backlog, l.Backlog)
 			f.Advice = fmt.Sprintf("Raise somaxconn to %d, then restart %s (or have it call listen() again): existing listeners keep their old cap.", req.backlog, srv.name)
 			f.Command = d.inNetns(fmt.Sprintf("sysctl -w net.core.somaxconn=%d", req.backlog))
@@ -170,6 +174,23 @@ func (d diag) listener(l *snapshot.Listener) []Finding {
 			f.Advice = "If the application asked for more (" + srv.backlog(somax*2) + "), raise somaxconn to at least that, then restart it " +
 				"(or have it call listen() again): existing listeners keep their old cap."
 		}
+		d.describe(&f, srv, req)
+		fs = append(fs, f)
+	} else if srv.goAskedSomaxconn(int64(l.Backlog), somax) && int64(l.Backlog) < somax {
+		// A Go program asked for somaxconn as it read it once, when it
+		// first listened: somaxconn was raised since it started.
+		sev := Info
+		if full || lost {
+			sev = Warning
+		}
+		f := d.finding("backlog-capped-at-listen", sev, l)
+		f.Summary = fmt.Sprintf("%s asked for the net.core.somaxconn of when it started, %d (now %d): restart it to pick up the new somaxconn",
+			srv.name, l.Backlog, somax)
+		f.Evidence["backlog"], f.Evidence["somaxconn"], f.Evidence["listener_drops"] = int64(l.Backlog), somax, drops
+		f.Why = "It is a Go program (" + srv.goVersion + ", from the build info in its executable). Go's net.Listen passes " +
+			"net.core.somaxconn as the backlog, read from /proc/sys/net/core/somaxconn once per process (net.listenerBacklog): " +
+			"somaxconn was raised after it started, and even a new Listen in the same process asks for the old value."
+		f.Advice = fmt.Sprintf("Restart %s as a new process, not a reload within it: it then asks for somaxconn %d.", srv.name, somax)
 		d.describe(&f, srv, req)
 		fs = append(fs, f)
 	} else if somax > 0 && req.backlog > int64(l.Backlog) && int64(l.Backlog) < somax && l.Backlog > 0 {

@@ -28,6 +28,8 @@ type server struct {
 	limit string
 	// flags are the command-line options that set the backlog.
 	flags []string
+	// goVersion is set for a Go program (goProgram).
+	goVersion string
 }
 
 var servers = []struct {
@@ -84,17 +86,36 @@ func pythonModule(mod string) func(string, []string) bool {
 	}
 }
 
+// goProgram is a Go program the table does not know by name. Go's
+// net.Listen (net/http, gRPC, Caddy, Traefik... all listen through it)
+// passes net.core.somaxconn as the backlog, read from
+// /proc/sys/net/core/somaxconn once per process (net.listenerBacklog, a
+// sync.Once over maxListenerBacklog() in net/sock_linux.go): a Listen
+// after somaxconn was raised, in the same process, asks for the old value.
+// Only a restart picks up the new one.
+func goProgram(comm, version string) server {
+	return server{name: comm + " (Go)", goVersion: version,
+		setting: "net.core.somaxconn, to %d, then a restart of the Go program " +
+			"(Go's net.Listen asks for somaxconn, read once per process; it has no backlog setting of its own)",
+		workers: "more goroutines accepting, or more instances: find what keeps the accept loop from running " +
+			"(a stopped process, GOMAXPROCS too low, a handler blocking the loop)"}
+}
+
 var generic = server{setting: "the listen(2) backlog the server passes (its own setting, %d or more)",
 	workers: "more accepting workers or threads in the process shown"}
 
 // serverOf recognises the owner of a listener; the generic server when
-// none is known. args are the owners' command lines by pid, when read.
-func serverOf(ps []snapshot.Process, args map[int][]string) (server, []string) {
+// none is known. args are the owners' command lines by pid, when read;
+// gover the Go versions of those that are Go programs.
+func serverOf(ps []snapshot.Process, args map[int][]string, gover map[int]string) (server, []string) {
 	for _, p := range ps {
 		for _, s := range servers {
 			if s.match(p.Comm, args[p.PID]) {
 				return s.s, args[p.PID]
 			}
+		}
+		if v, ok := gover[p.PID]; ok {
+			return goProgram(p.Comm, v), args[p.PID]
 		}
 		if p.PID == 1 && p.Comm != "" {
 			return servers[len(servers)-1].s, nil // an init that is not called systemd
@@ -116,6 +137,13 @@ type requested struct {
 // kernel shows (effective = min(asked, somaxconn at listen() time)) and
 // somaxconn now. Unknown (zero) when nothing says.
 func (s server) requestedBacklog(args []string, effective, somax int64) requested {
+	if s.goVersion != "" {
+		if s.goAskedSomaxconn(effective, somax) {
+			return requested{effective, fmt.Sprintf("Go's net.Listen asks for net.core.somaxconn as the process read it at its first Listen "+
+				"(%s, from the build info of /proc/PID/exe)", s.goVersion)}
+		}
+		return requested{} // a raw listen(2) of its own, say
+	}
 	for i, a := range args {
 		for _, f := range s.flags {
 			v, ok := "", false
@@ -141,6 +169,16 @@ func (s server) requestedBacklog(args []string, effective, somax int64) requeste
 		return requested{}
 	}
 	return requested{}
+}
+
+// goAskedSomaxconn reports whether a Go program's effective backlog is
+// what net.Listen would have asked for: somaxconn now, or below it and a
+// kernel default of somaxconn (128 before Linux 5.4, 4096 since), the
+// value it most likely read at start before somaxconn was raised. Any
+// other value came from a listen(2) of its own (syscall.Listen), whose
+// request is unknown.
+func (s server) goAskedSomaxconn(effective, somax int64) bool {
+	return s.goVersion != "" && effective > 0 && (effective == somax || effective < somax && (effective == 128 || effective == 4096))
 }
 
 // oldCap reports whether b is a somaxconn default of older kernels: 128

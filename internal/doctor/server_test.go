@@ -121,13 +121,25 @@ func TestConnectionLimits(t *testing.T) {
 		t.Errorf("haproxy: %+v", f)
 	}
 	// A backlog from the command line is exact.
-	s, args := serverOf([]snapshot.Process{{PID: 5, Comm: "memcached"}}, map[int][]string{5: {"memcached", "-b", "2048"}})
+	s, args := serverOf([]snapshot.Process{{PID: 5, Comm: "memcached"}}, map[int][]string{5: {"memcached", "-b", "2048"}}, nil)
 	if r := s.requestedBacklog(args, 1024, 1024); r.backlog != 2048 || !strings.Contains(r.source, "command line") {
 		t.Errorf("memcached -b: %+v", r)
 	}
-	s, args = serverOf([]snapshot.Process{{PID: 7, Comm: "python3"}}, map[int][]string{7: {"python3", "-m", "http.server", "--bind", "::"}})
+	s, args = serverOf([]snapshot.Process{{PID: 7, Comm: "python3"}}, map[int][]string{7: {"python3", "-m", "http.server", "--bind", "::"}}, nil)
 	if r := s.requestedBacklog(args, 5, 4096); s.name != "Python http.server" || r.backlog != 5 {
 		t.Errorf("python: %s %+v", s.name, r)
+	}
+	// A Go program asks for somaxconn as it read it at start; a backlog
+	// that is no somaxconn came from a listen(2) of its own.
+	goOwner := []snapshot.Process{{PID: 9, Comm: "caddy"}}
+	s, args = serverOf(goOwner, map[int][]string{9: {"caddy", "run"}}, map[int]string{9: "go1.24.2"})
+	for _, c := range []struct{ effective, somax, want int64 }{{128, 1024, 128}, {4096, 65535, 4096}, {1024, 1024, 1024}, {16, 4096, 0}, {1000, 4096, 0}} {
+		if r := s.requestedBacklog(args, c.effective, c.somax); s.name != "caddy (Go)" || r.backlog != c.want || c.want > 0 && !strings.Contains(r.source, "go1.24.2") {
+			t.Errorf("Go %d under somaxconn %d: %s %+v, want %d", c.effective, c.somax, s.name, r, c.want)
+		}
+	}
+	if s, _ := serverOf([]snapshot.Process{{PID: 9, Comm: "nginx"}}, nil, map[int]string{9: "go1.24.2"}); s.name != "nginx" {
+		t.Errorf("a server known by name is %q", s.name)
 	}
 }
 

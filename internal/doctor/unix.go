@@ -14,7 +14,7 @@ func (d diag) unixListener(l *snapshot.Listener) []Finding {
 	k := l.Key()
 	peak := max(d.o.PeakAccept[k], l.AcceptQueue)
 	somax := val(d.ns.Sysctls.Somaxconn)
-	srv, args := serverOf(l.Processes, d.o.Cmdlines)
+	srv, args := serverOf(l.Processes, d.o.Cmdlines, d.o.GoVersions)
 	req := srv.requestedBacklog(args, int64(l.Backlog), somax)
 
 	refused, traced := d.o.unixRefused(l)
