@@ -489,8 +489,8 @@ func TestServeLeastPrivilege(t *testing.T) {
 			if code != 200 {
 				return fmt.Errorf("status %d", code)
 			}
-			if process != "" && !strings.Contains(body, series+process+"} 4096") {
-				return fmt.Errorf("no %s%s} 4096", series, process)
+			if process != "" && !regexp.MustCompile(regexp.QuoteMeta(series+process)+`,socket_inode="[0-9]+"\} 4096\n`).MatchString(body) {
+				return fmt.Errorf("no %s%s,socket_inode=...} 4096", series, process)
 			}
 			return nil
 		})
