@@ -226,7 +226,7 @@ func TestReplaySynflood(t *testing.T) {
 		}
 		for _, l := range f.Snapshot.Listeners {
 			if l.Port == run.Listener.Port {
-				syn = max(syn, l.SynQueue)
+				syn = max(syn, l.SynQueueLen())
 			}
 		}
 	}

@@ -343,6 +343,65 @@ http {
 		}
 		t.Logf("%s: serve %v, ss %+v", path, series, ss)
 	}
+
+	// Half-open handshakes (the client drops its own final ACKs): a SYN
+	// hashed to the full member is dropped, one hashed to the idle member
+	// waits in that member's SYN queue. BPF iterators read each member's
+	// own; sock_diag names no listener on a request, so each member's is
+	// unknown there (absent, "?") and the group's total is said as such.
+	if err := cli.DropBareACKs(); err != nil {
+		t.Fatal(err)
+	}
+	labtest.Dial(t, cli, netip.AddrPortFrom(addr, uint16(port)), 16)
+	var half int
+	testutil.Eventually(t, 10*time.Second, func() error {
+		half = testutil.SSCount(t, srv.Name, "syn-recv", fmt.Sprintf("sport = :%d", port))
+		if half == 0 {
+			return fmt.Errorf("no half-open handshake yet")
+		}
+		time.Sleep(300 * time.Millisecond) // the burst is over: the count holds
+		if again := testutil.SSCount(t, srv.Name, "syn-recv", fmt.Sprintf("sport = :%d", port)); again != half {
+			return fmt.Errorf("SYN-RECV still moving: %d, %d", half, again)
+		}
+		return nil
+	})
+	for _, path := range []string{"bpf_iter", "sock_diag"} {
+		var flags []string
+		if path == "sock_diag" {
+			flags = []string{"--no-bpf"}
+		}
+		out, _, _ := runIn(t, "", append([]string{"ls", "--netns", srv.Name, "--port", strconv.Itoa(port), "--json"}, flags...)...)
+		var snap snapshot.Snapshot
+		if err := json.Unmarshal([]byte(out), &snap); err != nil || len(snap.Listeners) != 2 {
+			t.Fatalf("ls %v: %v %s", flags, err, out)
+		}
+		sv := startServe(t, append([]string{"--netns", srv.Name, "--port", strconv.Itoa(port)}, flags...)...)
+		_, body := get(t, http.DefaultClient, "http://"+sv.addr+"/metrics")
+		series := memberSeries(body)
+		text, _, _ := runIn(t, "", append([]string{"ls", "--netns", srv.Name, "--port", strconv.Itoa(port)}, flags...)...)
+		for _, l := range snap.Listeners {
+			m := series[l.Inode]
+			syn, known := m["syn_queue"]
+			switch {
+			case path == "bpf_iter" && l.Inode == victim.Inode:
+				if l.SynQueue == nil || *l.SynQueue != 0 || !known || syn != 0 {
+					t.Errorf("bpf_iter: the full member holds half-open requests: ls %v, serve %v", l.SynQueue, m)
+				}
+			case path == "bpf_iter":
+				if l.SynQueue == nil || int(*l.SynQueue) != half || !known || int(syn) != half {
+					t.Errorf("bpf_iter: the idle member's SYN queue: ls %v, serve %v; ss counts %d SYN-RECV", l.SynQueue, m, half)
+				}
+			default:
+				if l.SynQueue != nil || l.GroupSynQueue == nil || int(*l.GroupSynQueue) != half || known {
+					t.Errorf("sock_diag: member %d syn_queue %v group_syn_queue %v, serve %v; want unknown, the group's %d", l.Inode, l.SynQueue, l.GroupSynQueue, m, half)
+				}
+			}
+		}
+		if path == "sock_diag" && !strings.Contains(text, fmt.Sprintf("SYN queue %d for the group", half)) {
+			t.Errorf("ls does not say the group's SYN queue:\n%s", text)
+		}
+		t.Logf("%s, %d SYN-RECV (ss):\n%s", path, half, text)
+	}
 }
 
 // memberSeries reads the listener series of a scrape by socket_inode:

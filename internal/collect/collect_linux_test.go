@@ -59,7 +59,7 @@ func stable(t *testing.T, ns *lab.Namespace, port uint16) (snapshot.Listener, te
 		ss := testutil.SSListeners(t, ns.Name, "sport", "=", ":"+strconv.Itoa(int(port)))
 		after := collectNS(t, ns, port)
 		b, a := only(t, before), only(t, after)
-		if len(ss) == 1 && b.AcceptQueue == a.AcceptQueue && *b.Drops == *a.Drops && b.SynQueue == a.SynQueue &&
+		if len(ss) == 1 && b.AcceptQueue == a.AcceptQueue && *b.Drops == *a.Drops && b.SynQueueLen() == a.SynQueueLen() &&
 			*before.Namespaces[0].Counters.ListenDrops == *after.Namespaces[0].Counters.ListenDrops {
 			return a, ss[0], after
 		}
@@ -221,13 +221,13 @@ func TestSynQueueAgreesWithSS(t *testing.T) {
 				before := only(t, collectNS(t, server, l.Port))
 				ss = testutil.SSCount(t, server.Name, "syn-recv", filter...)
 				got = only(t, collectNS(t, server, l.Port))
-				if before.SynQueue == got.SynQueue {
+				if before.SynQueueLen() == got.SynQueueLen() {
 					break
 				}
 			}
-			t.Logf("syn_queue %d, ss counts %d, accept_queue %d", got.SynQueue, ss, got.AcceptQueue)
-			if got.SynQueue != uint32(ss) || got.AcceptQueue != 0 {
-				t.Errorf("syn_queue %d accept_queue %d; ss counts %d SYN-RECV", got.SynQueue, got.AcceptQueue, ss)
+			t.Logf("syn_queue %d, ss counts %d, accept_queue %d", got.SynQueueLen(), ss, got.AcceptQueue)
+			if got.SynQueueLen() != uint32(ss) || got.AcceptQueue != 0 {
+				t.Errorf("syn_queue %d accept_queue %d; ss counts %d SYN-RECV", got.SynQueueLen(), got.AcceptQueue, ss)
 			}
 		})
 	}

@@ -43,7 +43,7 @@ func iterListeners(r *bpfiter.Reader, nsInode uint64) ([]snapshot.Listener, erro
 	}
 	ls := make([]snapshot.Listener, len(bls))
 	for i, b := range bls {
-		drops := uint64(b.Drops)
+		drops, syn := uint64(b.Drops), b.SynQueue
 		l := snapshot.Listener{
 			Netns:         nsInode,
 			Family:        snapshot.FamilyInet,
@@ -52,7 +52,7 @@ func iterListeners(r *bpfiter.Reader, nsInode uint64) ([]snapshot.Listener, erro
 			Inode:         b.Inode,
 			AcceptQueue:   b.AcceptQueue,
 			Backlog:       b.Backlog,
-			SynQueue:      b.SynQueue,
+			SynQueue:      &syn, // the member's own icsk_accept_queue.qlen
 			FastOpenQueue: b.FastOpenQueue,
 			Drops:         &drops,
 		}

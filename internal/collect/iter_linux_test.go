@@ -59,7 +59,7 @@ func collectBoth(t *testing.T, nss ...*lab.Namespace) (diag, iter *snapshot.Snap
 func rows(s *snapshot.Snapshot) string {
 	var out string
 	for _, l := range tcpOnly(s) {
-		out += row(l) + fmt.Sprintf(" syn=%d tfo=%d\n", l.SynQueue, l.FastOpenQueue)
+		out += row(l) + fmt.Sprintf(" syn=%d tfo=%d\n", l.SynQueueLen(), l.FastOpenQueue)
 	}
 	return out
 }
@@ -90,7 +90,11 @@ func synByPort(ls []snapshot.Listener) map[uint16][2]uint32 {
 	m := make(map[uint16][2]uint32)
 	for _, l := range ls {
 		v := m[l.Port]
-		v[0] += l.SynQueue
+		if l.SynQueue == nil && l.GroupSynQueue != nil {
+			v[0] = *l.GroupSynQueue // sock_diag: each member carries the group's
+		} else {
+			v[0] += l.SynQueueLen()
+		}
 		v[1] += l.FastOpenQueue
 		m[l.Port] = v
 	}
@@ -222,7 +226,7 @@ func TestIteratorAgreesWithSockDiag(t *testing.T) {
 			dial(t, client, netip.AddrPortFrom(serverIP, l.Port), 50)
 			waitSS(t, server, l.Port, 17)
 			ls := agree(t, server)
-			if len(ls) != 1 || ls[0].SynQueue != 17 {
+			if len(ls) != 1 || ls[0].SynQueueLen() != 17 {
 				t.Errorf("iterator: %+v, want syn_queue 17", ls)
 			}
 		})
@@ -242,12 +246,12 @@ func TestIteratorAgreesWithSockDiag(t *testing.T) {
 		var sum uint32
 		members := 0
 		for _, l := range ls {
-			sum += l.SynQueue
-			if l.SynQueue > 0 {
+			sum += l.SynQueueLen()
+			if l.SynQueueLen() > 0 {
 				members++
 			}
 		}
-		t.Logf("SYN queues of the members: %d, %d, %d", ls[0].SynQueue, ls[1].SynQueue, ls[2].SynQueue)
+		t.Logf("SYN queues of the members: %d, %d, %d", ls[0].SynQueueLen(), ls[1].SynQueueLen(), ls[2].SynQueueLen())
 		if len(ls) != 3 || sum != 60 || members < 2 {
 			t.Errorf("iterator: %d members, SYN queues summing to %d over %d of them; want 3, 60, spread", len(ls), sum, members)
 		}
@@ -267,13 +271,13 @@ func TestIteratorAgreesWithSockDiag(t *testing.T) {
 		sendFastOpen(t, client, netip.AddrPortFrom(serverIP, port), n)
 		testutil.Eventually(t, 5*time.Second, func() error {
 			got := only(t, collectNS(t, server, port))
-			if got.FastOpenQueue != n || got.AcceptQueue != n || got.SynQueue != 0 {
-				return fmt.Errorf("fast-open queue %d, accept queue %d, SYN queue %d; want %d, %d, 0", got.FastOpenQueue, got.AcceptQueue, got.SynQueue, n, n)
+			if got.FastOpenQueue != n || got.AcceptQueue != n || got.SynQueueLen() != 0 {
+				return fmt.Errorf("fast-open queue %d, accept queue %d, SYN queue %d; want %d, %d, 0", got.FastOpenQueue, got.AcceptQueue, got.SynQueueLen(), n, n)
 			}
 			return nil
 		})
 		ls := agree(t, server)
-		if len(ls) != 1 || ls[0].FastOpenQueue != n || ls[0].SynQueue != 0 {
+		if len(ls) != 1 || ls[0].FastOpenQueue != n || ls[0].SynQueueLen() != 0 {
 			t.Errorf("iterator: %+v", ls)
 		}
 	})

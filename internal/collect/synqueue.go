@@ -14,7 +14,8 @@ import (
 // order the kernel's lookup prefers (compute_score() in
 // net/ipv4/inet_hashtables.c): exact address, then same-family wildcard,
 // then a dual-stack IPv6 wildcard. SO_REUSEPORT siblings cannot be told
-// apart: the group's requests count on the first of them.
+// apart: a member's own SYN queue is unknown (nil), and each member
+// carries the group's total in GroupSynQueue.
 type synIndex struct {
 	byPort map[uint16][]int
 	ls     []snapshot.Listener
@@ -56,12 +57,33 @@ func (x *synIndex) add(local netip.AddrPort, full bool) bool {
 // reset forgets what was added, for a dump that restarts.
 func (x *synIndex) reset() { clear(x.counts); clear(x.tfo) }
 
-// apply adds the counted requests to the listeners' SynQueue and
-// FastOpenQueue.
+// apply sets the listeners' SynQueue and FastOpenQueue from the counted
+// requests; members of a SO_REUSEPORT group (TCP listeners on the same
+// address and port) get the group's total in GroupSynQueue instead, as a
+// request names no listener.
 func (x *synIndex) apply() {
+	type group struct {
+		addr netip.Addr
+		port uint16
+	}
+	members := make(map[group]int, len(x.ls))
+	totals := make(map[group]uint32, len(x.ls))
+	for i := range x.ls {
+		g := group{x.ls[i].Address, x.ls[i].Port}
+		members[g]++
+		totals[g] += x.counts[i]
+	}
 	for i, n := range x.counts {
-		x.ls[i].SynQueue += n
-		x.ls[i].FastOpenQueue += x.tfo[i]
+		l := &x.ls[i]
+		l.FastOpenQueue += x.tfo[i]
+		g := group{l.Address, l.Port}
+		if members[g] > 1 {
+			t := totals[g]
+			l.SynQueue, l.GroupSynQueue = nil, &t
+			continue
+		}
+		n += l.SynQueueLen()
+		l.SynQueue = &n
 	}
 	x.reset()
 }

@@ -16,6 +16,9 @@ func TestSynIndex(t *testing.T) {
 		{Address: netip.MustParseAddr("::"), Port: 8443, V6Only: &yes},
 		{Address: netip.MustParseAddr("::ffff:192.0.2.7"), Port: 9000},
 		{Address: netip.MustParseAddr("2001:db8::1"), Port: 80},
+		// A SO_REUSEPORT group of two: only the group's total is known.
+		{Address: netip.MustParseAddr("10.0.0.1"), Port: 8080},
+		{Address: netip.MustParseAddr("10.0.0.1"), Port: 8080},
 	}
 	x := newSynIndex(ls)
 	for _, c := range []struct {
@@ -33,6 +36,9 @@ func TestSynIndex(t *testing.T) {
 		{local: "[2001:db8::1]:80", ok: true},      // v6 exact, not the v4 wildcard
 		{local: "127.0.0.1:22", ok: false},
 		{local: "192.0.2.1:80", ok: true, full: true}, // a Fast Open child: its own queue
+		{local: "10.0.0.1:8080", ok: true},
+		{local: "10.0.0.1:8080", ok: true},
+		{local: "10.0.0.1:8080", ok: true},
 	} {
 		if got := x.add(netip.MustParseAddrPort(c.local), c.full); got != c.ok {
 			t.Errorf("add(%s) = %v, want %v", c.local, got, c.ok)
@@ -41,8 +47,13 @@ func TestSynIndex(t *testing.T) {
 	x.apply()
 	want := []uint32{2, 1, 2, 0, 1, 1}
 	for i, w := range want {
-		if ls[i].SynQueue != w {
-			t.Errorf("%s:%d syn_queue = %d, want %d", ls[i].Address, ls[i].Port, ls[i].SynQueue, w)
+		if ls[i].SynQueue == nil || *ls[i].SynQueue != w || ls[i].GroupSynQueue != nil {
+			t.Errorf("%s:%d syn_queue = %v, want %d", ls[i].Address, ls[i].Port, ls[i].SynQueue, w)
+		}
+	}
+	for _, l := range ls[6:] {
+		if l.SynQueue != nil || l.GroupSynQueue == nil || *l.GroupSynQueue != 3 {
+			t.Errorf("member %s:%d: syn_queue %v group_syn_queue %v, want unknown and 3", l.Address, l.Port, l.SynQueue, l.GroupSynQueue)
 		}
 	}
 	if ls[1].FastOpenQueue != 1 || ls[0].FastOpenQueue != 0 {

@@ -66,13 +66,15 @@ func dumpUnixListeners(conn *sockdiag.Conn, nsInode uint64) ([]snapshot.Listener
 }
 
 func unixListenerOf(s *sockdiag.UnixSocket, nsInode uint64) snapshot.Listener {
+	var none uint32 // a UNIX connect(2) has no handshake
 	l := snapshot.Listener{
-		Netns:  nsInode,
-		Family: snapshot.FamilyUnix,
-		Path:   UnixName(s),
-		Type:   snapshot.TypeStream,
-		Inode:  s.Inode,
-		UID:    s.UID,
+		Netns:    nsInode,
+		SynQueue: &none,
+		Family:   snapshot.FamilyUnix,
+		Path:     UnixName(s),
+		Type:     snapshot.TypeStream,
+		Inode:    s.Inode,
+		UID:      s.UID,
 	}
 	if s.Type == sockdiag.UnixSeqpacket {
 		l.Type = snapshot.TypeSeqpacket

@@ -127,7 +127,7 @@ func (o *Observation) record(s *snapshot.Snapshot, peaks map[sampler.Key]uint32)
 		k := l.Key()
 		p := max(peaks[sampler.Key{Netns: k.Netns, Inode: k.Inode}], l.AcceptQueue)
 		o.PeakAccept[k] = max(o.PeakAccept[k], p)
-		o.PeakSyn[k] = max(o.PeakSyn[k], l.SynQueue)
+		o.PeakSyn[k] = max(o.PeakSyn[k], synSeen(&l))
 		if p > l.Backlog {
 			o.FullWindows[k]++
 		}
@@ -167,4 +167,14 @@ func owners(procRoot string, s *snapshot.Snapshot) (map[int][]string, map[int]st
 		}
 	}
 	return args, gover
+}
+
+// synSeen is a listener's SYN queue or, for a SO_REUSEPORT member read
+// with sock_diag (its own unknown), its group's: the rules judge that
+// against the whole group's capacity, never as one member's.
+func synSeen(l *snapshot.Listener) uint32 {
+	if l.SynQueue == nil && l.GroupSynQueue != nil {
+		return *l.GroupSynQueue
+	}
+	return l.SynQueueLen()
 }

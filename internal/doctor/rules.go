@@ -426,7 +426,7 @@ func (d diag) synTop() (*snapshot.Listener, uint32) {
 		if l.Netns != d.ns.Inode {
 			continue
 		}
-		if p := max(d.o.PeakSyn[l.Key()], l.SynQueue); p > best {
+		if p := max(d.o.PeakSyn[l.Key()], synSeen(l)); p > best {
 			top, best = l, p
 		}
 	}

@@ -91,7 +91,9 @@ type series struct {
 	address, port, family, inode         string
 	acceptQueue, peak, backlog, synQueue uint32
 	drops                                uint64
-	hasDrops                             bool
+	// hasDrops, hasSyn: the kernel reported them (a SO_REUSEPORT
+	// member's own SYN queue is unknown with sock_diag).
+	hasDrops, hasSyn bool
 }
 
 type seriesKey struct {
@@ -326,7 +328,9 @@ func buildSeries(snap *snapshot.Snapshot, peaks map[sampler.Key]uint32) []series
 			acceptQueue: l.AcceptQueue,
 			peak:        max(l.AcceptQueue, peaks[sampler.Key{Netns: l.Netns, Inode: l.Inode}]),
 			backlog:     l.Backlog,
-			synQueue:    l.SynQueue,
+		}
+		if l.SynQueue != nil {
+			s.synQueue, s.hasSyn = *l.SynQueue, true
 		}
 		if len(l.Processes) > 0 {
 			s.key.process = l.Processes[0].Comm
@@ -356,6 +360,7 @@ func buildSeries(snap *snapshot.Snapshot, peaks map[sampler.Key]uint32) []series
 		m.synQueue += s.synQueue
 		m.drops += s.drops
 		m.hasDrops = m.hasDrops || s.hasDrops
+		m.hasSyn = m.hasSyn && s.hasSyn
 	}
 	return out
 }

@@ -124,8 +124,8 @@ type listenerSamples struct {
 	v       [5]float64
 }
 
-// add appends the series' samples to its families; drops only when the
-// kernel reported them.
+// add appends the series' samples to its families; drops and the SYN
+// queue only when known.
 func (s *series) add(family func(*metric) *dto.MetricFamily) {
 	ls := &listenerSamples{values: [10]string{s.address, s.key.container, s.family, s.key.namespace, s.key.netns, s.key.path, s.key.pod, s.port, s.key.process, s.inode}}
 	for i := range ls.pairs {
@@ -134,6 +134,9 @@ func (s *series) add(family func(*metric) *dto.MetricFamily) {
 	}
 	ls.v = [5]float64{float64(s.acceptQueue), float64(s.peak), float64(s.backlog), float64(s.synQueue), float64(s.drops)}
 	for i, m := range []*metric{mAcceptQueue, mAcceptQueuePeak, mBacklog, mSynQueue} {
+		if m == mSynQueue && !s.hasSyn {
+			continue // unknown, not 0
+		}
 		ls.gauges[i].Value = &ls.v[i]
 		ls.metrics[i].Label, ls.metrics[i].Gauge = ls.labels[:], &ls.gauges[i]
 		f := family(m)

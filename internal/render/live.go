@@ -246,7 +246,7 @@ func (m *Live) less(a, b snapshot.ListenerDelta) int {
 	case "drops":
 		return cmp.Or(cmp.Compare(dropRate(&b), dropRate(&a)), tie)
 	case "syn":
-		return cmp.Or(cmp.Compare(b.SynQueue, a.SynQueue), tie)
+		return cmp.Or(cmp.Compare(b.SynQueueLen(), a.SynQueueLen()), tie)
 	case "port":
 		return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Path, b.Path), tie)
 	case "netns":

@@ -128,14 +128,18 @@ func Endpoint(a netip.Addr, port uint16) string {
 	return netip.AddrPortFrom(a, port).String()
 }
 
-// SynQueue prints the SYN queue; "-" for a UNIX listener, which has none.
-// Unfinished TCP Fast Open handshakes, counted apart, follow as "+N TFO"
-// when there are any.
+// SynQueue prints the SYN queue; "-" for a UNIX listener, which has none,
+// "?" for a SO_REUSEPORT member read with sock_diag, whose own is unknown
+// (the group's total is on the group's line). Unfinished TCP Fast Open
+// handshakes, counted apart, follow as "+N TFO" when there are any.
 func SynQueue(l *snapshot.Listener) string {
 	if l.IsUnix() {
 		return "-"
 	}
-	s := strconv.FormatUint(uint64(l.SynQueue), 10)
+	s := "?"
+	if l.SynQueue != nil {
+		s = strconv.FormatUint(uint64(*l.SynQueue), 10)
+	}
 	if l.FastOpenQueue > 0 {
 		s += " +" + strconv.FormatUint(uint64(l.FastOpenQueue), 10) + " TFO"
 	}
@@ -235,6 +239,7 @@ func hasWorkload(s *snapshot.Snapshot) bool {
 // shows at a glance.
 func reuseportGroups(w io.Writer, s *snapshot.Snapshot, netns uint64) {
 	members := map[string][]string{}
+	syn := map[string]*uint32{}
 	var order []string
 	for i := range s.Listeners {
 		l := &s.Listeners[i]
@@ -246,10 +251,17 @@ func reuseportGroups(w io.Writer, s *snapshot.Snapshot, netns uint64) {
 			order = append(order, k)
 		}
 		members[k] = append(members[k], fmt.Sprintf("%d/%d", l.AcceptQueue, l.Backlog))
+		if l.SynQueue == nil && l.GroupSynQueue != nil {
+			syn[k] = l.GroupSynQueue
+		}
 	}
 	for _, k := range order {
 		if m := members[k]; len(m) > 1 {
-			fmt.Fprintf(w, "  SO_REUSEPORT group %s: %d members, accept queues %s\n", k, len(m), strings.Join(m, " "))
+			fmt.Fprintf(w, "  SO_REUSEPORT group %s: %d members, accept queues %s", k, len(m), strings.Join(m, " "))
+			if n := syn[k]; n != nil {
+				fmt.Fprintf(w, "; SYN queue %d for the group (SYN-Q ?: sock_diag names no listener on a half-open request, so each member's is unknown; BPF iterators read it)", *n)
+			}
+			fmt.Fprintln(w)
 		}
 	}
 }

@@ -114,10 +114,10 @@ func TestRoundTripLive(t *testing.T) {
 					l = &last.Listeners[i]
 				}
 			}
-			if l == nil || l.AcceptQueue+l.SynQueue == 0 {
+			if l == nil || l.AcceptQueue+l.SynQueueLen() == 0 {
 				t.Fatalf("the lab listener's queues are not in the recording: %+v", l)
 			}
-			t.Logf("%s: accept queue %d/%d, SYN queue %d, peak %d, %d eBPF drop events", name, l.AcceptQueue, l.Backlog, l.SynQueue, read[len(read)-1].Peaks[l.Key()], events)
+			t.Logf("%s: accept queue %d/%d, SYN queue %d, peak %d, %d eBPF drop events", name, l.AcceptQueue, l.Backlog, l.SynQueueLen(), read[len(read)-1].Peaks[l.Key()], events)
 
 			b, _ := os.ReadFile(filepath.Join(dir, "rec.blr"))
 			torn := filepath.Join(dir, "torn.blr")

@@ -186,7 +186,7 @@ func sameListener(l *snapshot.Listener, id trace.ListenerID) bool {
 func (s *Summary) observe(l *snapshot.ListenerDelta, interval float64, at time.Time) {
 	s.MaxPeak = max(s.MaxPeak, l.AcceptQueuePeak)
 	s.Backlog = l.Backlog
-	s.MaxSynQueue = max(s.MaxSynQueue, l.SynQueue)
+	s.MaxSynQueue = max(s.MaxSynQueue, l.SynQueueLen())
 	if l.AcceptQueuePeak > l.Backlog {
 		s.SecondsFull += interval
 		if s.FirstFull == nil {
@@ -198,7 +198,7 @@ func (s *Summary) observe(l *snapshot.ListenerDelta, interval float64, at time.T
 	if l.DropsPerSecond != nil && *l.DropsPerSecond > 0 {
 		s.score += 100 * *l.DropsPerSecond * interval
 	}
-	s.score += float64(l.SynQueue)
+	s.score += float64(l.SynQueueLen())
 	if l.Backlog > 0 {
 		s.score += float64(l.AcceptQueuePeak) / float64(l.Backlog)
 	}
@@ -294,7 +294,11 @@ func (r *Report) plot(src replay.Source, keys []snapshot.ListenerKey, scores map
 			s.AcceptQueue = append(s.AcceptQueue, val(float64(l.AcceptQueue)))
 			s.Peak = append(s.Peak, val(float64(l.AcceptQueuePeak)))
 			s.Backlog = append(s.Backlog, val(float64(l.Backlog)))
-			s.SynQueue = append(s.SynQueue, val(float64(l.SynQueue)))
+			if l.SynQueue != nil {
+				s.SynQueue = append(s.SynQueue, val(float64(*l.SynQueue)))
+			} else {
+				s.SynQueue = append(s.SynQueue, nil) // a SO_REUSEPORT member read with sock_diag
+			}
 			s.DropsPerSec = append(s.DropsPerSec, l.DropsPerSecond)
 			if r.BPF {
 				s.traced(waits, &l.Listener, d.Interval, len(s.Time))

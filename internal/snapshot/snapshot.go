@@ -178,7 +178,13 @@ type Listener struct {
 	// SynQueue is the number of half-open handshakes (request sockets,
 	// SYN-RECV) for it, TCP Fast Open ones excluded;
 	// always 0 for a UNIX listener, whose connect(2) has no handshake.
-	SynQueue uint32 `json:"syn_queue"`
+	// Nil (absent in JSON) for a SO_REUSEPORT member read with sock_diag:
+	// a request socket there names no listener, so only the group's
+	// total is known (GroupSynQueue).
+	SynQueue *uint32 `json:"syn_queue,omitempty"`
+	// GroupSynQueue is set, on each member of a SO_REUSEPORT group read
+	// with sock_diag, to the half-open handshakes of the whole group.
+	GroupSynQueue *uint32 `json:"group_syn_queue,omitempty"`
 	// FastOpenQueue is the number of TCP Fast Open children whose
 	// handshake is not finished (fastopenq.qlen). They are already in
 	// AcceptQueue and not in SynQueue; absent in JSON when 0.
@@ -288,6 +294,15 @@ const (
 	RoleWorker = "worker"
 )
 
+// SynQueueLen is the SYN queue, 0 when it is unknown (SynQueue nil): for
+// sorting and sums where an unknown member counts as nothing.
+func (l *Listener) SynQueueLen() uint32 {
+	if l.SynQueue == nil {
+		return 0
+	}
+	return *l.SynQueue
+}
+
 // Stopped reports whether the process is stopped (SIGSTOP, SIGTSTP) or
 // held by a tracer: it accepts nothing until continued.
 func (p Process) Stopped() bool { return p.State == "T" || p.State == "t" }
@@ -343,7 +358,7 @@ func SortFullest(ls []Listener) {
 		return cmp.Or(
 			cmp.Compare(fb, fa),
 			cmp.Compare(b.AcceptQueue, a.AcceptQueue),
-			cmp.Compare(b.SynQueue, a.SynQueue),
+			cmp.Compare(b.SynQueueLen(), a.SynQueueLen()),
 			cmp.Compare(deref(b.Drops), deref(a.Drops)),
 			cmp.Compare(a.Netns, b.Netns),
 			cmp.Compare(a.Port, b.Port),

@@ -19,11 +19,12 @@ func TestDelta(t *testing.T) {
 }
 
 func TestSortFullest(t *testing.T) {
+	one := uint32(1)
 	ls := []Listener{
 		{Port: 1, AcceptQueue: 0, Backlog: 128},
 		{Port: 2, AcceptQueue: 6, Backlog: 5},
 		{Port: 3, AcceptQueue: 0, Backlog: 0},
-		{Port: 4, AcceptQueue: 64, Backlog: 128, SynQueue: 1},
+		{Port: 4, AcceptQueue: 64, Backlog: 128, SynQueue: &one},
 		{Port: 5, AcceptQueue: 64, Backlog: 128},
 	}
 	SortFullest(ls)

@@ -261,7 +261,7 @@ func (r *Run) sample(ctx context.Context, d time.Duration) error {
 		}
 		for _, l := range s.Listeners {
 			r.res.Observed["peak_accept_queue"] = max(r.res.Observed["peak_accept_queue"], int64(l.AcceptQueue))
-			r.res.Observed["peak_syn_queue"] = max(r.res.Observed["peak_syn_queue"], int64(l.SynQueue))
+			r.res.Observed["peak_syn_queue"] = max(r.res.Observed["peak_syn_queue"], int64(l.SynQueueLen()))
 		}
 		if time.Now().After(deadline) {
 			return nil

@@ -234,7 +234,7 @@ func (r *Run) startSynflood() error {
 			return fmt.Errorf("the listener vanished")
 		}
 		o := r.res.Observed
-		o["syn_queue"] = int64(l.SynQueue)
+		o["syn_queue"] = int64(l.SynQueueLen())
 		o["accept_queue"] = int64(l.AcceptQueue)
 		b, c, m := int64(r.Params.Backlog), int64(r.Params.Clients), int64(r.Params.MaxSynBacklog)
 		l64, err := lab.SynQueueLimit(int(b))
@@ -312,7 +312,7 @@ func (r *Run) startAbort(ctx context.Context) error {
 		if err != nil || len(s.Listeners) == 0 {
 			return 0, 0, err
 		}
-		return s.Listeners[0].AcceptQueue, s.Listeners[0].SynQueue, nil
+		return s.Listeners[0].AcceptQueue, s.Listeners[0].SynQueueLen(), nil
 	}
 	wait := func(what string, wantAQ, wantSQ uint32) error {
 		return waitFor(ctx, what, func() (bool, error) {
