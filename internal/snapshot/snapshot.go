@@ -352,21 +352,55 @@ func (l *Listener) Full() bool { return l.AcceptQueue > l.Backlog }
 // SortFullest orders listeners with the fullest accept queues first, then by
 // SYN queue and drops, then by namespace, port and address for stability.
 func SortFullest(ls []Listener) {
-	slices.SortStableFunc(ls, func(a, b Listener) int {
-		fa, _ := a.Fill()
-		fb, _ := b.Fill()
-		return cmp.Or(
-			cmp.Compare(fb, fa),
-			cmp.Compare(b.AcceptQueue, a.AcceptQueue),
-			cmp.Compare(b.SynQueueLen(), a.SynQueueLen()),
-			cmp.Compare(deref(b.Drops), deref(a.Drops)),
-			cmp.Compare(a.Netns, b.Netns),
-			cmp.Compare(a.Port, b.Port),
-			a.Address.Compare(b.Address),
-			cmp.Compare(a.Path, b.Path),
-			cmp.Compare(a.Inode, b.Inode),
-		)
+	// Sorting indices, with the original position as the last key, gives
+	// what a stable sort of the listeners gives without moving the large
+	// structs at every step.
+	type key struct {
+		fill float64
+		i    int
+	}
+	keys := make([]key, len(ls))
+	for i := range ls {
+		f, _ := ls[i].Fill()
+		keys[i] = key{f, i}
+	}
+	slices.SortFunc(keys, func(x, y key) int {
+		a, b := &ls[x.i], &ls[y.i]
+		// One key at a time: cmp.Or would compute every comparison.
+		if c := cmp.Compare(y.fill, x.fill); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(b.AcceptQueue, a.AcceptQueue); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(b.SynQueueLen(), a.SynQueueLen()); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(deref(b.Drops), deref(a.Drops)); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Netns, b.Netns); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Port, b.Port); c != 0 {
+			return c
+		}
+		if c := a.Address.Compare(b.Address); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Path, b.Path); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Inode, b.Inode); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.i, y.i)
 	})
+	sorted := make([]Listener, len(ls))
+	for i, k := range keys {
+		sorted[i] = ls[k.i]
+	}
+	copy(ls, sorted)
 }
 
 func deref(p *uint64) uint64 {

@@ -1,8 +1,11 @@
 package snapshot
 
 import (
+	"cmp"
 	"encoding/json"
+	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -40,6 +43,55 @@ func TestSortFullest(t *testing.T) {
 	}
 	if !ls[0].Full() || ls[1].Full() {
 		t.Error("Full()")
+	}
+}
+
+// manyListeners makes n listeners with many equal keys (few ports, queues
+// and namespaces), so the sort's tie-breaking shows.
+func manyListeners(n int) []Listener {
+	r := rand.New(rand.NewPCG(1, 2))
+	ls := make([]Listener, n)
+	for i := range ls {
+		ls[i] = Listener{Netns: uint64(r.IntN(3)), Port: uint16(r.IntN(50)), AcceptQueue: uint32(r.IntN(4)),
+			Backlog: uint32(r.IntN(3)), Inode: uint32(r.IntN(n)), Processes: []Process{{PID: i}}}
+		if r.IntN(2) == 0 {
+			ls[i].Drops = u(uint64(r.IntN(3)))
+		}
+		if r.IntN(2) == 0 {
+			q := uint32(r.IntN(2))
+			ls[i].SynQueue = &q
+		}
+	}
+	return ls
+}
+
+// TestSortFullestStable: the same order as a stable sort on the same keys,
+// equal listeners (here told apart by PID, which the sort ignores) in
+// their original order.
+func TestSortFullestStable(t *testing.T) {
+	ls := manyListeners(5000)
+	want := slices.Clone(ls)
+	slices.SortStableFunc(want, func(a, b Listener) int {
+		fa, _ := a.Fill()
+		fb, _ := b.Fill()
+		return cmp.Or(cmp.Compare(fb, fa), cmp.Compare(b.AcceptQueue, a.AcceptQueue), cmp.Compare(b.SynQueueLen(), a.SynQueueLen()),
+			cmp.Compare(deref(b.Drops), deref(a.Drops)), cmp.Compare(a.Netns, b.Netns), cmp.Compare(a.Port, b.Port),
+			a.Address.Compare(b.Address), cmp.Compare(a.Path, b.Path), cmp.Compare(a.Inode, b.Inode))
+	})
+	SortFullest(ls)
+	for i := range ls {
+		if ls[i].Processes[0].PID != want[i].Processes[0].PID {
+			t.Fatalf("position %d: listener %d, a stable sort puts %d there", i, ls[i].Processes[0].PID, want[i].Processes[0].PID)
+		}
+	}
+}
+
+func BenchmarkSortFullest10000(b *testing.B) {
+	orig := manyListeners(10000)
+	ls := make([]Listener, len(orig))
+	for b.Loop() {
+		copy(ls, orig)
+		SortFullest(ls)
 	}
 }
 
