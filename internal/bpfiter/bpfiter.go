@@ -49,12 +49,12 @@ type Owner struct {
 
 // Owners is what one iter/task_file pass found.
 type Owners struct {
-	// ByInode maps each wanted socket inode to its holders, once per
+	// ByInode maps each listening socket's inode to its holders, once per
 	// process, in the order the iterator met them.
 	ByInode map[uint32][]Owner
-	// Held has, for each process holding a wanted socket, the descriptors
-	// holding them (descriptor -> inode) and its epoll instances, whose
-	// fdinfo says which sockets the process waits on.
+	// Held has, for each process holding a listening socket, the
+	// descriptors holding them (descriptor -> inode) and its epoll
+	// instances, whose fdinfo says which sockets the process waits on.
 	Held map[int]*Held
 	// Seen holds every process the iterator visited that had open files.
 	// A process /proc lists with descriptors but missing here was not
@@ -129,8 +129,32 @@ const (
 	kindEpoll   = 2
 )
 
+// Keep drops the sockets not in want, and the processes left holding
+// none of them.
+func (o Owners) Keep(want map[uint32]struct{}) Owners {
+	out := Owners{ByInode: make(map[uint32][]Owner), Held: make(map[int]*Held), Seen: o.Seen}
+	for ino, ps := range o.ByInode {
+		if _, ok := want[ino]; ok {
+			out.ByInode[ino] = ps
+		}
+	}
+	for pid, h := range o.Held {
+		k := &Held{FDs: make(map[int]uint32), Epolls: h.Epolls}
+		for fd, ino := range h.FDs {
+			if _, ok := want[ino]; ok {
+				k.FDs[fd] = ino
+			}
+		}
+		if len(k.FDs) > 0 {
+			out.Held[pid] = k
+		}
+	}
+	return out
+}
+
 // DecodeOwners decodes what iter/task_file wrote: a record per process
-// visited, per descriptor holding a wanted socket, and per epoll instance.
+// visited, per descriptor holding a listening socket, and per epoll
+// instance.
 func DecodeOwners(b []byte) (Owners, error) {
 	o := Owners{ByInode: make(map[uint32][]Owner), Held: make(map[int]*Held), Seen: make(map[int]struct{})}
 	epolls := make(map[int][]int)
@@ -145,9 +169,12 @@ func DecodeOwners(b []byte) (Owners, error) {
 		if i := bytes.IndexByte(comm, 0); i >= 0 {
 			comm = comm[:i]
 		}
+		// Any record says the process was visited: its own record may
+		// have been dropped with a later one when the read's buffer
+		// filled (bpf/iter.c).
+		o.Seen[pid] = struct{}{}
 		switch kind {
 		case kindVisited:
-			o.Seen[pid] = struct{}{}
 			continue
 		case kindEpoll:
 			if !slices.Contains(epolls[pid], fd) {

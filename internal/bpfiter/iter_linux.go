@@ -3,14 +3,13 @@
 package bpfiter
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -18,9 +17,6 @@ import (
 )
 
 const btfPath = "/sys/kernel/btf/vmlinux"
-
-// maxWant is the size of the want map in bpf/iter.c.
-const maxWant = 1 << 16
 
 // Check says whether this process may load the iterators: kernel BTF and
 // CAP_BPF with CAP_PERFMON (or CAP_SYS_ADMIN). The error wraps
@@ -45,17 +41,16 @@ type Reader struct {
 	objs      iterObjects
 	tcp, task *link.Iter
 
-	mu     sync.Mutex // owners pass: the want map and last_pid
-	inWant map[uint32]struct{}
+	mu sync.Mutex // owners pass: last_pid
 }
 
-// Open checks and loads the iterators (about 100 ms of CPU: open once,
+// Open checks and loads the iterators (50-100 ms of CPU: open once,
 // read many times). Errors wrap ErrNotSupported.
 func Open() (*Reader, error) {
 	if err := Check(); err != nil {
 		return nil, err
 	}
-	r := &Reader{inWant: make(map[uint32]struct{})}
+	r := &Reader{}
 	if err := loadIterObjects(&r.objs, nil); err != nil {
 		return nil, fmt.Errorf("%w: loading the iterators: %w", ErrNotSupported, err)
 	}
@@ -94,17 +89,12 @@ func (r *Reader) Listeners() ([]Listener, error) {
 	return DecodeListeners(b)
 }
 
-// Owners finds the processes holding the socket inodes in want, in every
-// namespace at once, and the processes visited (Owners.Seen).
-func (r *Reader) Owners(want map[uint32]struct{}) (Owners, error) {
-	if len(want) > maxWant {
-		return Owners{}, fmt.Errorf("bpfiter: %d sockets, more than the %d one pass can look for", len(want), maxWant)
-	}
+// Owners finds the processes holding listening sockets (TCP and UNIX), in
+// every namespace at once, and the processes visited (Owners.Seen). Keep
+// the inodes wanted with Owners.Keep.
+func (r *Reader) Owners() (Owners, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.setWant(want); err != nil {
-		return Owners{}, err
-	}
 	if err := r.objs.LastPid.Set(uint32(0)); err != nil {
 		return Owners{}, fmt.Errorf("bpfiter: resetting last_pid: %w", err)
 	}
@@ -113,30 +103,6 @@ func (r *Reader) Owners(want map[uint32]struct{}) (Owners, error) {
 		return Owners{}, fmt.Errorf("reading iter/task_file: %w", err)
 	}
 	return DecodeOwners(b)
-}
-
-// setWant makes the want map hold exactly want, changing only what
-// differs from the last pass (serve and top ask for the same set).
-func (r *Reader) setWant(want map[uint32]struct{}) error {
-	one := uint8(1)
-	for ino := range r.inWant {
-		if _, ok := want[ino]; !ok {
-			if err := r.objs.Want.Delete(ino); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				return fmt.Errorf("bpfiter: want map: %w", err)
-			}
-			delete(r.inWant, ino)
-		}
-	}
-	for ino := range want {
-		if _, ok := r.inWant[ino]; ok {
-			continue
-		}
-		if err := r.objs.Want.Put(ino, one); err != nil {
-			return fmt.Errorf("bpfiter: want map: %w", err)
-		}
-		r.inWant[ino] = struct{}{}
-	}
-	return nil
 }
 
 // read runs an iterator to its end. iter/tcp ends with EAGAIN when its
@@ -148,14 +114,18 @@ func read(it *link.Iter) ([]byte, error) {
 		return nil, err
 	}
 	defer rc.Close()
-	var buf bytes.Buffer
-	chunk := make([]byte, 64<<10)
+	// Read straight into the buffer: a read returns at most what the
+	// kernel's seq buffer holds (bpf_seq_read(), 8 pages), so grow ahead.
+	buf := make([]byte, 0, 256<<10)
 	for {
-		n, err := rc.Read(chunk)
-		buf.Write(chunk[:n])
+		if cap(buf)-len(buf) < 64<<10 {
+			buf = slices.Grow(buf, cap(buf))
+		}
+		n, err := rc.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
 		switch {
 		case errors.Is(err, unix.EAGAIN), err == io.EOF, err == nil && n == 0:
-			return buf.Bytes(), nil
+			return buf, nil
 		case err != nil:
 			return nil, err
 		}

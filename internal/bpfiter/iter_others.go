@@ -25,4 +25,4 @@ func (r *Reader) Close() error { return nil }
 func (r *Reader) Listeners() ([]Listener, error) { return nil, Check() }
 
 // Owners fails: see Check.
-func (r *Reader) Owners(map[uint32]struct{}) (Owners, error) { return Owners{}, Check() }
+func (r *Reader) Owners() (Owners, error) { return Owners{}, Check() }

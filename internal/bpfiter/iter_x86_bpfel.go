@@ -42,7 +42,6 @@ type iterOrec struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	iterMapWant           = "want"
 	iterProgListeners     = "listeners"
 	iterProgOwners        = "owners"
 	iterVarLastPid        = "last_pid"
@@ -100,7 +99,6 @@ type iterProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type iterMapSpecs struct {
-	Want *ebpf.MapSpec `ebpf:"want"`
 }
 
 // iterVariableSpecs contains global variables before they are loaded into the kernel.
@@ -132,13 +130,10 @@ func (o *iterObjects) Close() error {
 //
 // It can be passed to loadIterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type iterMaps struct {
-	Want *ebpf.Map `ebpf:"want"`
 }
 
 func (m *iterMaps) Close() error {
-	return _IterClose(
-		m.Want,
-	)
+	return _IterClose()
 }
 
 // iterVariables contains all global variables after they have been loaded into the kernel.

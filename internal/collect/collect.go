@@ -123,9 +123,22 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 	// host) while the namespaces' counters and sysctls are read: those
 	// are then taken when Collect is called, not a load later.
 	loaded := func() *bpfiter.Reader { return nil }
+	var early func() (bpfiter.Owners, error)
 	if !opts.NoBPF {
 		go iterReader()
 		loaded = func() *bpfiter.Reader { r, _ := iterReader(); return r }
+		if !opts.NoOwners && opts.Owners == nil && opts.procRoot() == "/proc" {
+			// Without a cache the owners pass runs anyway: run it while
+			// the namespaces are read, on the other CPU.
+			early = sync.OnceValues(func() (bpfiter.Owners, error) {
+				r, err := iterReader()
+				if err != nil {
+					return bpfiter.Owners{}, err
+				}
+				return r.Owners()
+			})
+			go early()
+		}
 	}
 
 	type result struct {
@@ -207,7 +220,7 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 		if opts.procRoot() != "/proc" {
 			iter = nil // owners of a fixture /proc: walk it
 		}
-		refused = addOwners(snap, opts.procRoot(), opts.Owners, iter)
+		refused = addOwners(snap, opts.procRoot(), opts.Owners, iter, early)
 	}
 	res := opts.Workloads
 	if res == nil {
@@ -308,7 +321,7 @@ func (c *OwnerCache) store(want map[uint32]struct{}, res procfd.Result) {
 
 // addOwners walks /proc/*/fd once for all namespaces' listeners and
 // returns the processes whose descriptors were refused.
-func addOwners(snap *snapshot.Snapshot, procRoot string, cache *OwnerCache, iter *bpfiter.Reader) []procfd.Refusal {
+func addOwners(snap *snapshot.Snapshot, procRoot string, cache *OwnerCache, iter *bpfiter.Reader, early func() (bpfiter.Owners, error)) []procfd.Refusal {
 	want := make(map[uint32]struct{}, len(snap.Listeners))
 	for _, l := range snap.Listeners {
 		want[l.Inode] = struct{}{}
@@ -319,7 +332,7 @@ func addOwners(snap *snapshot.Snapshot, procRoot string, cache *OwnerCache, iter
 	}
 	if !ok && iter != nil {
 		var err error
-		if res, err = iterOwners(iter, procRoot, want); err == nil {
+		if res, err = iterOwners(iter, procRoot, want, early); err == nil {
 			ok = true
 			if cache != nil {
 				cache.store(want, res)

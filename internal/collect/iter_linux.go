@@ -69,14 +69,29 @@ func iterListeners(r *bpfiter.Reader, nsInode uint64) ([]snapshot.Listener, erro
 // /proc/PID/fd of the processes the iterator did not visit (this kernel's
 // task iterators skip pid 1, and processes may start meanwhile). It needs
 // to run in the initial PID namespace: the iterator reports global pids.
-func iterOwners(r *bpfiter.Reader, procRoot string, want map[uint32]struct{}) (procfd.Result, error) {
+// early, when not nil, is a pass started before the listeners were read
+// (see Collect); it is used unless a wanted socket is missing from it (a
+// listener that appeared after it), and then the pass runs again.
+func iterOwners(r *bpfiter.Reader, procRoot string, want map[uint32]struct{}, early func() (bpfiter.Owners, error)) (procfd.Result, error) {
 	if !initialPIDNamespace(procRoot) {
 		return procfd.Result{}, fmt.Errorf("not in the initial PID namespace")
 	}
-	o, err := r.Owners(want)
+	var (
+		o   bpfiter.Owners
+		err error
+	)
+	if early != nil {
+		o, err = early()
+		if err == nil && !holdsAll(o, want) {
+			o, err = r.Owners()
+		}
+	} else {
+		o, err = r.Owners()
+	}
 	if err != nil {
 		return procfd.Result{}, err
 	}
+	o = o.Keep(want)
 	missed, err := procfd.Unvisited(procRoot, o.Seen)
 	if err != nil {
 		return procfd.Result{}, err
@@ -87,6 +102,18 @@ func iterOwners(r *bpfiter.Reader, procRoot string, want map[uint32]struct{}) (p
 	}
 	res := procfd.WalkPIDs(procRoot, missed, want, held)
 	return res, nil
+}
+
+// holdsAll: every socket in want has a holder in o. One without (a
+// listener opened after the pass, or one no process holds, as a kernel
+// service's) costs a second pass.
+func holdsAll(o bpfiter.Owners, want map[uint32]struct{}) bool {
+	for ino := range want {
+		if _, ok := o.ByInode[ino]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // initialPIDNamespace: /proc/self/status lists one NSpid when this

@@ -11,9 +11,12 @@
 //                   stops the read at the first socket that is not
 //                   listening, so established connections are not visited.
 //   iter/task_file  every open file of every process in every namespace;
-//                   writes the holders of the socket inodes in `want`, and
-//                   one record per process it visited, so the reader can
-//                   tell which processes it missed.
+//                   writes the descriptors holding a listening socket (TCP
+//                   or UNIX: both are TCP_LISTEN) and the epoll instances,
+//                   and one record per process it visited, so the reader
+//                   can tell which processes it missed. It needs nothing
+//                   from the reader (no map to fill first), so it runs
+//                   while the listeners are read.
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -46,7 +49,7 @@ struct lrec {
 
 // What iter/task_file writes, by kind.
 #define OWNER_VISITED 0 // the first descriptor of a process
-#define OWNER_SOCKET 1  // a descriptor holding a wanted socket
+#define OWNER_SOCKET 1  // a descriptor holding a listening socket
 #define OWNER_EPOLL 2   // an epoll instance (what it watches is in fdinfo)
 
 struct orec {
@@ -56,14 +59,6 @@ struct orec {
 	u32 kind;
 	char comm[16];
 };
-
-// Set by the reader: the socket inodes whose holders it wants.
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1 << 16);
-	__type(key, u32);
-	__type(value, u8);
-} want SEC(".maps");
 
 // Keep the types in the object for bpf2go -type.
 const struct lrec *unused_listener __attribute__((unused));
@@ -124,10 +119,15 @@ int owners(struct bpf_iter__task_file *ctx)
 	struct orec o = {};
 	o.pid = BPF_CORE_READ(task, tgid);
 	if (o.pid != last_pid) {
-		last_pid = o.pid;
 		o.kind = OWNER_VISITED;
 		BPF_CORE_READ_STR_INTO(&o.comm, task, group_leader, comm);
-		bpf_seq_write(ctx->meta->seq, &o, sizeof(o));
+		// When the read's buffer is full the write fails and this file is
+		// shown again at the next read (bpf_seq_read()): remember the
+		// process only once its record is written. (A record that fit but
+		// was dropped with a later one of the same file leaves that later
+		// record, from which the reader learns the process too.)
+		if (bpf_seq_write(ctx->meta->seq, &o, sizeof(o)) == 0)
+			last_pid = o.pid;
 	}
 	o.fd = ctx->fd;
 	struct inode *ino = BPF_CORE_READ(file, f_inode);
@@ -147,9 +147,11 @@ int owners(struct bpf_iter__task_file *ctx)
 	}
 	if (fmt != S_IFSOCK)
 		return 0;
-	o.inode = BPF_CORE_READ(ino, i_ino);
-	if (!bpf_map_lookup_elem(&want, &o.inode))
+	// A socket file's private_data is its struct socket (sock_alloc_file()).
+	struct socket *so = BPF_CORE_READ(file, private_data);
+	if (!so || BPF_CORE_READ(so, sk, __sk_common.skc_state) != TCP_LISTEN)
 		return 0;
+	o.inode = BPF_CORE_READ(ino, i_ino);
 	o.kind = OWNER_SOCKET;
 	bpf_seq_write(ctx->meta->seq, &o, sizeof(o));
 	return 0;
