@@ -41,7 +41,6 @@ top() {
 
 measure 15000 0.25
 top
-stop_fixture
-out=$(mktemp -d); go build -o "$out/backlog" ./cmd/backlog; go build -o "$out/fixture" ./bench/fixture
+close_fixture
 measure 50000 0.1
 scrape

@@ -17,11 +17,17 @@ start_fixture() {
 	[ ${#NAMESPACES[@]} -gt 0 ] || { echo "bench: fixture failed" >&2; exit 1; }
 }
 
-stop_fixture() {
+# close_fixture: ends the fixture (its namespaces go with it).
+close_fixture() {
 	if [ -n "${FIX_PID:-}" ]; then
 		eval "exec ${FIX[1]}>&-"
 		wait "$FIX_PID" || true
 	fi
+	FIX_PID=
+}
+
+stop_fixture() {
+	close_fixture
 	rm -rf "$out"
 }
 trap stop_fixture EXIT

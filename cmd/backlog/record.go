@@ -82,7 +82,7 @@ func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if tr != nil {
 		go tr.Run(ctx, nil)
 	}
-	smp := sampler.New(sampler.Options{Interval: *sample})
+	smp := sampler.New(sampler.Options{Interval: *sample, NoBPF: filters.noBPF})
 	smpDone := make(chan struct{})
 	go func() { smp.Run(ctx); close(smpDone) }()
 	defer func() { cancel(); <-smpDone }()

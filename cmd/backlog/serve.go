@@ -132,6 +132,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				return o.Targets, err
 			},
 			Logger: logger,
+			NoBPF:  filters.noBPF,
 		})
 		done := make(chan struct{})
 		sctx, stop := context.WithCancel(ctx)

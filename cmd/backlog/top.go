@@ -56,7 +56,7 @@ func runTop(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	smp := sampler.New(sampler.Options{Interval: *sample})
+	smp := sampler.New(sampler.Options{Interval: *sample, NoBPF: filters.noBPF})
 	go smp.Run(ctx)
 	frames := make(chan render.FrameMsg)
 	go drive(ctx, &filters, smp, *interval, *count, frames)

@@ -15,16 +15,13 @@ import (
 
 // Listener is one TCP listener as iter/tcp read it.
 type Listener struct {
-	// Netns is the inode of its network namespace; NetnsCookie the
-	// namespace's cookie (0 on kernels that make it lazily, below 5.12,
-	// until something asks for it).
-	Netns       uint64
-	NetnsCookie uint64
-	Address     netip.Addr
-	Port        uint16
-	IPv6        bool // AF_INET6 (dual-stack or v6only), else AF_INET
-	V6Only      bool // IPV6_V6ONLY; false for AF_INET
-	Inode       uint32
+	// Netns is the inode of its network namespace.
+	Netns   uint64
+	Address netip.Addr
+	Port    uint16
+	IPv6    bool // AF_INET6 (dual-stack or v6only), else AF_INET
+	V6Only  bool // IPV6_V6ONLY; false for AF_INET
+	Inode   uint32
 	// AcceptQueue is sk_ack_backlog, Backlog sk_max_ack_backlog, Drops
 	// sk_drops: the numbers sock_diag reports as rqueue, wqueue and
 	// SK_MEMINFO_DROPS.
@@ -79,8 +76,9 @@ var ErrShort = errors.New("bpfiter: short record")
 
 // Record sizes; the layouts of struct lrec and struct orec in bpf/iter.c.
 const (
-	listenerSize = 56
+	listenerSize = 48
 	ownerSize    = 32
+	queueSize    = 8
 )
 
 const (
@@ -97,29 +95,41 @@ func DecodeListeners(b []byte) ([]Listener, error) {
 	for ; len(b) > 0; b = b[listenerSize:] {
 		ne := binary.NativeEndian
 		l := Listener{
-			NetnsCookie:   ne.Uint64(b[0:]),
-			Netns:         uint64(ne.Uint32(b[8:])),
-			Inode:         ne.Uint32(b[12:]),
-			AcceptQueue:   ne.Uint32(b[16:]),
-			Backlog:       ne.Uint32(b[20:]),
-			Drops:         ne.Uint32(b[24:]),
-			SynQueue:      ne.Uint32(b[28:]),
-			FastOpenQueue: ne.Uint32(b[32:]),
-			Port:          ne.Uint16(b[36:]),
+			Netns:         uint64(ne.Uint32(b[0:])),
+			Inode:         ne.Uint32(b[4:]),
+			AcceptQueue:   ne.Uint32(b[8:]),
+			Backlog:       ne.Uint32(b[12:]),
+			Drops:         ne.Uint32(b[16:]),
+			SynQueue:      ne.Uint32(b[20:]),
+			FastOpenQueue: ne.Uint32(b[24:]),
+			Port:          ne.Uint16(b[28:]),
 		}
-		family, v6only := b[38], b[39]
+		family, v6only := b[30], b[31]
 		switch family {
 		case afInet:
-			l.Address = netip.AddrFrom4([4]byte(b[40:44]))
+			l.Address = netip.AddrFrom4([4]byte(b[32:36]))
 		case afInet6:
 			l.IPv6, l.V6Only = true, v6only != 0
-			l.Address = netip.AddrFrom16([16]byte(b[40:56]))
+			l.Address = netip.AddrFrom16([16]byte(b[32:48]))
 		default:
 			return nil, fmt.Errorf("bpfiter: listener record with address family %d", family)
 		}
 		ls = append(ls, l)
 	}
 	return ls, nil
+}
+
+// DecodeQueues decodes what the queues program wrote (inode, accept
+// queue), calling fn for each record: whole records only.
+func DecodeQueues(b []byte, fn func(inode, acceptQueue uint32)) error {
+	if len(b)%queueSize != 0 {
+		return fmt.Errorf("%w: %d bytes is not a whole number of %d-byte queue records", ErrShort, len(b), queueSize)
+	}
+	ne := binary.NativeEndian
+	for ; len(b) > 0; b = b[queueSize:] {
+		fn(ne.Uint32(b[0:]), ne.Uint32(b[4:]))
+	}
+	return nil
 }
 
 // Kinds of owner records (OWNER_* in bpf/iter.c).

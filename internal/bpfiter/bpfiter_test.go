@@ -10,17 +10,16 @@ import (
 func listenerRecord(family uint8, addr []byte) []byte {
 	b := make([]byte, listenerSize)
 	ne := binary.NativeEndian
-	ne.PutUint64(b[0:], 7)
-	ne.PutUint32(b[8:], 4026531840)
-	ne.PutUint32(b[12:], 12345)
-	ne.PutUint32(b[16:], 6)  // accept queue
-	ne.PutUint32(b[20:], 5)  // backlog
-	ne.PutUint32(b[24:], 44) // drops
-	ne.PutUint32(b[28:], 17) // SYN queue
-	ne.PutUint32(b[32:], 3)  // fast-open queue
-	ne.PutUint16(b[36:], 8080)
-	b[38], b[39] = family, 1
-	copy(b[40:], addr)
+	ne.PutUint32(b[0:], 4026531840)
+	ne.PutUint32(b[4:], 12345)
+	ne.PutUint32(b[8:], 6)   // accept queue
+	ne.PutUint32(b[12:], 5)  // backlog
+	ne.PutUint32(b[16:], 44) // drops
+	ne.PutUint32(b[20:], 17) // SYN queue
+	ne.PutUint32(b[24:], 3)  // fast-open queue
+	ne.PutUint16(b[28:], 8080)
+	b[30], b[31] = family, 1
+	copy(b[32:], addr)
 	return b
 }
 
@@ -31,7 +30,7 @@ func TestDecodeListeners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Listener{Netns: 4026531840, NetnsCookie: 7, Address: netip.MustParseAddr("127.0.0.1"), Port: 8080,
+	want := Listener{Netns: 4026531840, Address: netip.MustParseAddr("127.0.0.1"), Port: 8080,
 		Inode: 12345, AcceptQueue: 6, Backlog: 5, Drops: 44, SynQueue: 17, FastOpenQueue: 3}
 	if len(ls) != 2 || ls[0] != want {
 		t.Fatalf("got %+v\nwant %+v", ls, want)
@@ -120,6 +119,33 @@ func FuzzDecodeOwners(f *testing.F) {
 		n := len(b) / ownerSize
 		if err == nil && (len(o.Seen) > n || len(o.ByInode) > n || len(o.Held) > n) {
 			t.Errorf("more entries than records")
+		}
+	})
+}
+
+func TestDecodeQueues(t *testing.T) {
+	b := make([]byte, 2*queueSize)
+	binary.NativeEndian.PutUint32(b[0:], 12345)
+	binary.NativeEndian.PutUint32(b[4:], 6)
+	binary.NativeEndian.PutUint32(b[8:], 777)
+	binary.NativeEndian.PutUint32(b[12:], 1)
+	got := map[uint32]uint32{}
+	if err := DecodeQueues(b, func(ino, q uint32) { got[ino] = q }); err != nil || len(got) != 2 || got[12345] != 6 || got[777] != 1 {
+		t.Errorf("got %v, %v", got, err)
+	}
+	if err := DecodeQueues(b[:5], func(uint32, uint32) {}); !errors.Is(err, ErrShort) {
+		t.Errorf("short record: %v", err)
+	}
+}
+
+func FuzzDecodeQueues(f *testing.F) {
+	f.Add(make([]byte, queueSize))
+	f.Add([]byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n := 0
+		err := DecodeQueues(b, func(uint32, uint32) { n++ })
+		if err == nil && n != len(b)/queueSize {
+			t.Errorf("%d records from %d bytes", n, len(b))
 		}
 	})
 }

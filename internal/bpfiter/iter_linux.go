@@ -3,13 +3,16 @@
 package bpfiter
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"sync"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -38,10 +41,11 @@ func Check() error {
 // Reader holds the loaded iterators. Its methods may be called from
 // several goroutines; reads of the owners iterator are serialized.
 type Reader struct {
-	objs      iterObjects
-	tcp, task *link.Iter
+	objs              iterObjects
+	tcp, task, queues *link.Iter
 
-	mu sync.Mutex // owners pass: last_pid
+	mu    sync.Mutex // owners pass: last_pid
+	tcpMu sync.Mutex // listeners and queues: stop_after, last_*
 }
 
 // Open checks and loads the iterators (50-100 ms of CPU: open once,
@@ -63,6 +67,10 @@ func Open() (*Reader, error) {
 		r.Close()
 		return nil, fmt.Errorf("%w: iter/task_file (Linux 5.8+): %w", ErrNotSupported, err)
 	}
+	if r.queues, err = link.AttachIter(link.IterOptions{Program: r.objs.Queues}); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("%w: iter/tcp (Linux 5.9+): %w", ErrNotSupported, err)
+	}
 	return r, nil
 }
 
@@ -74,6 +82,9 @@ func (r *Reader) Close() error {
 	if r.task != nil {
 		r.task.Close()
 	}
+	if r.queues != nil {
+		r.queues.Close()
+	}
 	return r.objs.Close()
 }
 
@@ -81,12 +92,85 @@ func (r *Reader) Close() error {
 // calling thread (bpf_iter_new_fd() takes current's namespace): call it on
 // a locked OS thread inside the namespace to read. It stops at the first
 // socket that is not listening, so established connections cost nothing.
-func (r *Reader) Listeners() ([]Listener, error) {
-	b, err := read(r.tcp)
+// inUse is how many TCP sockets the namespace has hashed (InUse), 0 when
+// unknown: when they are all listeners, the read ends at the last one
+// instead of walking the host's established hash after it. Check InUse
+// again after the read: if it changed, read again with 0.
+func (r *Reader) Listeners(inUse int) ([]Listener, error) {
+	var last [listenerSize]byte
+	b, found, err := r.readTCP(r.tcp, inUse, r.objs.LastListener, &last)
 	if err != nil {
-		return nil, fmt.Errorf("reading iter/tcp: %w", err)
+		return nil, err
+	}
+	if found {
+		b = append(b, last[:]...)
 	}
 	return DecodeListeners(b)
+}
+
+// Queues calls fn with the inode and accept-queue length of each TCP
+// listener of the calling thread's namespace whose queue is not empty
+// (the others' are 0), and returns how many listeners it visited. Like
+// Listeners it must run on a locked thread inside the namespace, and
+// inUse is the same; it is the cheapest read there is, for samplers.
+func (r *Reader) Queues(inUse int, fn func(inode, acceptQueue uint32)) (int, error) {
+	var last [queueSize]byte
+	r.tcpMu.Lock()
+	defer r.tcpMu.Unlock()
+	b, found, err := r.readTCPLocked(r.queues, inUse, r.objs.LastQueue, &last)
+	if err != nil {
+		return 0, err
+	}
+	if found && binary.NativeEndian.Uint32(last[4:]) != 0 {
+		b = append(b, last[:]...)
+	}
+	if err := DecodeQueues(b, fn); err != nil {
+		return 0, err
+	}
+	var n uint32
+	if err := r.objs.QueueListeners.Get(&n); err != nil {
+		return 0, fmt.Errorf("bpfiter: reading queue_listeners: %w", err)
+	}
+	return int(n), nil
+}
+
+func (r *Reader) readTCP(it *link.Iter, inUse int, lastVar *ebpf.Variable, last any) ([]byte, bool, error) {
+	r.tcpMu.Lock()
+	defer r.tcpMu.Unlock()
+	return r.readTCPLocked(it, inUse, lastVar, last)
+}
+
+// readTCPLocked runs one of the iter/tcp programs with stop_after set; found
+// says the program ended the read at the last socket and left its record
+// in lastVar.
+func (r *Reader) readTCPLocked(it *link.Iter, inUse int, lastVar *ebpf.Variable, last any) ([]byte, bool, error) {
+	if inUse < 0 || inUse > math.MaxUint32 {
+		inUse = 0
+	}
+	if err := r.objs.StopAfter.Set(uint32(inUse)); err != nil {
+		return nil, false, fmt.Errorf("bpfiter: setting stop_after: %w", err)
+	}
+	if err := r.objs.LastSet.Set(uint32(0)); err != nil {
+		return nil, false, fmt.Errorf("bpfiter: resetting last_set: %w", err)
+	}
+	if err := r.objs.QueueListeners.Set(uint32(0)); err != nil {
+		return nil, false, fmt.Errorf("bpfiter: resetting queue_listeners: %w", err)
+	}
+	b, err := read(it)
+	if err != nil {
+		return nil, false, fmt.Errorf("reading iter/tcp: %w", err)
+	}
+	var set uint32
+	if err := r.objs.LastSet.Get(&set); err != nil {
+		return nil, false, fmt.Errorf("bpfiter: reading last_set: %w", err)
+	}
+	if set == 0 {
+		return b, false, nil
+	}
+	if err := lastVar.Get(last); err != nil {
+		return nil, false, fmt.Errorf("bpfiter: reading the last listener: %w", err)
+	}
+	return b, true, nil
 }
 
 // Owners finds the processes holding listening sockets (TCP and UNIX), in

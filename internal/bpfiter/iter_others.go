@@ -22,7 +22,10 @@ func Open() (*Reader, error) { return nil, Check() }
 func (r *Reader) Close() error { return nil }
 
 // Listeners fails: see Check.
-func (r *Reader) Listeners() ([]Listener, error) { return nil, Check() }
+func (r *Reader) Listeners(int) ([]Listener, error) { return nil, Check() }
 
 // Owners fails: see Check.
 func (r *Reader) Owners() (Owners, error) { return Owners{}, Check() }
+
+// Queues fails: see Check.
+func (r *Reader) Queues(int, func(inode, acceptQueue uint32)) (int, error) { return 0, Check() }

@@ -15,7 +15,6 @@ import (
 
 type iterLrec struct {
 	_             structs.HostLayout
-	NetnsCookie   uint64
 	Netns         uint32
 	Inode         uint32
 	AcceptQueue   uint32
@@ -38,14 +37,25 @@ type iterOrec struct {
 	Comm  [16]int8
 }
 
+type iterQrec struct {
+	_           structs.HostLayout
+	Inode       uint32
+	AcceptQueue uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	iterProgListeners     = "listeners"
 	iterProgOwners        = "owners"
+	iterProgQueues        = "queues"
+	iterVarLastListener   = "last_listener"
 	iterVarLastPid        = "last_pid"
-	iterVarUnusedListener = "unused_listener"
+	iterVarLastQueue      = "last_queue"
+	iterVarLastSet        = "last_set"
+	iterVarQueueListeners = "queue_listeners"
+	iterVarStopAfter      = "stop_after"
 	iterVarUnusedOwner    = "unused_owner"
 )
 
@@ -93,6 +103,7 @@ type iterSpecs struct {
 type iterProgramSpecs struct {
 	Listeners *ebpf.ProgramSpec `ebpf:"listeners"`
 	Owners    *ebpf.ProgramSpec `ebpf:"owners"`
+	Queues    *ebpf.ProgramSpec `ebpf:"queues"`
 }
 
 // iterMapSpecs contains maps before they are loaded into the kernel.
@@ -105,8 +116,12 @@ type iterMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type iterVariableSpecs struct {
+	LastListener   *ebpf.VariableSpec `ebpf:"last_listener"`
 	LastPid        *ebpf.VariableSpec `ebpf:"last_pid"`
-	UnusedListener *ebpf.VariableSpec `ebpf:"unused_listener"`
+	LastQueue      *ebpf.VariableSpec `ebpf:"last_queue"`
+	LastSet        *ebpf.VariableSpec `ebpf:"last_set"`
+	QueueListeners *ebpf.VariableSpec `ebpf:"queue_listeners"`
+	StopAfter      *ebpf.VariableSpec `ebpf:"stop_after"`
 	UnusedOwner    *ebpf.VariableSpec `ebpf:"unused_owner"`
 }
 
@@ -140,8 +155,12 @@ func (m *iterMaps) Close() error {
 //
 // It can be passed to loadIterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type iterVariables struct {
+	LastListener   *ebpf.Variable `ebpf:"last_listener"`
 	LastPid        *ebpf.Variable `ebpf:"last_pid"`
-	UnusedListener *ebpf.Variable `ebpf:"unused_listener"`
+	LastQueue      *ebpf.Variable `ebpf:"last_queue"`
+	LastSet        *ebpf.Variable `ebpf:"last_set"`
+	QueueListeners *ebpf.Variable `ebpf:"queue_listeners"`
+	StopAfter      *ebpf.Variable `ebpf:"stop_after"`
 	UnusedOwner    *ebpf.Variable `ebpf:"unused_owner"`
 }
 
@@ -151,12 +170,14 @@ type iterVariables struct {
 type iterPrograms struct {
 	Listeners *ebpf.Program `ebpf:"listeners"`
 	Owners    *ebpf.Program `ebpf:"owners"`
+	Queues    *ebpf.Program `ebpf:"queues"`
 }
 
 func (p *iterPrograms) Close() error {
 	return _IterClose(
 		p.Listeners,
 		p.Owners,
+		p.Queues,
 	)
 }
 

@@ -1,13 +1,16 @@
 package collect
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 	"sync"
 
 	"github.com/backlog-dev/backlog/internal/bpfiter"
 	"github.com/backlog-dev/backlog/internal/procfd"
+	"github.com/backlog-dev/backlog/internal/procnet"
 	"github.com/backlog-dev/backlog/internal/snapshot"
 )
 
@@ -37,7 +40,12 @@ func Source() (source, why string) {
 // with iter/tcp: both queues, drops and each SO_REUSEPORT member's own SYN
 // queue in one pass that ends before the established hash.
 func iterListeners(r *bpfiter.Reader, nsInode uint64) ([]snapshot.Listener, error) {
-	bls, err := r.Listeners()
+	var bls []bpfiter.Listener
+	err := withInUse(func(inUse int) error {
+		var err error
+		bls, err = r.Listeners(inUse)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -114,6 +122,52 @@ func holdsAll(o bpfiter.Owners, want map[uint32]struct{}) bool {
 		}
 	}
 	return true
+}
+
+// withInUse runs read (an iterator read on a thread inside the namespace)
+// with the number of TCP sockets the namespace has hashed, so that a
+// namespace of listeners only is read without walking the host's
+// established hash after them (bpfiter.Reader.Listeners). If that number
+// changed meanwhile the read may have stopped short: it runs again without
+// it. Without sockstat it runs once, without it; with no TCP socket at all
+// it does not run.
+func withInUse(read func(inUse int) error) error {
+	n, ok := tcpInUse()
+	if !ok {
+		return read(0)
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := read(n); err != nil {
+		return err
+	}
+	if m, ok := tcpInUse(); ok && m == n {
+		return nil
+	}
+	return read(0)
+}
+
+// tcpInUse is "inuse" of TCP and TCP6 in the calling thread's namespace:
+// the TCP sockets in its listening and established hashes
+// (sock_prot_inuse_add() in __inet_hash() and inet_ehash_nolisten()).
+func tcpInUse() (int, bool) {
+	total := 0
+	for _, f := range []struct{ file, proto string }{{"sockstat", "TCP"}, {"sockstat6", "TCP6"}} {
+		b, err := os.ReadFile("/proc/thread-self/net/" + f.file)
+		if errors.Is(err, fs.ErrNotExist) && f.proto == "TCP6" {
+			continue // no IPv6
+		}
+		if err != nil {
+			return 0, false
+		}
+		n, ok := procnet.ParseSockstatInUse(b, f.proto)
+		if !ok {
+			return 0, false
+		}
+		total += n
+	}
+	return total, true
 }
 
 // initialPIDNamespace: /proc/self/status lists one NSpid when this

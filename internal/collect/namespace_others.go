@@ -24,3 +24,22 @@ func Dial(Target) (*sockdiag.Conn, uint64, error) {
 func DumpAcceptQueues(*sockdiag.Conn, func(inode, acceptQueue uint32)) error {
 	return fmt.Errorf("collect: sock_diag is Linux-only, not supported on %s", runtime.GOOS)
 }
+
+// QueueReader is not supported on this system.
+type QueueReader struct{}
+
+// OpenQueueReader is not supported on this system.
+func OpenQueueReader(Target, bool) (*QueueReader, error) {
+	return nil, fmt.Errorf("collect: sock_diag is Linux-only, not supported on %s", runtime.GOOS)
+}
+
+// Inode is 0 here.
+func (*QueueReader) Inode() uint64 { return 0 }
+
+// Read is not supported on this system.
+func (*QueueReader) Read(func(inode, acceptQueue uint32)) (int, bool, error) {
+	return 0, false, fmt.Errorf("collect: sock_diag is Linux-only, not supported on %s", runtime.GOOS)
+}
+
+// Close does nothing.
+func (*QueueReader) Close() error { return nil }

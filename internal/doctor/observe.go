@@ -37,7 +37,7 @@ func Observe(ctx context.Context, opts collect.Options, d time.Duration, traced 
 	// The SYN-queue limit of this kernel, probed before the window opens.
 	var perr error
 	o.SynQueueFullAtBacklog, perr = lab.SynQueueFullAtBacklog()
-	smp := sampler.New(sampler.Options{})
+	smp := sampler.New(sampler.Options{NoBPF: opts.NoBPF})
 	defer smp.Close()
 	targets := opts.Targets
 	if len(targets) == 0 {

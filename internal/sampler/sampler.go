@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/backlog-dev/backlog/internal/collect"
-	"github.com/backlog-dev/backlog/internal/sockdiag"
 )
 
 // DefaultInterval is how often Run samples when Options.Interval is zero.
@@ -40,6 +39,9 @@ type Options struct {
 	ResolveEvery time.Duration
 	// Logger hears when a namespace starts or stops failing; nil is silent.
 	Logger *slog.Logger
+	// NoBPF samples with sock_diag even where the BPF iterators load
+	// (collect.OpenQueueReader).
+	NoBPF bool
 }
 
 // Stats say what sampling has cost so far.
@@ -52,8 +54,9 @@ type Stats struct {
 }
 
 // Sampler keeps the peak accept queue of every listener in the namespaces
-// it watches. It holds one sock_diag socket open in each, so a sample never
-// re-enters a namespace. Its methods are safe for concurrent use.
+// it watches. It holds each namespace open (collect.QueueReader), so a
+// sample never looks a namespace up again. Its methods are safe for
+// concurrent use.
 type Sampler struct {
 	opts Options
 
@@ -66,7 +69,7 @@ type Sampler struct {
 
 type namespace struct {
 	name    string
-	conn    *sockdiag.Conn
+	q       *collect.QueueReader
 	peaks   map[uint32]peak // by socket inode
 	round   uint64
 	failing bool
@@ -115,7 +118,7 @@ func (s *Sampler) SetTargets(targets []collect.Target) error {
 	// Entering namespaces takes a thread switch each: do it unlocked.
 	type opened struct {
 		t     collect.Target
-		conn  *sockdiag.Conn
+		q     *collect.QueueReader
 		inode uint64
 	}
 	var (
@@ -123,12 +126,12 @@ func (s *Sampler) SetTargets(targets []collect.Target) error {
 		errs  []error
 	)
 	for _, t := range toOpen {
-		conn, inode, err := collect.Dial(t)
+		q, err := collect.OpenQueueReader(t, s.opts.NoBPF)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		fresh = append(fresh, opened{t, conn, inode})
+		fresh = append(fresh, opened{t, q, q.Inode()})
 	}
 
 	s.mu.Lock()
@@ -136,7 +139,7 @@ func (s *Sampler) SetTargets(targets []collect.Target) error {
 	s.stats.Errors += uint64(len(errs))
 	if s.closed {
 		for _, o := range fresh {
-			o.conn.Close()
+			o.q.Close()
 		}
 		return errors.Join(errs...)
 	}
@@ -146,14 +149,14 @@ func (s *Sampler) SetTargets(targets []collect.Target) error {
 			s.selfInode = o.inode
 		}
 		if _, ok := s.nss[o.inode]; ok {
-			o.conn.Close() // opened twice by racing callers
+			o.q.Close() // opened twice by racing callers
 			continue
 		}
-		s.nss[o.inode] = &namespace{name: o.t.Name, conn: o.conn, peaks: make(map[uint32]peak)}
+		s.nss[o.inode] = &namespace{name: o.t.Name, q: o.q, peaks: make(map[uint32]peak)}
 	}
 	for inode, ns := range s.nss {
 		if !want[inode] {
-			ns.conn.Close()
+			ns.q.Close()
 			delete(s.nss, inode)
 		}
 	}
@@ -191,11 +194,11 @@ func (s *Sampler) Sample() error {
 	return errors.Join(errs...)
 }
 
-// sample records one dump; it returns how many listeners it saw.
+// sample records one read; it returns how many listeners it saw.
 func (ns *namespace) sample() (int, error) {
 	ns.round++
 	seen := 0
-	err := collect.DumpAcceptQueues(ns.conn, func(inode, q uint32) {
+	n, complete, err := ns.q.Read(func(inode, q uint32) {
 		p, ok := ns.peaks[inode]
 		if !ok || p.round != ns.round {
 			seen++
@@ -204,6 +207,11 @@ func (ns *namespace) sample() (int, error) {
 		p.round = ns.round
 		ns.peaks[inode] = p
 	})
+	if !complete {
+		// Only listeners with a queue were passed: the others' is 0,
+		// which no peak needs, and closed listeners go at the next Take.
+		return n, err
+	}
 	// Forget closed listeners so the map stays as large as the listen
 	// table even when nobody calls Take.
 	if err == nil && len(ns.peaks) > seen {
@@ -218,8 +226,8 @@ func (ns *namespace) sample() (int, error) {
 
 // Take returns the peak accept queue of every listener since the previous
 // Take (or since it was first seen) and starts a new window. A listener
-// absent from the result was not sampled in the window: use its current
-// value.
+// absent from the result was not sampled in the window, or sampled with
+// an empty queue: use its current value.
 func (s *Sampler) Take() map[Key]uint32 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -298,7 +306,7 @@ func (s *Sampler) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for inode, ns := range s.nss {
-		ns.conn.Close()
+		ns.q.Close()
 		delete(s.nss, inode)
 	}
 	s.closed = true

@@ -33,7 +33,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 // One listener, as iter/tcp writes it.
 struct lrec {
-	u64 netns_cookie;
 	u32 netns; // inode of the network namespace
 	u32 inode; // socket inode, 0 for a socket without a file
 	u32 accept_queue;   // sk_ack_backlog
@@ -60,9 +59,28 @@ struct orec {
 	char comm[16];
 };
 
-// Keep the types in the object for bpf2go -type.
-const struct lrec *unused_listener __attribute__((unused));
+// Keep the type in the object for bpf2go -type.
 const struct orec *unused_owner __attribute__((unused));
+
+// Set by the reader before a read of `listeners` or `queues`: how many TCP
+// sockets the namespace has hashed (sockstat's inuse, TCP and TCP6), 0 when
+// unknown. When every one of them is a listener, the read ends at the
+// last: without it the iterator would walk the machine's whole
+// established hash looking for a socket of this namespace after the
+// listeners, as many sockets as the host has connections, for nothing.
+// That last listener goes into `last_*` (a program that ends the read drops
+// its own record). One reader at a time (a lock in the reader).
+u32 stop_after = 0;
+u32 last_set = 0;
+struct lrec last_listener = {};
+
+// stop: this is the last socket the namespace has (meta->seq_num counts
+// the sockets shown before this one, the same when a full buffer shows it
+// again).
+static __always_inline int stop(struct bpf_iter_meta *meta)
+{
+	return stop_after && meta->seq_num + 1 == stop_after;
+}
 
 SEC("iter/tcp")
 int listeners(struct bpf_iter__tcp *ctx)
@@ -78,8 +96,9 @@ int listeners(struct bpf_iter__tcp *ctx)
 	struct inet_connection_sock *icsk = (struct inet_connection_sock *)sk;
 	struct lrec l = {};
 	struct net *net = BPF_CORE_READ(skc, skc_net.net);
+	// Not net_cookie: atomic64_t before 5.12, u64 since, and nothing
+	// needs it.
 	l.netns = BPF_CORE_READ(net, ns.inum);
-	BPF_CORE_READ_INTO(&l.netns_cookie, net, net_cookie);
 	l.family = BPF_CORE_READ(skc, skc_family);
 	l.port = BPF_CORE_READ(skc, skc_num);
 	if (l.family == AF_INET) {
@@ -101,6 +120,11 @@ int listeners(struct bpf_iter__tcp *ctx)
 	l.drops = BPF_CORE_READ(sk, sk_drops.counter);
 	l.syn_queue = BPF_CORE_READ(icsk, icsk_accept_queue.qlen.counter);
 	l.fastopen_queue = BPF_CORE_READ(icsk, icsk_accept_queue.fastopenq.qlen);
+	if (stop(ctx->meta)) {
+		last_listener = l;
+		last_set = 1;
+		return 1;
+	}
 	bpf_seq_write(ctx->meta->seq, &l, sizeof(l));
 	return 0;
 }
@@ -154,5 +178,52 @@ int owners(struct bpf_iter__task_file *ctx)
 	o.inode = BPF_CORE_READ(ino, i_ino);
 	o.kind = OWNER_SOCKET;
 	bpf_seq_write(ctx->meta->seq, &o, sizeof(o));
+	return 0;
+}
+
+// One listener's accept queue, for samplers that read many times a second.
+struct qrec {
+	u32 inode;
+	u32 accept_queue; // sk_ack_backlog
+};
+
+
+// Listeners the last read of `queues` visited: it writes only those with a
+// non-empty accept queue.
+u32 queue_listeners = 0;
+struct qrec last_queue = {};
+
+// iter/tcp for samplers: what they need and nothing else, read directly
+// through the BTF pointers (no helper call per field), and a record only
+// for a listener whose queue is not empty: an absent listener's queue was
+// 0.
+SEC("iter/tcp")
+int queues(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc)
+		return 0;
+	if (skc->skc_state != TCP_LISTEN)
+		return 1; // past the listening hash: end the read (-EAGAIN)
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	queue_listeners = ctx->meta->seq_num + 1;
+	struct qrec q = {};
+	q.accept_queue = tp->inet_conn.icsk_inet.sk.sk_ack_backlog;
+	if (q.accept_queue != 0) {
+		struct socket *so = BPF_CORE_READ(&tp->inet_conn.icsk_inet.sk, sk_socket);
+		if (so) {
+			struct inode *ino = (void *)so + bpf_core_field_offset(struct socket_alloc, vfs_inode);
+			q.inode = BPF_CORE_READ(ino, i_ino);
+		}
+	}
+	if (stop(ctx->meta)) {
+		last_queue = q;
+		last_set = 1;
+		return 1;
+	}
+	if (q.accept_queue != 0)
+		bpf_seq_write(ctx->meta->seq, &q, sizeof(q));
 	return 0;
 }
