@@ -153,3 +153,17 @@ func TestIteratorsStopAtLast(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkOpen times loading the iterators: the fixed cost one-shot `ls`
+// pays (kernel BTF for CO-RE, the verifier), and loading without the queues
+// program that only samplers use.
+func BenchmarkOpen(b *testing.B) {
+	testutil.RequireRoot(b)
+	for b.Loop() {
+		r, err := Open()
+		if err != nil {
+			b.Skip(err)
+		}
+		r.Close()
+	}
+}
