@@ -459,6 +459,11 @@ func TestRedisServer(t *testing.T) {
 	cmd := startDaemon(t, "ip", "netns", "exec", srv.Name, redis, "--port", strconv.Itoa(port), "--bind", addr.String(),
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", dir, "--protected-mode", "no")
 	waitListening(t, srv, port, 1)
+	// Capped now: the command reaches what redis asked for, not 2x 128.
+	if f := findingFor(doctorNs(t, srv, "1s"), "backlog-capped-by-somaxconn", ""); f == nil || f.Server != "redis" || f.RequestedBacklog != 511 ||
+		!strings.HasSuffix(f.Command, "sysctl -w net.core.somaxconn=511") || !strings.Contains(f.Advice, "restart redis") {
+		t.Errorf("capped by somaxconn: %+v", f)
+	}
 	inNs(t, srv, "sysctl", "-qw", "net.core.somaxconn=4096")
 
 	ls := lsPort(t, srv, port)
@@ -537,6 +542,12 @@ func TestMemcachedAtMaxconns(t *testing.T) {
 	text, _, _ := runIn(t, "", "ls", "--netns", srv.Name, "--port", strconv.Itoa(port))
 	if !strings.Contains(text, fmt.Sprintf("%d/0", l.AcceptQueue)) || !strings.Contains(text, "full") || !strings.Contains(text, "BACKLOG 0") {
 		t.Errorf("ls:\n%s", text)
+	}
+	// serve exports backlog 0 as it is, not skipped: a real state.
+	sv := startServe(t, "--netns", srv.Name, "--port", strconv.Itoa(port))
+	_, body := get(t, http.DefaultClient, "http://"+sv.addr+"/metrics")
+	if m := memberSeries(body)[l.Inode]; m == nil || m["backlog"] != 0 || m["accept_queue_peak"] < 1 {
+		t.Errorf("serve: %v, want backlog 0 and its queue", m)
 	}
 	fs := doctorNs(t, srv, "1s")
 	f := findingFor(fs, "connection-limit", "")
@@ -644,5 +655,68 @@ func TestPythonDualStack(t *testing.T) {
 	ov := findingFor(fs, "accept-queue-overflow", "[::]:"+strconv.Itoa(port))
 	if ov == nil || ov.Server != "Python http.server" || ov.RequestedBacklog != 5 {
 		t.Errorf("overflow: %+v", ov)
+	}
+}
+
+// TestNginxDeferred: nginx with `listen ... deferred backlog=4` sets
+// TCP_DEFER_ACCEPT: clients that connect and send nothing stay half-open
+// (their bare final ACKs ignored, TCPDeferAcceptDrop), the SYN queue of
+// backlog+1 fills, and the next SYNs get cookies. doctor says
+// TCP_DEFER_ACCEPT holds them, not "a flood", with nginx's `deferred`.
+func TestNginxDeferred(t *testing.T) {
+	nginx := testutil.RequireTool(t, "nginx")
+	srv, cli, addr := serverPair(t, "bl-ngxd")
+	dir := tempRunDir(t, "bl-ngxd-")
+	os.Mkdir(filepath.Join(dir, "tmp"), 0o755)
+	port := 8080
+	conf := writeFile(t, dir, "nginx.conf", fmt.Sprintf(`daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log error;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/tmp;
+  proxy_temp_path %[1]s/tmp;
+  fastcgi_temp_path %[1]s/tmp;
+  uwsgi_temp_path %[1]s/tmp;
+  scgi_temp_path %[1]s/tmp;
+  server {
+    listen %[2]s:%[3]d deferred backlog=4;
+    location / { return 200 "ok"; }
+  }
+}
+`, dir, addr, port))
+	startDaemon(t, "ip", "netns", "exec", srv.Name, nginx, "-c", conf, "-p", dir)
+	waitListening(t, srv, port, 1)
+
+	type result struct{ fs []doctor.Finding }
+	done := make(chan result, 1)
+	go func() {
+		out, _, _ := runIn(t, "", "doctor", "--netns", srv.Name, "--duration", "3s", "--json")
+		var res doctorOutput
+		json.Unmarshal([]byte(out), &res)
+		done <- result{res.Findings}
+	}()
+	time.Sleep(500 * time.Millisecond)
+	// Connected clients that send nothing: each waits half-open.
+	labtest.Dial(t, cli, netip.AddrPortFrom(addr, uint16(port)), 30)
+	fs := (<-done).fs
+	for _, f := range fs {
+		t.Logf("doctor: %s %s %s %v ctx %v | %s", f.Severity, f.Rule, f.Summary, f.Evidence, f.Context, f.Advice)
+	}
+	var held *doctor.Finding
+	for i := range fs {
+		if fs[i].Evidence["TCPDeferAcceptDrop"] > 0 && strings.Contains(fs[i].Summary, "TCP_DEFER_ACCEPT") {
+			held = &fs[i]
+		}
+		if strings.Contains(fs[i].Summary, "(a flood") {
+			t.Errorf("%s calls it a flood: %s", fs[i].Rule, fs[i].Summary)
+		}
+	}
+	if held == nil || !strings.Contains(held.Advice, "deferred") {
+		t.Errorf("no finding says TCP_DEFER_ACCEPT holds the handshakes, with nginx's deferred")
 	}
 }

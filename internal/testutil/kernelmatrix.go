@@ -47,6 +47,7 @@ var hostOnly = map[string]string{
 	"TestOwnerAfterFork":         "needs python3",
 	"TestRecordSystemdUnit":      "needs systemd-analyze",
 	"TestNginxReuseport":         "needs nginx",
+	"TestNginxDeferred":          "needs nginx",
 	"TestRedisServer":            "needs redis-server",
 	"TestMemcachedAtMaxconns":    "needs memcached",
 	"TestHAProxyAtMaxconn":       "needs haproxy",
