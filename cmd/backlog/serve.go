@@ -158,10 +158,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		tc := exporter.NewTraceCollector(tr.Stats, logger)
 		tc.Workloads = filters.workloads()
+		tc.Names = exp.NetnsName // the exporter is gathered first (below)
 		tc.SetMissing(tr.Missing())
 		reg.MustRegister(tc)
 	}
-	var metrics http.Handler = exporter.Handler(logger, *maxRequests, reg, exp)
+	// exp first: the trace series name namespaces from its collection.
+	var metrics http.Handler = exporter.Handler(logger, *maxRequests, exp, reg)
 	if !*noExporterMetrics {
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		metrics = promhttp.InstrumentMetricHandler(reg, metrics)

@@ -65,6 +65,21 @@ type Exporter struct {
 	failing     map[failure]bool
 
 	active, maxActive atomic.Int32 // collections under way, for tests
+
+	// names are the namespace names of the last collection, by inode
+	// (NetnsName).
+	names atomic.Pointer[map[uint64]string]
+}
+
+// NetnsName is the name the last collection gave the namespace with this
+// inode, "" when it read none such: serve --bpf's trace series take it, so
+// that a namespace is named alike on every series, also one created after
+// serve started. Gather the exporter before them (Handler's order).
+func (e *Exporter) NetnsName(inode uint64) string {
+	if m := e.names.Load(); m != nil {
+		return (*m)[inode]
+	}
+	return ""
 }
 
 // failure is one thing that failed, for logging when it starts and stops.
@@ -239,6 +254,11 @@ func (e *Exporter) collectOnce() *result {
 		})
 		r.namespaces = snap.Namespaces
 		r.source = snap.Source
+		names := make(map[uint64]string, len(snap.Namespaces))
+		for _, ns := range snap.Namespaces {
+			names[ns.Inode] = ns.Name
+		}
+		e.names.Store(&names)
 		r.listeners = buildSeries(snap, peaks)
 	}
 	r.seen = len(r.listeners)

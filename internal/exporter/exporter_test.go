@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/backlog-dev/backlog/internal/collect"
 	"github.com/backlog-dev/backlog/internal/snapshot"
+	"github.com/backlog-dev/backlog/internal/trace"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
@@ -306,5 +308,43 @@ func TestGatherEqualsCollect(t *testing.T) {
 	}
 	if !strings.Contains(direct, `backlog_listener_accept_queue_peak{address="0.0.0.0",container="",family="inet",namespace="",netns="host",path="",pod="",port="80",process="nginx",socket_inode="10"} 129`) {
 		t.Errorf("peak missing:\n%s", direct)
+	}
+}
+
+// TestTraceSeriesNameNamespacesAlike: serve --bpf's trace series name a
+// namespace as the listener series of the same scrape do, also one the
+// tracer did not know (created after it started), and inode:N only for one
+// the collection did not read.
+func TestTraceSeriesNameNamespacesAlike(t *testing.T) {
+	e := fake(twoNamespaces(), nil, Options{})
+	testutil.CollectAndCount(e)
+	stats := []trace.ListenerStats{
+		{ListenerID: trace.ListenerID{Netns: 2, Listener: netip.MustParseAddrPort("0.0.0.0:80")}, Drops: map[trace.Stage]uint64{trace.StageSyn: 3}},
+		{ListenerID: trace.ListenerID{Netns: 1, Listener: netip.MustParseAddrPort("0.0.0.0:80")}, Namespace: "host", Drops: map[trace.Stage]uint64{trace.StageSyn: 1}},
+		{ListenerID: trace.ListenerID{Netns: 9, Listener: netip.MustParseAddrPort("0.0.0.0:80")}, Drops: map[trace.Stage]uint64{trace.StageSyn: 2}},
+	}
+	tc := NewTraceCollector(func() ([]trace.ListenerStats, error) { return stats, nil }, slog.New(slog.DiscardHandler))
+	tc.Names = e.NetnsName
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(tc)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != nameDropEvents {
+			continue
+		}
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "netns" {
+					got[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if want := map[string]float64{"pod:1234": 3, "host": 1, "inode:9": 2}; !maps.Equal(got, want) {
+		t.Errorf("drop events by netns %v, want %v", got, want)
 	}
 }

@@ -55,6 +55,10 @@ type TraceCollector struct {
 	// Workloads names the pods and containers of the listeners' owners;
 	// nil leaves the labels empty.
 	Workloads *workload.Resolver
+	// Names names namespaces as the listener series do (Exporter.NetnsName);
+	// nil, or "" for a namespace it does not know, keeps the tracer's name,
+	// else inode:N.
+	Names func(inode uint64) string
 
 	stats   func() ([]trace.ListenerStats, error)
 	logger  *slog.Logger
@@ -98,6 +102,11 @@ func (c *TraceCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, s := range stats {
 		netns := s.Namespace
+		if c.Names != nil {
+			if n := c.Names(s.Netns); n != "" {
+				netns = n
+			}
+		}
 		if netns == "" {
 			netns = "inode:" + strconv.FormatUint(s.Netns, 10) // created after serve started
 		}
