@@ -74,7 +74,11 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	// Said in --json mode too (on stderr, beside the JSON stream): a
 	// script knows from it that drops from now on are seen.
-	fmt.Fprintf(stderr, "backlog: tracing listen-queue drops (%s programs); Ctrl-C to stop and print the summary\n", tr.Programs())
+	limit := ""
+	if l := tr.AcceptLimit(); l != "" {
+		limit = "; " + l
+	}
+	fmt.Fprintf(stderr, "backlog: tracing listen-queue drops (%s programs%s); Ctrl-C to stop and print the summary\n", tr.Programs(), limit)
 
 	if *duration > 0 {
 		var cancel context.CancelFunc
@@ -146,7 +150,7 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return json.NewEncoder(stdout).Encode(traceSummary{Summary: summaryJSON{
 			Duration: time.Since(start), Programs: tr.Programs(), Listeners: stats, Counters: counters,
 			Unix: finder.summary(), NoAcceptWait: *noWait,
-			AckHook: tr.AckHook(), MissingStages: tr.Missing(),
+			AckHook: tr.AckHook(), AcceptHook: tr.AcceptHook(), MemberHook: tr.MemberHook(), MissingStages: tr.Missing(),
 		}})
 	}
 	if err := textSummary(stdout, time.Since(start), stats, counters, *noWait, tr.Missing()); err != nil {
@@ -217,6 +221,13 @@ type summaryJSON struct {
 	NoAcceptWait bool `json:"no_accept_wait,omitempty"`
 	// AckHook is what caught the ack stage (fentry or kfree_skb).
 	AckHook string `json:"ack_hook,omitempty"`
+	// AcceptHook is what measured accept waits: fexit (inet_csk_accept,
+	// every accept path) or sys_exit (accept(2)/accept4(2), no io_uring).
+	AcceptHook string `json:"accept_hook,omitempty"`
+	// MemberHook is how a SYN's SO_REUSEPORT member was told: fentry
+	// (tcp_conn_request, exact) or condition (the one member meeting the
+	// drop condition; otherwise counted ambiguous).
+	MemberHook string `json:"member_hook,omitempty"`
 	// MissingStages this kernel cannot trace: their counts are absent,
 	// not zero.
 	MissingStages []trace.MissingStage `json:"missing_stages,omitempty"`
@@ -240,8 +251,20 @@ func textSummary(w io.Writer, d time.Duration, stats []trace.ListenerStats, c tr
 		}
 		head = append(head, "ACCEPTED", "WAIT p50", "p90", "p99", "max")
 		fmt.Fprintln(tw, strings.Join(head, "\t"))
+		shared := map[trace.ListenerID]int{} // SO_REUSEPORT members share an address
 		for _, s := range stats {
-			row := []string{"  " + netnsName(s.Namespace, s.Netns), s.Listener.String(), render.Processes(s.Processes), render.Workload(s.Workload)}
+			shared[trace.ListenerID{Netns: s.Netns, Listener: s.Listener}]++
+		}
+		for _, s := range stats {
+			listener := s.Listener.String()
+			if shared[trace.ListenerID{Netns: s.Netns, Listener: s.Listener}] > 1 {
+				if s.Inode != 0 {
+					listener += fmt.Sprintf(" inode %d", s.Inode)
+				} else {
+					listener += " member unknown"
+				}
+			}
+			row := []string{"  " + netnsName(s.Namespace, s.Netns), listener, render.Processes(s.Processes), render.Workload(s.Workload)}
 			for _, st := range trace.Stages {
 				if missing(ms, st) {
 					row = append(row, "n/a")
@@ -270,12 +293,17 @@ func textSummary(w io.Writer, d time.Duration, stats []trace.ListenerStats, c tr
 	if noWait {
 		waits = "Accepts and waits: not measured (--no-accept-wait)."
 	}
-	fmt.Fprintln(w, "cookie = answered with a SYN cookie (not a drop); syn-backlog = last quarter of tcp_max_syn_backlog. "+waits)
+	fmt.Fprintln(w, "cookie = answered with a SYN cookie (not a drop); syn-backlog = last quarter of tcp_max_syn_backlog;")
+	fmt.Fprintln(w, "close = clients reset because the listener closed with them queued or half-open (net.ipv4.tcp_migrate_req=1 moves them to another SO_REUSEPORT member). "+waits)
 	for _, m := range ms {
 		fmt.Fprintf(w, "Stage %s is not traced on this kernel (n/a): %s.\n", m.Stage, m.Reason)
 	}
 	if c.Lost > 0 {
 		fmt.Fprintf(w, "%d events were lost (the ring buffer was full); the counts above are short by that much.\n", c.Lost)
+	}
+	if c.Ambiguous > 0 {
+		fmt.Fprintf(w, "%d events reached an SO_REUSEPORT group where several members met the drop condition and this kernel does not say which: "+
+			"counted by stage on the address (no inode), not on a member.\n", c.Ambiguous)
 	}
 	if c.Unmatched > 0 {
 		fmt.Fprintf(w, "%d SYNs got no SYN-ACK at once yet met no drop condition (a SYN-ACK waiting for ARP/ND, or a refusal by a security module); not counted above.\n", c.Unmatched)

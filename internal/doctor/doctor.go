@@ -105,7 +105,9 @@ func (o *Observation) synQueueFull(syn, backlog uint32) bool {
 
 // traced returns the trace of listener l, or nil.
 func (o *Observation) traced(l *snapshot.Listener) *trace.ListenerStats {
-	id := trace.ListenerID{Netns: l.Netns, Listener: netip.AddrPortFrom(l.Address, l.Port)}
+	// Each SO_REUSEPORT member is traced on its own socket; events whose
+	// member is unknown (inode 0) are no evidence about any one member.
+	id := trace.ListenerID{Netns: l.Netns, Listener: netip.AddrPortFrom(l.Address, l.Port), Inode: uint64(l.Inode)}
 	for i := range o.Trace {
 		if o.Trace[i].ListenerID == id {
 			return &o.Trace[i]
@@ -172,6 +174,7 @@ func Diagnose(o Observation) []Finding {
 			}
 		}
 		fs = append(fs, d.reuseportGroups()...)
+		fs = append(fs, d.closedWithQueue()...)
 		fs = append(fs, d.namespace()...)
 	}
 	slices.SortStableFunc(fs, func(a, b Finding) int {

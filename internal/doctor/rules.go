@@ -557,3 +557,37 @@ func (d diag) reuseportGroups() []Finding {
 	}
 	return fs
 }
+
+// closedWithQueue: with --bpf, a listener (an SO_REUSEPORT member, a
+// restarting server) closed while connections waited in its queues; the
+// kernel reset them (inet_csk_listen_stop()). The listener is gone, so the
+// finding comes from the trace, not from the snapshot.
+func (d diag) closedWithQueue() []Finding {
+	var fs []Finding
+	for _, st := range d.o.Trace {
+		n := st.Drops[trace.StageClose]
+		if st.Netns != d.ns.Inode || n == 0 {
+			continue
+		}
+		f := d.finding("closed-with-queue", Warning, nil)
+		f.Listener = st.Listener.String()
+		f.Processes = st.Processes
+		if st.Workload != nil {
+			f.Workload = st.Workload
+		}
+		f.Summary = fmt.Sprintf("a listener closed with %s still queued or half-open: each was reset", plural(int(n), "connection"))
+		f.Evidence["resets"] = int64(n)
+		if st.Inode != 0 {
+			f.Evidence["inode"] = int64(st.Inode)
+		}
+		f.Why = "When a listening socket closes (a worker exiting or restarting, a member of an SO_REUSEPORT group going away), " +
+			"inet_csk_listen_stop() resets every connection still in its accept queue, and a half-open one gets a RST when " +
+			"its final ACK arrives: clients that had connected see 'connection reset'. With net.ipv4.tcp_migrate_req=1 " +
+			"(Linux 5.14+) the kernel moves them to another member of the group that still listens instead (reuseport_migrate_sock())."
+		f.Advice = "Set net.ipv4.tcp_migrate_req=1 in this namespace so that a closing SO_REUSEPORT member hands its queued clients to " +
+			"the others, and have the server drain its accept queue before it closes (stop listening last, or keep one member open)."
+		f.Command = d.inNetns("sysctl -w net.ipv4.tcp_migrate_req=1")
+		fs = append(fs, f)
+	}
+	return fs
+}

@@ -57,7 +57,7 @@ func TestOverflowFromDropsAlone(t *testing.T) {
 	// With eBPF the listener's own events decide, and the summary quotes
 	// them, not a peak no sample saw.
 	o = observation(quiet, moved, listener(80, 0, 4, 0), l1, sys)
-	st := trace.ListenerStats{ListenerID: trace.ListenerID{Netns: 1, Listener: netip.AddrPortFrom(o.Last.Listeners[0].Address, 80)}}
+	st := trace.ListenerStats{ListenerID: trace.ListenerID{Netns: 1, Listener: netip.AddrPortFrom(o.Last.Listeners[0].Address, 80), Inode: uint64(o.Last.Listeners[0].Inode)}}
 	st.Drops = map[trace.Stage]uint64{trace.StageSyn: 16}
 	o.Trace = []trace.ListenerStats{st}
 	f = findRule(Diagnose(o), "accept-queue-overflow")
@@ -178,7 +178,7 @@ func TestReuseportImbalance(t *testing.T) {
 	}
 	// The trace's events are keyed by address and port: the group's, not
 	// the idle member's.
-	st := trace.ListenerStats{ListenerID: trace.ListenerID{Netns: 1, Listener: netip.AddrPortFrom(idle.Address, 80)}}
+	st := trace.ListenerStats{ListenerID: trace.ListenerID{Netns: 1, Listener: netip.AddrPortFrom(idle.Address, 80), Inode: uint64(idle.Inode)}}
 	st.Drops = map[trace.Stage]uint64{trace.StageSyn: 6}
 	o.Trace = []trace.ListenerStats{st}
 	for _, f := range Diagnose(o) {
@@ -218,5 +218,30 @@ func TestReuseportSynQueueNotOneMembers(t *testing.T) {
 	f := findRule(Diagnose(o), "syn-queue-full")
 	if f == nil || f.Evidence["members"] != 2 || f.Evidence["group_syn_capacity"] != 34 || !strings.Contains(f.Summary, "SO_REUSEPORT group of 2") {
 		t.Errorf("full group: %+v", f)
+	}
+}
+
+// TestClosedWithQueue: with --bpf, a listener that closed with clients
+// queued (trace stage close) is a finding of its own, from the trace alone:
+// the listener is gone from the snapshot.
+func TestClosedWithQueue(t *testing.T) {
+	moved := snapshot.Counters{ListenOverflows: u(0), ListenDrops: u(0), TCPReqQFullDrop: u(0), SyncookiesSent: u(0)}
+	o := observation(quiet, moved, listener(80, 0, 4, 0), listener(80, 0, 4, 0), sys)
+	if f := findRule(Diagnose(o), "closed-with-queue"); f != nil {
+		t.Fatalf("without a trace: %+v", f)
+	}
+	st := trace.ListenerStats{ListenerID: trace.ListenerID{Netns: 1, Listener: netip.MustParseAddrPort("0.0.0.0:80"), Inode: 77}}
+	st.Drops = map[trace.Stage]uint64{trace.StageClose: 5}
+	o.Trace = []trace.ListenerStats{st}
+	fs := Diagnose(o)
+	f := findRule(fs, "closed-with-queue")
+	if f == nil || f.Evidence["resets"] != 5 || f.Evidence["inode"] != 77 || f.Listener != "0.0.0.0:80" ||
+		!strings.Contains(f.Command, "net.ipv4.tcp_migrate_req=1") || !Trouble(fs) {
+		t.Errorf("finding %+v", f)
+	}
+	// Migrated connections (0 resets) are no trouble.
+	st.Drops[trace.StageClose] = 0
+	if f := findRule(Diagnose(o), "closed-with-queue"); f != nil {
+		t.Errorf("0 resets: %+v", f)
 	}
 }

@@ -272,7 +272,7 @@ func (d *Decoder) patch(raw json.RawMessage) error {
 
 func fromWireTrace(wt *wireTrace) (trace.ListenerStats, error) {
 	s := trace.ListenerStats{
-		ListenerID: trace.ListenerID{Netns: wt.Netns, Listener: wt.Listener},
+		ListenerID: trace.ListenerID{Netns: wt.Netns, Listener: wt.Listener, Inode: wt.Inode},
 		Namespace:  wt.Namespace,
 		Processes:  wt.Processes,
 		Workload:   wt.Workload,

@@ -54,6 +54,8 @@ type wireListener struct {
 type traceID struct {
 	Netns    uint64         `json:"netns"`
 	Listener netip.AddrPort `json:"listener"`
+	// Inode tells SO_REUSEPORT members apart (0: member unknown).
+	Inode uint64 `json:"inode,omitempty"`
 }
 
 // wireTrace is a trace.ListenerStats with its histogram's slots, which the
@@ -314,14 +316,17 @@ func (e *Encoder) trace(w *wireFrame, stats []trace.ListenerStats) error {
 		if a.Netns != b.Netns {
 			return cmpU(a.Netns, b.Netns)
 		}
-		return a.Listener.Compare(b.Listener)
+		if c := a.Listener.Compare(b.Listener); c != 0 {
+			return c
+		}
+		return cmpU(a.Inode, b.Inode)
 	})
 	return nil
 }
 
 func toWireTrace(s *trace.ListenerStats) wireTrace {
 	wt := wireTrace{
-		traceID:   traceID{s.Netns, s.Listener},
+		traceID:   traceID{s.Netns, s.Listener, s.Inode},
 		Namespace: s.Namespace,
 		Processes: s.Processes,
 		Workload:  s.Workload,

@@ -270,7 +270,7 @@ func TestTraceFieldsKnown(t *testing.T) {
 		want []string
 	}{
 		{trace.ListenerStats{}, []string{"ListenerID", "Namespace", "Processes", "Workload", "Drops", "AcceptWait"}},
-		{trace.ListenerID{}, []string{"Netns", "Listener"}},
+		{trace.ListenerID{}, []string{"Netns", "Listener", "Inode"}},
 		{trace.Histogram{}, []string{"Slots", "Count", "Sum", "Max"}},
 	} {
 		typ := reflect.TypeOf(c.v)

@@ -178,7 +178,7 @@ func Build(src replay.Source) (*Report, error) {
 }
 
 func sameListener(l *snapshot.Listener, id trace.ListenerID) bool {
-	return l.Netns == id.Netns && l.Address == id.Listener.Addr() && l.Port == id.Listener.Port()
+	return l.Netns == id.Netns && l.Address == id.Listener.Addr() && l.Port == id.Listener.Port() && uint64(l.Inode) == id.Inode
 }
 
 // observe folds one frame of a listener into its summary and its score:

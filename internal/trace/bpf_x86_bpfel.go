@@ -14,9 +14,14 @@ import (
 )
 
 type bpfBorn struct {
-	_        structs.HostLayout
-	TsNs     uint64
-	Listener bpfLkey
+	_    structs.HostLayout
+	TsNs uint64
+}
+
+type bpfConnRequest struct {
+	_   structs.HostLayout
+	Skb uint64
+	Sk  uint64
 }
 
 type bpfConnectArgs struct {
@@ -40,7 +45,8 @@ type bpfEvent struct {
 	Stage       uint8
 	Family      uint8
 	Lfamily     uint8
-	Pad         [5]uint8
+	Migrated    uint8
+	Pad         [4]uint8
 	Laddr       [16]uint8
 	Daddr       [16]uint8
 	Raddr       [16]uint8
@@ -64,9 +70,9 @@ type bpfLkey struct {
 	Addr   [16]uint8
 }
 
-type bpfLval struct {
+type bpfMember struct {
 	_    structs.HostLayout
-	Sk   uint64
+	K    bpfLkey
 	Ino  uint64
 	Pid  uint32
 	Pad  uint32
@@ -100,25 +106,37 @@ type bpfUnixEvent struct {
 	_       [4]byte
 }
 
+type bpfWkey struct {
+	_   structs.HostLayout
+	K   bpfLkey
+	Ino uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfMapBorn                    = "born"
+	bpfMapConnRequest             = "conn_request"
 	bpfMapConnecting              = "connecting"
 	bpfMapCounters                = "counters"
 	bpfMapEvents                  = "events"
 	bpfMapLastSynack              = "last_synack"
 	bpfMapListeners               = "listeners"
+	bpfMapSocks                   = "socks"
 	bpfMapUnixEvents              = "unix_events"
 	bpfMapWaits                   = "waits"
 	bpfMapWantNetns               = "want_netns"
 	bpfMapWantPorts               = "want_ports"
+	bpfProgFentryTcpConnRequest   = "fentry_tcp_conn_request"
 	bpfProgFentryTcpV4SynRecvSock = "fentry_tcp_v4_syn_recv_sock"
 	bpfProgFentryTcpV6SynRecvSock = "fentry_tcp_v6_syn_recv_sock"
+	bpfProgFexitInetCskAccept     = "fexit_inet_csk_accept"
+	bpfProgFexitInetCskAcceptArg  = "fexit_inet_csk_accept_arg"
 	bpfProgRawTpConsumeSkb        = "raw_tp_consume_skb"
 	bpfProgRawTpInetSockSetState  = "raw_tp_inet_sock_set_state"
 	bpfProgRawTpKfreeSkb          = "raw_tp_kfree_skb"
+	bpfProgRawTpKfreeSkbRxSk      = "raw_tp_kfree_skb_rx_sk"
 	bpfProgRawTpNetDevQueue       = "raw_tp_net_dev_queue"
 	bpfProgRawTpSysEnter          = "raw_tp_sys_enter"
 	bpfProgRawTpSysExit           = "raw_tp_sys_exit"
@@ -126,9 +144,11 @@ const (
 	bpfProgTpBtfConsumeSkb        = "tp_btf_consume_skb"
 	bpfProgTpBtfInetSockSetState  = "tp_btf_inet_sock_set_state"
 	bpfProgTpBtfKfreeSkb          = "tp_btf_kfree_skb"
+	bpfProgTpBtfKfreeSkbRxSk      = "tp_btf_kfree_skb_rx_sk"
 	bpfProgTpBtfNetDevQueue       = "tp_btf_net_dev_queue"
 	bpfProgTpBtfSysEnter          = "tp_btf_sys_enter"
 	bpfProgTpBtfSysExit           = "tp_btf_sys_exit"
+	bpfVarAcceptAtExit            = "accept_at_exit"
 	bpfVarAcceptWait              = "accept_wait"
 	bpfVarFilterNetns             = "filter_netns"
 	bpfVarFilterPorts             = "filter_ports"
@@ -183,11 +203,15 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
+	FentryTcpConnRequest   *ebpf.ProgramSpec `ebpf:"fentry_tcp_conn_request"`
 	FentryTcpV4SynRecvSock *ebpf.ProgramSpec `ebpf:"fentry_tcp_v4_syn_recv_sock"`
 	FentryTcpV6SynRecvSock *ebpf.ProgramSpec `ebpf:"fentry_tcp_v6_syn_recv_sock"`
+	FexitInetCskAccept     *ebpf.ProgramSpec `ebpf:"fexit_inet_csk_accept"`
+	FexitInetCskAcceptArg  *ebpf.ProgramSpec `ebpf:"fexit_inet_csk_accept_arg"`
 	RawTpConsumeSkb        *ebpf.ProgramSpec `ebpf:"raw_tp_consume_skb"`
 	RawTpInetSockSetState  *ebpf.ProgramSpec `ebpf:"raw_tp_inet_sock_set_state"`
 	RawTpKfreeSkb          *ebpf.ProgramSpec `ebpf:"raw_tp_kfree_skb"`
+	RawTpKfreeSkbRxSk      *ebpf.ProgramSpec `ebpf:"raw_tp_kfree_skb_rx_sk"`
 	RawTpNetDevQueue       *ebpf.ProgramSpec `ebpf:"raw_tp_net_dev_queue"`
 	RawTpSysEnter          *ebpf.ProgramSpec `ebpf:"raw_tp_sys_enter"`
 	RawTpSysExit           *ebpf.ProgramSpec `ebpf:"raw_tp_sys_exit"`
@@ -195,6 +219,7 @@ type bpfProgramSpecs struct {
 	TpBtfConsumeSkb        *ebpf.ProgramSpec `ebpf:"tp_btf_consume_skb"`
 	TpBtfInetSockSetState  *ebpf.ProgramSpec `ebpf:"tp_btf_inet_sock_set_state"`
 	TpBtfKfreeSkb          *ebpf.ProgramSpec `ebpf:"tp_btf_kfree_skb"`
+	TpBtfKfreeSkbRxSk      *ebpf.ProgramSpec `ebpf:"tp_btf_kfree_skb_rx_sk"`
 	TpBtfNetDevQueue       *ebpf.ProgramSpec `ebpf:"tp_btf_net_dev_queue"`
 	TpBtfSysEnter          *ebpf.ProgramSpec `ebpf:"tp_btf_sys_enter"`
 	TpBtfSysExit           *ebpf.ProgramSpec `ebpf:"tp_btf_sys_exit"`
@@ -204,22 +229,25 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	Born       *ebpf.MapSpec `ebpf:"born"`
-	Connecting *ebpf.MapSpec `ebpf:"connecting"`
-	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	LastSynack *ebpf.MapSpec `ebpf:"last_synack"`
-	Listeners  *ebpf.MapSpec `ebpf:"listeners"`
-	UnixEvents *ebpf.MapSpec `ebpf:"unix_events"`
-	Waits      *ebpf.MapSpec `ebpf:"waits"`
-	WantNetns  *ebpf.MapSpec `ebpf:"want_netns"`
-	WantPorts  *ebpf.MapSpec `ebpf:"want_ports"`
+	Born        *ebpf.MapSpec `ebpf:"born"`
+	ConnRequest *ebpf.MapSpec `ebpf:"conn_request"`
+	Connecting  *ebpf.MapSpec `ebpf:"connecting"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	LastSynack  *ebpf.MapSpec `ebpf:"last_synack"`
+	Listeners   *ebpf.MapSpec `ebpf:"listeners"`
+	Socks       *ebpf.MapSpec `ebpf:"socks"`
+	UnixEvents  *ebpf.MapSpec `ebpf:"unix_events"`
+	Waits       *ebpf.MapSpec `ebpf:"waits"`
+	WantNetns   *ebpf.MapSpec `ebpf:"want_netns"`
+	WantPorts   *ebpf.MapSpec `ebpf:"want_ports"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	AcceptAtExit      *ebpf.VariableSpec `ebpf:"accept_at_exit"`
 	AcceptWait        *ebpf.VariableSpec `ebpf:"accept_wait"`
 	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPorts       *ebpf.VariableSpec `ebpf:"filter_ports"`
@@ -252,26 +280,30 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	Born       *ebpf.Map `ebpf:"born"`
-	Connecting *ebpf.Map `ebpf:"connecting"`
-	Counters   *ebpf.Map `ebpf:"counters"`
-	Events     *ebpf.Map `ebpf:"events"`
-	LastSynack *ebpf.Map `ebpf:"last_synack"`
-	Listeners  *ebpf.Map `ebpf:"listeners"`
-	UnixEvents *ebpf.Map `ebpf:"unix_events"`
-	Waits      *ebpf.Map `ebpf:"waits"`
-	WantNetns  *ebpf.Map `ebpf:"want_netns"`
-	WantPorts  *ebpf.Map `ebpf:"want_ports"`
+	Born        *ebpf.Map `ebpf:"born"`
+	ConnRequest *ebpf.Map `ebpf:"conn_request"`
+	Connecting  *ebpf.Map `ebpf:"connecting"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	Events      *ebpf.Map `ebpf:"events"`
+	LastSynack  *ebpf.Map `ebpf:"last_synack"`
+	Listeners   *ebpf.Map `ebpf:"listeners"`
+	Socks       *ebpf.Map `ebpf:"socks"`
+	UnixEvents  *ebpf.Map `ebpf:"unix_events"`
+	Waits       *ebpf.Map `ebpf:"waits"`
+	WantNetns   *ebpf.Map `ebpf:"want_netns"`
+	WantPorts   *ebpf.Map `ebpf:"want_ports"`
 }
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Born,
+		m.ConnRequest,
 		m.Connecting,
 		m.Counters,
 		m.Events,
 		m.LastSynack,
 		m.Listeners,
+		m.Socks,
 		m.UnixEvents,
 		m.Waits,
 		m.WantNetns,
@@ -283,6 +315,7 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	AcceptAtExit      *ebpf.Variable `ebpf:"accept_at_exit"`
 	AcceptWait        *ebpf.Variable `ebpf:"accept_wait"`
 	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPorts       *ebpf.Variable `ebpf:"filter_ports"`
@@ -299,11 +332,15 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
+	FentryTcpConnRequest   *ebpf.Program `ebpf:"fentry_tcp_conn_request"`
 	FentryTcpV4SynRecvSock *ebpf.Program `ebpf:"fentry_tcp_v4_syn_recv_sock"`
 	FentryTcpV6SynRecvSock *ebpf.Program `ebpf:"fentry_tcp_v6_syn_recv_sock"`
+	FexitInetCskAccept     *ebpf.Program `ebpf:"fexit_inet_csk_accept"`
+	FexitInetCskAcceptArg  *ebpf.Program `ebpf:"fexit_inet_csk_accept_arg"`
 	RawTpConsumeSkb        *ebpf.Program `ebpf:"raw_tp_consume_skb"`
 	RawTpInetSockSetState  *ebpf.Program `ebpf:"raw_tp_inet_sock_set_state"`
 	RawTpKfreeSkb          *ebpf.Program `ebpf:"raw_tp_kfree_skb"`
+	RawTpKfreeSkbRxSk      *ebpf.Program `ebpf:"raw_tp_kfree_skb_rx_sk"`
 	RawTpNetDevQueue       *ebpf.Program `ebpf:"raw_tp_net_dev_queue"`
 	RawTpSysEnter          *ebpf.Program `ebpf:"raw_tp_sys_enter"`
 	RawTpSysExit           *ebpf.Program `ebpf:"raw_tp_sys_exit"`
@@ -311,6 +348,7 @@ type bpfPrograms struct {
 	TpBtfConsumeSkb        *ebpf.Program `ebpf:"tp_btf_consume_skb"`
 	TpBtfInetSockSetState  *ebpf.Program `ebpf:"tp_btf_inet_sock_set_state"`
 	TpBtfKfreeSkb          *ebpf.Program `ebpf:"tp_btf_kfree_skb"`
+	TpBtfKfreeSkbRxSk      *ebpf.Program `ebpf:"tp_btf_kfree_skb_rx_sk"`
 	TpBtfNetDevQueue       *ebpf.Program `ebpf:"tp_btf_net_dev_queue"`
 	TpBtfSysEnter          *ebpf.Program `ebpf:"tp_btf_sys_enter"`
 	TpBtfSysExit           *ebpf.Program `ebpf:"tp_btf_sys_exit"`
@@ -318,11 +356,15 @@ type bpfPrograms struct {
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.FentryTcpConnRequest,
 		p.FentryTcpV4SynRecvSock,
 		p.FentryTcpV6SynRecvSock,
+		p.FexitInetCskAccept,
+		p.FexitInetCskAcceptArg,
 		p.RawTpConsumeSkb,
 		p.RawTpInetSockSetState,
 		p.RawTpKfreeSkb,
+		p.RawTpKfreeSkbRxSk,
 		p.RawTpNetDevQueue,
 		p.RawTpSysEnter,
 		p.RawTpSysExit,
@@ -330,6 +372,7 @@ func (p *bpfPrograms) Close() error {
 		p.TpBtfConsumeSkb,
 		p.TpBtfInetSockSetState,
 		p.TpBtfKfreeSkb,
+		p.TpBtfKfreeSkbRxSk,
 		p.TpBtfNetDevQueue,
 		p.TpBtfSysEnter,
 		p.TpBtfSysExit,

@@ -32,10 +32,17 @@ const (
 	// net.ipv4.tcp_max_syn_backlog is kept for peers already proven alive
 	// (tcp_conn_request(), counted only in ListenDrops).
 	StageSynBacklog Stage = 5
+	// StageClose: the listener closed (close(2), a worker exiting) with
+	// connections in its accept queue or SYN queue. inet_csk_listen_stop()
+	// resets each queued one; a half-open one gets a RST when its final
+	// ACK arrives. With net.ipv4.tcp_migrate_req=1 (Linux 5.14+) and
+	// another SO_REUSEPORT member listening they move to it instead. One
+	// event per close; its count is Event.Resets. Not in ListenDrops.
+	StageClose Stage = 6
 )
 
 // Stages lists every stage in the order views print them.
-var Stages = []Stage{StageSyn, StageSynQueue, StageAck, StageCookie, StageSynBacklog}
+var Stages = []Stage{StageSyn, StageSynQueue, StageAck, StageCookie, StageSynBacklog, StageClose}
 
 var stageNames = map[Stage]string{
 	StageSyn:        "syn",
@@ -43,6 +50,7 @@ var stageNames = map[Stage]string{
 	StageAck:        "ack",
 	StageCookie:     "cookie",
 	StageSynBacklog: "syn-backlog",
+	StageClose:      "close",
 }
 
 func (s Stage) String() string {
@@ -87,8 +95,14 @@ type Event struct {
 	AcceptQueue uint32 `json:"accept_queue"`
 	SynQueue    uint32 `json:"syn_queue"`
 	Backlog     uint32 `json:"backlog"`
-	// Inode is the listener's socket inode (0 when unknown).
+	// Inode is the listener's socket inode: each SO_REUSEPORT member has
+	// its own. 0 when unknown (several members met the drop condition).
 	Inode uint64 `json:"inode,omitempty"`
+	// Stage close only: whether the queued connections moved to another
+	// SO_REUSEPORT member (net.ipv4.tcp_migrate_req), and how many
+	// clients were reset (AcceptQueue + SynQueue when they did not move).
+	Migrated bool   `json:"migrated,omitempty"`
+	Resets   uint32 `json:"resets,omitempty"`
 	// Processes own the listener: the one that called listen(2), or for a
 	// listener older than the trace those found holding its socket.
 	Processes []snapshot.Process `json:"processes"`
@@ -111,6 +125,7 @@ type rawEvent struct {
 	Stage       uint8
 	Family      uint8
 	Lfamily     uint8
+	Migrated    uint8
 	Laddr       [16]byte
 	Daddr       [16]byte
 	Raddr       [16]byte
@@ -148,7 +163,8 @@ func decodeEvent(b []byte) (rawEvent, error) {
 	e.Stage = b[40]
 	e.Family = b[41]
 	e.Lfamily = b[42]
-	// b[43:48] padding
+	e.Migrated = b[43]
+	// b[44:48] padding
 	copy(e.Laddr[:], b[48:64])
 	copy(e.Daddr[:], b[64:80])
 	copy(e.Raddr[:], b[80:96])
@@ -187,6 +203,12 @@ func (r rawEvent) event() Event {
 		SynQueue:    r.SynQueue,
 		Backlog:     r.Backlog,
 		Inode:       r.Ino,
+	}
+	if e.Stage == StageClose {
+		e.Migrated = r.Migrated != 0
+		if !e.Migrated {
+			e.Resets = r.AcceptQueue + r.SynQueue
+		}
 	}
 	if r.Pid != 0 {
 		e.Processes = []snapshot.Process{{PID: int(r.Pid), Comm: cString(r.Comm[:])}}

@@ -9,10 +9,13 @@ import (
 	"github.com/backlog-dev/backlog/internal/snapshot"
 )
 
-// ListenerID names a listener across namespaces.
+// ListenerID names a listening socket across namespaces: each member of
+// an SO_REUSEPORT group is its own listener, told by its socket inode.
+// Inode 0 is an address whose member is unknown (Counters.Ambiguous).
 type ListenerID struct {
 	Netns    uint64         `json:"netns"`
 	Listener netip.AddrPort `json:"listener"`
+	Inode    uint64         `json:"inode,omitempty"`
 }
 
 // ListenerStats is what a trace saw of one listener: drops by stage since
@@ -24,16 +27,18 @@ type ListenerStats struct {
 	Processes []snapshot.Process `json:"processes"`
 	Workload  *snapshot.Workload `json:"workload,omitempty"`
 	// Drops counts events by stage (cookies included, though a cookie is
-	// not a drop).
+	// not a drop); for stage close, the connections reset by the listener
+	// closing with them queued or half-open.
 	Drops      map[Stage]uint64 `json:"drops"`
 	AcceptWait Histogram        `json:"accept_wait"`
 }
 
-// Dropped is the number of packets dropped, cookies excepted.
+// Dropped is the number of packets dropped, cookies and resets at close
+// excepted.
 func (s *ListenerStats) Dropped() uint64 {
 	var n uint64
 	for st, c := range s.Drops {
-		if st != StageCookie {
+		if st != StageCookie && st != StageClose {
 			n += c
 		}
 	}
@@ -53,13 +58,17 @@ func (t *tally) add(e *Event) {
 	if t.m == nil {
 		t.m = make(map[ListenerID]*ListenerStats)
 	}
-	id := ListenerID{Netns: e.Netns, Listener: e.Listener}
+	id := ListenerID{Netns: e.Netns, Listener: e.Listener, Inode: e.Inode}
 	s := t.m[id]
 	if s == nil {
 		s = &ListenerStats{ListenerID: id, Drops: make(map[Stage]uint64)}
 		t.m[id] = s
 	}
-	s.Drops[e.Stage]++
+	if e.Stage == StageClose {
+		s.Drops[e.Stage] += uint64(e.Resets)
+	} else {
+		s.Drops[e.Stage]++
+	}
 	if e.Namespace != "" {
 		s.Namespace = e.Namespace
 	}
@@ -98,7 +107,7 @@ func (t *tally) merge(waits map[ListenerID]*Histogram, name func(uint64) string)
 		out = append(out, *s)
 	}
 	slices.SortFunc(out, func(a, b ListenerStats) int {
-		return cmp.Or(cmp.Compare(a.Netns, b.Netns), a.Listener.Compare(b.Listener))
+		return cmp.Or(cmp.Compare(a.Netns, b.Netns), a.Listener.Compare(b.Listener), cmp.Compare(a.Inode, b.Inode))
 	})
 	return out
 }

@@ -531,3 +531,83 @@ time.sleep(20)`
 		}
 	}
 }
+
+// TestReuseportMembers: two SO_REUSEPORT members on one address, neither
+// accepting (the lab's reuseport scenario). Each member is its own
+// listener: its drop events carry its inode and equal its own sk_drops
+// where the kernel names the member (fentry on tcp_conn_request); where it
+// does not, an event is put on a member only if that member alone met the
+// drop condition, and the others name no member and count as ambiguous —
+// never the wrong one. Closing the full member reports the clients it
+// reset, as many as the scenario saw reset.
+func TestReuseportMembers(t *testing.T) {
+	rec := startTracer(t, Options{})
+	before, err := rec.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, moved, _, run, _ := scenarioRun(t, rec, "reuseport", scenario.Params{Backlog: 4, Clients: 30})
+	id, err := netns.Stat(run.Server.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	rec.mu.Lock()
+	var evs []Event
+	for _, e := range rec.events {
+		if e.Netns == id.Inode {
+			evs = append(evs, e)
+		}
+	}
+	rec.mu.Unlock()
+	after, err := rec.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Listeners) != 2 {
+		t.Fatalf("members %+v", res.Listeners)
+	}
+	perMember := map[uint64]int64{}
+	var drops, unknown int64
+	var closes []Event
+	for _, e := range evs {
+		switch {
+		case e.Stage == StageClose:
+			closes = append(closes, e)
+		case e.Time.After(res.CountedAt):
+		default:
+			drops++
+			perMember[e.Inode]++
+			if e.Inode == 0 {
+				unknown++
+			}
+		}
+	}
+	if drops != res.Moved["ListenDrops"] || drops == 0 {
+		t.Errorf("drop events %d up to the count, ListenDrops moved %d", drops, res.Moved["ListenDrops"])
+	}
+	exact := rec.MemberHook() == "fentry"
+	for _, l := range res.Listeners {
+		got, want := perMember[uint64(l.Inode)], int64(*l.Drops)
+		t.Logf("member %d: %d events, sk_drops %d (member told by %s)", l.Inode, got, want, rec.MemberHook())
+		if got > want || exact && got != want {
+			t.Errorf("member %d: %d events, its sk_drops moved %d", l.Inode, got, want)
+		}
+	}
+	if exact && unknown > 0 {
+		t.Errorf("%d events name no member though fentry names it", unknown)
+	}
+	if amb := int64(after.Ambiguous - before.Ambiguous); amb < unknown {
+		t.Errorf("%d events name no member, ambiguous counter moved %d", unknown, amb)
+	}
+	// The closing member's reset clients (tcp_migrate_req=0 in a new namespace).
+	if len(closes) != 1 {
+		t.Fatalf("close events %+v", closes)
+	}
+	c := closes[0]
+	if c.Migrated || int64(c.Resets) != res.Observed["clients_reset"] || int64(c.AcceptQueue) != res.Observed["closing_member_queue"] {
+		t.Errorf("close event: migrated %v, resets %d, accept queue %d; the scenario saw %d clients reset, %d queued",
+			c.Migrated, c.Resets, c.AcceptQueue, res.Observed["clients_reset"], res.Observed["closing_member_queue"])
+	}
+	_ = moved
+}

@@ -79,8 +79,13 @@ type Counters struct {
 	// waited for ARP/ND, or a security module or a failed allocation
 	// refused the SYN. Not counted as drops.
 	Unmatched uint64 `json:"unmatched"`
+	// Ambiguous events: several SO_REUSEPORT members of the address met
+	// the drop condition and this kernel does not say which one the packet
+	// reached (no fentry on tcp_conn_request). The event names the address
+	// without an inode; it is counted by stage all the same.
+	Ambiguous uint64 `json:"ambiguous"`
 }
 
 func (c Counters) String() string {
-	return fmt.Sprintf("lost=%d unmatched=%d", c.Lost, c.Unmatched)
+	return fmt.Sprintf("lost=%d unmatched=%d ambiguous=%d", c.Lost, c.Unmatched, c.Ambiguous)
 }

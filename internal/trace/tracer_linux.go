@@ -76,6 +76,15 @@ type Tracer struct {
 	opts     Options
 	programs Programs
 	ackHook  string
+	// acceptHook takes accept waits: "fexit" (inet_csk_accept, every
+	// accept path) or "sys_exit" (accept(2)/accept4(2) only).
+	acceptHook string
+	// acceptLimit says what the sys_exit hook cannot see; "" with fexit.
+	acceptLimit string
+	// memberHook tells a SYN's SO_REUSEPORT member: "fentry"
+	// (tcp_conn_request, exact) or "condition" (the one member meeting
+	// the drop condition, else ambiguous).
+	memberHook string
 	missing  []MissingStage
 	warnings []string
 
@@ -105,13 +114,16 @@ type tracerMaps struct {
 	WantPorts  *ebpf.Map `ebpf:"want_ports"`
 	WantNetns  *ebpf.Map `ebpf:"want_netns"`
 	Born       *ebpf.Map `ebpf:"born"`
-	LastSynack *ebpf.Map `ebpf:"last_synack"`
-	Connecting *ebpf.Map `ebpf:"connecting"`
-	UnixEvents *ebpf.Map `ebpf:"unix_events"`
+	LastSynack  *ebpf.Map `ebpf:"last_synack"`
+	Connecting  *ebpf.Map `ebpf:"connecting"`
+	UnixEvents  *ebpf.Map `ebpf:"unix_events"`
+	Socks       *ebpf.Map `ebpf:"socks"`
+	ConnRequest *ebpf.Map `ebpf:"conn_request"`
 }
 
 func (m *tracerMaps) all() []*ebpf.Map {
-	return []*ebpf.Map{m.Events, m.Listeners, m.Waits, m.Counters, m.WantPorts, m.WantNetns, m.Born, m.LastSynack, m.Connecting, m.UnixEvents}
+	return []*ebpf.Map{m.Events, m.Listeners, m.Waits, m.Counters, m.WantPorts, m.WantNetns, m.Born, m.LastSynack, m.Connecting, m.UnixEvents,
+		m.Socks, m.ConnRequest}
 }
 
 // hook is one kernel hook and its programs by type.
@@ -120,6 +132,7 @@ type hook struct {
 	btf   string // tp_btf program
 	raw   string // raw_tp program
 	entry bool   // an fentry program (btf names it)
+	exit  bool   // an fexit program (btf names it)
 }
 
 // The hooks every trace needs, attached in this order: listeners first,
@@ -145,7 +158,14 @@ var (
 		{name: "tcp_v4_syn_recv_sock", btf: "fentry_tcp_v4_syn_recv_sock", entry: true},
 		{name: "tcp_v6_syn_recv_sock", btf: "fentry_tcp_v6_syn_recv_sock", entry: true},
 	}
-	kfreeHook = hook{name: "kfree_skb", btf: "tp_btf_kfree_skb", raw: "raw_tp_kfree_skb"}
+	kfreeHook     = hook{name: "kfree_skb", btf: "tp_btf_kfree_skb", raw: "raw_tp_kfree_skb"}
+	kfreeRxSkHook = hook{name: "kfree_skb", btf: "tp_btf_kfree_skb_rx_sk", raw: "raw_tp_kfree_skb_rx_sk"}
+	// The SO_REUSEPORT member a SYN reached (optional: without it the
+	// member is told by the drop condition, or counted ambiguous).
+	connRequestHook = hook{name: "tcp_conn_request", btf: "fentry_tcp_conn_request", entry: true}
+	// Accept waits on every accept path (Linux 6.10 changed the arguments).
+	acceptHook    = hook{name: "inet_csk_accept", btf: "fexit_inet_csk_accept", exit: true}
+	acceptArgHook = hook{name: "inet_csk_accept", btf: "fexit_inet_csk_accept_arg", exit: true}
 )
 
 type mapObjects struct {
@@ -206,6 +226,21 @@ func (t *Tracer) Programs() Programs { return t.programs }
 // AckHook says what catches the ack stage: "fentry", "kfree_skb", or ""
 // when nothing can on this kernel (Missing says why).
 func (t *Tracer) AckHook() string { return t.ackHook }
+
+// AcceptHook says what takes accept waits: "fexit" (every accept path,
+// io_uring included), "sys_exit" (accept(2) and accept4(2) only), or ""
+// when accept waits are off.
+func (t *Tracer) AcceptHook() string { return t.acceptHook }
+
+// AcceptLimit is, in one line, what accept waits miss on this kernel
+// ("" when every accept path is seen).
+func (t *Tracer) AcceptLimit() string { return t.acceptLimit }
+
+// MemberHook says how a SYN's SO_REUSEPORT member is told: "fentry"
+// (exactly, from tcp_conn_request()) or "condition" (the only member of
+// the group meeting the drop condition; when several do, the event names
+// the address only and counts as ambiguous).
+func (t *Tracer) MemberHook() string { return t.memberHook }
 
 // Missing lists the stages this kernel cannot trace, with the reason.
 func (t *Tracer) Missing() []MissingStage { return t.missing }
@@ -313,10 +348,6 @@ func (t *Tracer) attachCore(spec *ebpf.CollectionSpec, btf bool) error {
 	}
 	t.maps = objs.tracerMaps
 	hooks := coreHooks
-	// The hook on every system call's exit: only when something needs it.
-	if !t.opts.NoAcceptWait || !t.opts.NoUnix {
-		hooks = append(hooks[:len(hooks):len(hooks)], sysExitHook)
-	}
 	for _, h := range hooks {
 		if err := t.attachHook(spec, h, btf); err != nil {
 			t.closeLinks()
@@ -324,7 +355,86 @@ func (t *Tracer) attachCore(spec *ebpf.CollectionSpec, btf bool) error {
 			return err
 		}
 	}
+	t.acceptHook = ""
+	if !t.opts.NoAcceptWait {
+		t.attachAccept(spec)
+	}
+	// The hook on every system call's exit: only when something needs it.
+	if t.acceptHook == "sys_exit" || !t.opts.NoUnix {
+		if err := spec.Variables["accept_at_exit"].Set(t.acceptHook == "sys_exit"); err != nil {
+			return fmt.Errorf("trace: setting accept_at_exit: %w (rebuild the eBPF object with go generate)", err)
+		}
+		if err := t.attachHook(spec, sysExitHook, btf); err != nil {
+			t.closeLinks()
+			t.closeMaps()
+			return err
+		}
+	}
 	return nil
+}
+
+// attachAccept takes accept waits from fexit of inet_csk_accept(), which
+// every accept path reaches (accept(2), accept4(2), io_uring), and falls
+// back to the exit of accept(2)/accept4(2) where trampolines are refused:
+// io_uring's accepts are then not seen, and a warning says so.
+func (t *Tracer) attachAccept(spec *ebpf.CollectionSpec) {
+	h := acceptHook
+	if funcParams("inet_csk_accept") == 2 { // Linux 6.10+: (sk, struct proto_accept_arg *)
+		h = acceptArgHook
+	}
+	err := t.attachHook(spec, h, true)
+	if err == nil {
+		t.acceptHook = "fexit"
+		return
+	}
+	t.acceptHook = "sys_exit"
+	why := err.Error()
+	if errors.Is(err, unix.EPERM) {
+		why = "operation not permitted"
+	}
+	t.acceptLimit = "accept waits come from accept(2) and accept4(2) only, io_uring accepts are not seen " +
+		"(this kernel refused fexit on inet_csk_accept: " + why + ")"
+}
+
+// funcParams is the number of parameters of kernel function name in the
+// kernel's BTF, -1 if unknown.
+func funcParams(name string) int {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return -1
+	}
+	var fn *btf.Func
+	if err := spec.TypeByName(name, &fn); err != nil {
+		return -1
+	}
+	proto, ok := fn.Type.(*btf.FuncProto)
+	if !ok {
+		return -1
+	}
+	return len(proto.Params)
+}
+
+// tracepointArgs is the number of arguments of tracepoint name in the
+// kernel's BTF (its btf_trace_ typedef, less the leading context), -1 if
+// unknown.
+func tracepointArgs(name string) int {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return -1
+	}
+	var td *btf.Typedef
+	if err := spec.TypeByName("btf_trace_"+name, &td); err != nil {
+		return -1
+	}
+	ptr, ok := td.Type.(*btf.Pointer)
+	if !ok {
+		return -1
+	}
+	proto, ok := ptr.Target.(*btf.FuncProto)
+	if !ok {
+		return -1
+	}
+	return len(proto.Params) - 1
 }
 
 // loadProgram loads one program of spec, sharing the tracer's maps.
@@ -338,7 +448,7 @@ func (t *Tracer) loadProgram(spec *ebpf.CollectionSpec, name string) (*ebpf.Prog
 	repl := map[string]*ebpf.Map{
 		"events": t.maps.Events, "listeners": t.maps.Listeners, "waits": t.maps.Waits, "counters": t.maps.Counters,
 		"want_ports": t.maps.WantPorts, "want_netns": t.maps.WantNetns, "born": t.maps.Born, "last_synack": t.maps.LastSynack,
-		"connecting": t.maps.Connecting, "unix_events": t.maps.UnixEvents,
+		"connecting": t.maps.Connecting, "unix_events": t.maps.UnixEvents, "socks": t.maps.Socks, "conn_request": t.maps.ConnRequest,
 	}
 	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
@@ -351,7 +461,7 @@ func (t *Tracer) loadProgram(spec *ebpf.CollectionSpec, name string) (*ebpf.Prog
 // attachHook loads and attaches one hook's program of the chosen type.
 func (t *Tracer) attachHook(spec *ebpf.CollectionSpec, h hook, btf bool) error {
 	name := h.raw
-	if btf || h.entry {
+	if btf || h.entry || h.exit {
 		name = h.btf
 	}
 	prog, err := t.loadProgram(spec, name)
@@ -364,6 +474,8 @@ func (t *Tracer) attachHook(spec *ebpf.CollectionSpec, h hook, btf bool) error {
 	switch {
 	case h.entry:
 		l, err = link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceFEntry})
+	case h.exit:
+		l, err = link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceFExit})
 	case btf:
 		l, err = link.AttachTracing(link.TracingOptions{Program: prog, AttachType: ebpf.AttachTraceRawTp})
 	default:
@@ -388,6 +500,7 @@ func (t *Tracer) attachAck(spec *ebpf.CollectionSpec, btf bool) {
 	}
 	if errEntry == nil {
 		t.ackHook = "fentry"
+		t.attachMember(spec)
 		return
 	}
 	for _, l := range t.links[n:] {
@@ -400,13 +513,29 @@ func (t *Tracer) attachAck(spec *ebpf.CollectionSpec, btf bool) {
 		t.warnings = append(t.warnings, "drops at the final ACK (stage ack) are not traced: "+reason)
 		return
 	}
-	if err := t.attachHook(spec, kfreeHook, btf); err != nil {
+	kh := kfreeHook
+	if tracepointArgs("kfree_skb") >= 4 { // Linux 6.11+: rx_sk, the listener that dropped
+		kh = kfreeRxSkHook
+	}
+	if err := t.attachHook(spec, kh, btf); err != nil {
 		reason := fmt.Sprintf("fentry on tcp_v4_syn_recv_sock: %v; kfree_skb: %v", errEntry, err)
 		t.missing = append(t.missing, MissingStage{Stage: StageAck, Reason: reason})
 		t.warnings = append(t.warnings, "drops at the final ACK (stage ack) are not traced: "+reason)
 		return
 	}
 	t.ackHook = "kfree_skb"
+	t.attachMember(spec)
+}
+
+// attachMember adds fentry on tcp_conn_request(), which names the
+// SO_REUSEPORT member each SYN reached. Without it a SYN's member is the
+// only one of its group meeting the drop condition, or unknown.
+func (t *Tracer) attachMember(spec *ebpf.CollectionSpec) {
+	if err := t.attachHook(spec, connRequestHook, true); err == nil {
+		t.memberHook = "fentry"
+		return
+	}
+	t.memberHook = "condition"
 }
 
 // overflowReasonExists: does the kernel name SKB_DROP_REASON_TCP_LISTEN_OVERFLOW
@@ -506,9 +635,9 @@ func nameOr(ns Namespace) string {
 // listeners the iterator found (those have no listen(2) caller).
 func (t *Tracer) findOwners() {
 	want := map[uint32]struct{}{}
-	var k bpfLkey
-	var v bpfLval
-	it := t.maps.Listeners.Iterate()
+	var k uint64
+	var v bpfMember
+	it := t.maps.Socks.Iterate()
 	for it.Next(&k, &v) {
 		if v.Pid == 0 && v.Ino != 0 {
 			want[uint32(v.Ino)] = struct{}{}
@@ -695,11 +824,11 @@ func (t *Tracer) listenerOwners() map[ListenerID][]snapshot.Process {
 	if t.maps.Listeners == nil {
 		return out
 	}
-	var k bpfLkey
-	var v bpfLval
-	it := t.maps.Listeners.Iterate()
+	var k uint64
+	var v bpfMember
+	it := t.maps.Socks.Iterate()
 	for it.Next(&k, &v) {
-		id := ListenerID{Netns: uint64(k.Netns), Listener: netipAddrPort(k)}
+		id := ListenerID{Netns: uint64(v.K.Netns), Listener: netipAddrPort(v.K), Inode: v.Ino}
 		var caller []snapshot.Process
 		if v.Pid != 0 {
 			comm := make([]byte, len(v.Comm))
@@ -722,11 +851,11 @@ func (t *Tracer) readWaits() (map[ListenerID]*Histogram, error) {
 		return nil, errClosed
 	}
 	out := map[ListenerID]*Histogram{}
-	var k bpfLkey
+	var k bpfWkey
 	var perCPU []bpfHist
 	it := t.maps.Waits.Iterate()
 	for it.Next(&k, &perCPU) {
-		id := ListenerID{Netns: uint64(k.Netns), Listener: netipAddrPort(k)}
+		id := ListenerID{Netns: uint64(k.K.Netns), Listener: netipAddrPort(k.K), Inode: k.Ino}
 		h := out[id]
 		if h == nil {
 			h = &Histogram{}
@@ -752,7 +881,7 @@ func (t *Tracer) Counters() (Counters, error) {
 	if t.maps.Counters == nil {
 		return c, errClosed
 	}
-	for i, dst := range []*uint64{&c.Lost, &c.Unmatched} {
+	for i, dst := range []*uint64{&c.Lost, &c.Unmatched, &c.Ambiguous} {
 		var perCPU []uint64
 		if err := t.maps.Counters.Lookup(uint32(i), &perCPU); err != nil {
 			return c, fmt.Errorf("trace: reading counters: %w", err)

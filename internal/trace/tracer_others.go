@@ -26,6 +26,15 @@ func (t *Tracer) Programs() Programs { return "" }
 // AckHook is empty here.
 func (t *Tracer) AckHook() string { return "" }
 
+// AcceptHook is empty here.
+func (t *Tracer) AcceptHook() string { return "" }
+
+// AcceptLimit is empty here.
+func (t *Tracer) AcceptLimit() string { return "" }
+
+// MemberHook is empty here.
+func (t *Tracer) MemberHook() string { return "" }
+
 // Missing is empty here.
 func (t *Tracer) Missing() []MissingStage { return nil }
 

@@ -21,9 +21,17 @@
 //                        Linux 6.15+), or a SYN cookie's ACK dropped with
 //                        NO_SOCKET while the accept queue is full
 //                        (cookie_v4_check()).
-//   inet_sock_set_state  listeners appearing and going, and children becoming
-//                        ESTABLISHED in the accept queue.
-//   sys_exit             accept(2)/accept4(2) returning a child; connect(2)
+//   tcp_conn_request     the SO_REUSEPORT member a SYN reached (fentry, where
+//   (fentry)             trampolines are allowed); elsewhere the member is the
+//                        one group member that meets the drop condition, or
+//                        unknown (counted as ambiguous, never guessed).
+//   inet_sock_set_state  listeners appearing and going (a listener closing
+//                        with connections queued resets them), and children
+//                        becoming ESTABLISHED in the accept queue.
+//   inet_csk_accept      a child leaving the accept queue, on every accept
+//   (fexit)              path: accept(2), accept4(2), io_uring.
+//   sys_exit             where fexit is refused, accept(2)/accept4(2)
+//                        returning a child (io_uring is not seen); connect(2)
 //                        on a UNIX socket failing with EAGAIN: the listener's
 //                        queue was full (unix_stream_connect(),
 //                        unix_recvq_full()). The kernel has no tracepoint in
@@ -60,6 +68,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define STAGE_ACK 3         // accept queue full when the final ACK arrived
 #define STAGE_COOKIE 4      // SYN answered with a cookie (SyncookiesSent)
 #define STAGE_SYN_BACKLOG 5 // last quarter of tcp_max_syn_backlog, no cookies
+#define STAGE_CLOSE 6       // the listener closed with connections queued or half-open
+
+#define MAX_MEMBERS 64 // SO_REUSEPORT members examined per group
 
 #define HIST_SLOTS 128
 
@@ -67,6 +78,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 volatile const bool filter_ports = false;
 volatile const bool filter_netns = false;
 volatile const bool accept_wait = true; // stamp children for the accept-wait histogram
+volatile const bool accept_at_exit = true; // finish accept waits at sys_exit (no fexit)
 volatile const u64 nr_accept = 43;   // __NR_accept, x86_64
 volatile const u64 nr_accept4 = 288; // __NR_accept4, x86_64
 volatile const u64 nr_connect = 42;  // __NR_connect, x86_64
@@ -85,8 +97,10 @@ struct lkey {
 	u8 addr[16];
 };
 
-struct lval {
-	u64 sk;  // struct sock *, read with probe reads only
+// A listening socket the trace follows (key: its struct sock *). Members
+// of an SO_REUSEPORT group share the lkey and each have their own entry.
+struct member {
+	struct lkey k;
 	u64 ino; // socket inode, so user space can find owners
 	u32 pid; // process that called listen(2); 0 if it predates the trace
 	u32 pad;
@@ -106,7 +120,8 @@ struct event {
 	u8 stage;
 	u8 family;  // of the packet
 	u8 lfamily; // of the listener
-	u8 pad[5];
+	u8 migrated; // STAGE_CLOSE: the connections moved to another member
+	u8 pad[4];
 	u8 laddr[16]; // listener's bound address
 	u8 daddr[16]; // address the packet was sent to
 	u8 raddr[16]; // peer
@@ -134,7 +149,12 @@ struct synack {
 
 struct born {
 	u64 ts_ns;
-	struct lkey listener;
+};
+
+// Accept waits are kept per listening socket: its address and inode.
+struct wkey {
+	struct lkey k;
+	u64 ino;
 };
 
 struct hist {
@@ -144,12 +164,35 @@ struct hist {
 	u64 max_ns;
 };
 
+// One listening socket per address (any member of an SO_REUSEPORT group:
+// the others are found through its sk_reuseport_cb).
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct lkey);
-	__type(value, struct lval);
+	__type(value, u64);
 } listeners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, u64); // struct sock *
+	__type(value, struct member);
+} socks SEC(".maps");
+
+// The listener tcp_conn_request() runs for, per CPU, and the SYN it
+// handles: the SYN's consume_skb follows on the same CPU.
+struct conn_request {
+	u64 skb;
+	u64 sk;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct conn_request);
+} conn_request SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -188,16 +231,20 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 4096);
-	__type(key, struct lkey);
+	__type(key, struct wkey);
 	__type(value, struct hist);
 } waits SEC(".maps");
 
 // Counters for the summary: 0 events lost (ring buffer full), 1 SYNs that
 // got no SYN-ACK at once yet met no drop condition (a SYN-ACK waiting for
-// ARP/ND, a security module's refusal, a failed allocation).
+// ARP/ND, a security module's refusal, a failed allocation), 2 events whose
+// SO_REUSEPORT member could not be told (several met the condition).
+#define COUNT_LOST 0
+#define COUNT_UNMATCHED 1
+#define COUNT_AMBIGUOUS 2
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, u32);
 	__type(value, u64);
 } counters SEC(".maps");
@@ -320,11 +367,11 @@ static __always_inline bool wanted(u32 netns, u16 port)
 
 // find_listener finds the listener a segment to (netns, addr, port) reaches,
 // as __inet_lookup_listener() would: the exact address before the wildcard,
-// IPv4 before a dual-stack IPv6 socket. SO_REUSEPORT siblings share one entry.
-static __always_inline struct lval *find_listener(u32 netns, u8 family, const u8 *addr, u16 port,
-						  struct lkey *k)
+// IPv4 before a dual-stack IPv6 socket. It returns one socket of the
+// address; SO_REUSEPORT members are found from it (for_members).
+static __always_inline u64 *find_listener(u32 netns, u8 family, const u8 *addr, u16 port, struct lkey *k)
 {
-	struct lval *v;
+	u64 *v;
 	__builtin_memset(k, 0, sizeof(*k));
 	k->netns = netns;
 	k->port = port;
@@ -353,19 +400,42 @@ static __always_inline struct lval *find_listener(u32 netns, u8 family, const u8
 	return bpf_map_lookup_elem(&listeners, k);
 }
 
-// emit reports a packet s from a peer to listener k.
-static __always_inline void emit(u8 stage, const struct lkey *k, const struct lval *v, const struct seg *s)
+// The members of sk's SO_REUSEPORT group: the kernel's own array
+// (struct sock_reuseport, sk->sk_reuseport_cb), listening ones first
+// (num_socks); sk alone when it is in no group.
+static __always_inline struct sock_reuseport *group_of(const struct sock *sk, u32 *n)
 {
-	struct sock *sk = (struct sock *)v->sk;
+	struct sock_reuseport *reuse = BPF_CORE_READ(sk, sk_reuseport_cb);
+	*n = reuse ? BPF_CORE_READ(reuse, num_socks) : 1;
+	if (*n > MAX_MEMBERS)
+		*n = MAX_MEMBERS;
+	return reuse;
+}
+
+static __always_inline struct sock *member_at(struct sock_reuseport *reuse, const struct sock *sk, u32 i)
+{
+	struct sock *m = NULL;
+	if (!reuse)
+		return (struct sock *)sk;
+	bpf_probe_read_kernel(&m, sizeof(m), &reuse->socks[i & (MAX_MEMBERS - 1)]);
+	return m;
+}
+
+// emit reports a packet s from a peer to listener sk (m: what the trace
+// knows of it; NULL when the SO_REUSEPORT member is unknown, then k names
+// the address).
+static __always_inline void emit(u8 stage, const struct lkey *k, const struct sock *sk, const struct member *m,
+				 const struct seg *s)
+{
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		count(0);
+		count(COUNT_LOST);
 		return;
 	}
 	e->ts_ns = bpf_ktime_get_ns();
-	e->ino = v->ino;
+	e->ino = m ? m->ino : 0;
 	e->netns = k->netns;
-	e->pid = v->pid;
+	e->pid = m ? m->pid : 0;
 	e->accept_queue = BPF_CORE_READ(sk, sk_ack_backlog);
 	e->syn_queue = BPF_CORE_READ((struct inet_connection_sock *)sk, icsk_accept_queue.qlen.counter);
 	e->backlog = BPF_CORE_READ(sk, sk_max_ack_backlog);
@@ -373,16 +443,115 @@ static __always_inline void emit(u8 stage, const struct lkey *k, const struct lv
 	e->stage = stage;
 	e->family = s->family;
 	e->lfamily = k->family;
+	e->migrated = 0;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
 	__builtin_memcpy(e->laddr, k->addr, 16);
 	e->rport = s->sport;
 	__builtin_memcpy(e->daddr, s->daddr, 16);
 	__builtin_memcpy(e->raddr, s->saddr, 16);
-	__builtin_memcpy(e->comm, v->comm, sizeof(e->comm));
+	if (m)
+		__builtin_memcpy(e->comm, m->comm, sizeof(e->comm));
+	else
+		__builtin_memset(e->comm, 0, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
 }
 
+// emit_member reports on listener sk, an exactly known member.
+static __always_inline void emit_member(u8 stage, const struct sock *sk, const struct seg *s)
+{
+	u64 key = (u64)sk;
+	struct member *m = bpf_map_lookup_elem(&socks, &key);
+	if (m)
+		emit(stage, &m->k, sk, m, s);
+}
+
 // --- SYN time -------------------------------------------------------------
+
+// syn_stage replays tcp_conn_request()'s drop tests, in its order, on
+// listener sk: what a SYN that got no SYN-ACK met there (0: nothing).
+// cookie asks instead whether a SYN would be answered with a cookie.
+static __always_inline u8 syn_stage(const struct sock *sk, bool cookie)
+{
+	struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
+	u8 syncookies = BPF_CORE_READ(net, ipv4.sysctl_tcp_syncookies);
+	u32 qlen = BPF_CORE_READ((struct inet_connection_sock *)sk, icsk_accept_queue.qlen.counter);
+	u32 max = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	u32 acceptq = BPF_CORE_READ(sk, sk_ack_backlog);
+	bool synq_full = synq_full_at_backlog ? qlen >= max : qlen > max; // inet_csk_reqsk_queue_is_full()
+	if (cookie)
+		return (syncookies == 2 || synq_full) ? STAGE_COOKIE : 0;
+	if (syncookies == 0 && synq_full)
+		return STAGE_SYN_QUEUE;
+	if (acceptq > max) // sk_acceptq_is_full()
+		return STAGE_SYN;
+	if (syncookies == 0) {
+		int msb = BPF_CORE_READ(net, ipv4.sysctl_max_syn_backlog);
+		if (msb - (int)qlen < (msb >> 2))
+			return STAGE_SYN_BACKLOG;
+	}
+	return 0;
+}
+
+// on_syn_member reports a SYN (dropped, or answered with a cookie) that
+// reached the address of listener rep. The member it reached is the one
+// tcp_conn_request() ran for when fentry tells it; else the only member of
+// the group that meets the condition; else unknown (event without inode,
+// counted ambiguous) — a guess would put drops on the wrong socket.
+static __always_inline void on_syn_member(struct sk_buff *skb, const struct lkey *k, const struct sock *rep,
+					  const struct seg *s, bool cookie)
+{
+	u32 zero = 0;
+	struct conn_request *cr = bpf_map_lookup_elem(&conn_request, &zero);
+	if (cr && cr->skb == (u64)skb && cr->sk) {
+		struct sock *sk = (struct sock *)cr->sk;
+		cr->skb = 0;
+		u8 stage = cookie ? STAGE_COOKIE : syn_stage(sk, false);
+		if (!stage) {
+			count(COUNT_UNMATCHED);
+			return;
+		}
+		emit_member(stage, sk, s);
+		return;
+	}
+	u32 n;
+	struct sock_reuseport *reuse = group_of(rep, &n);
+	struct sock *found = NULL;
+	u8 stage = 0;
+	u32 matches = 0;
+	for (u32 i = 0; i < MAX_MEMBERS; i++) {
+		if (i >= n)
+			break;
+		struct sock *m = member_at(reuse, rep, i);
+		if (!m || !syn_stage(m, cookie))
+			continue;
+		// Two are enough to know it is ambiguous; stopping there also
+		// keeps the verifier's paths few.
+		if (++matches > 1)
+			break;
+		found = m;
+	}
+	if (found)
+		stage = syn_stage(found, cookie);
+	if (!matches) {
+		if (!cookie) {
+			count(COUNT_UNMATCHED);
+			return;
+		}
+		// A cookie was sent: the event stands, its member is unknown.
+		found = (struct sock *)rep;
+		stage = STAGE_COOKIE;
+	}
+	if (matches == 1) {
+		u64 key = (u64)found;
+		struct member *mb = bpf_map_lookup_elem(&socks, &key);
+		if (mb) {
+			emit(stage, &mb->k, found, mb, s);
+			return;
+		}
+	}
+	count(COUNT_AMBIGUOUS);
+	emit(stage, k, found, NULL, s);
+}
 
 // on_consume runs for skbs that belong to no socket. Sockets' own skbs are
 // skipped before (cheaply, in the tp_btf variant): a received SYN is never
@@ -394,9 +563,10 @@ static __always_inline int on_consume(struct sk_buff *skb, struct hdrs h)
 		return 0;
 	u32 netns = rx_netns(skb);
 	struct lkey k;
-	struct lval *v = find_listener(netns, s.family, s.daddr, s.dport, &k);
+	u64 *v = find_listener(netns, s.family, s.daddr, s.dport, &k);
 	if (!v)
 		return 0;
+	struct sock *rep = (struct sock *)*v;
 
 	// Did this SYN get a SYN-ACK? Then it was queued, or answered with a
 	// cookie; nothing was dropped.
@@ -409,35 +579,31 @@ static __always_inline int on_consume(struct sk_buff *skb, struct hdrs h)
 	bool cookie = sa->cookie;
 	sa->valid = 0;
 	if (answered) {
-		if (cookie)
-			emit(STAGE_COOKIE, &k, v, &s);
+		if (cookie) {
+			on_syn_member(skb, &k, rep, &s, true);
+		} else {
+			struct conn_request *cr = bpf_map_lookup_elem(&conn_request, &zero);
+			if (cr)
+				cr->skb = 0;
+		}
 		return 0;
 	}
+	// Dropped: replay tcp_conn_request()'s tests. None of them changed
+	// since, on this CPU: the SYN did not touch the queues.
+	on_syn_member(skb, &k, rep, &s, false);
+	return 0;
+}
 
-	// Dropped: replay tcp_conn_request()'s tests in its order. None of
-	// them changed since, on this CPU: the SYN did not touch the queues.
-	struct sock *sk = (struct sock *)v->sk;
-	struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
-	u8 syncookies = BPF_CORE_READ(net, ipv4.sysctl_tcp_syncookies);
-	u32 qlen = BPF_CORE_READ((struct inet_connection_sock *)sk, icsk_accept_queue.qlen.counter);
-	u32 max = BPF_CORE_READ(sk, sk_max_ack_backlog);
-	u32 acceptq = BPF_CORE_READ(sk, sk_ack_backlog);
-	u8 stage = 0;
-	bool synq_full = synq_full_at_backlog ? qlen >= max : qlen > max; // inet_csk_reqsk_queue_is_full()
-	if (syncookies == 0 && synq_full)
-		stage = STAGE_SYN_QUEUE;
-	else if (acceptq > max) // sk_acceptq_is_full()
-		stage = STAGE_SYN;
-	else if (syncookies == 0) {
-		int msb = BPF_CORE_READ(net, ipv4.sysctl_max_syn_backlog);
-		if (msb - (int)qlen < (msb >> 2))
-			stage = STAGE_SYN_BACKLOG;
+SEC("fentry/tcp_conn_request")
+int BPF_PROG(fentry_tcp_conn_request, struct request_sock_ops *rsk_ops, const struct tcp_request_sock_ops *af_ops,
+	     struct sock *sk, struct sk_buff *skb)
+{
+	u32 zero = 0;
+	struct conn_request *cr = bpf_map_lookup_elem(&conn_request, &zero);
+	if (cr) {
+		cr->skb = (u64)skb;
+		cr->sk = (u64)sk;
 	}
-	if (!stage) {
-		count(1);
-		return 0;
-	}
-	emit(stage, &k, v, &s);
 	return 0;
 }
 
@@ -563,32 +729,18 @@ static __always_inline void listener_key(const struct skid *id, struct lkey *k)
 
 // --- final ACK ------------------------------------------------------------
 
-// The listener of sk, if the trace follows it.
-static __always_inline struct lval *known_listener(const struct sock *sk, struct lkey *k)
-{
-	struct skid id = skid_btf(sk);
-	listener_key(&id, k);
-	struct lval *v = bpf_map_lookup_elem(&listeners, k);
-	if (!v || v->sk != (u64)sk)
-		return NULL;
-	return v;
-}
-
 // tcp_v4_syn_recv_sock() / tcp_v6_syn_recv_sock() begin with
 // `if (sk_acceptq_is_full(sk)) goto exit_overflow;`, which counts
-// ListenOverflows and returns no child: the same test, at the same moment.
+// ListenOverflows and returns no child: the same test, at the same moment,
+// on the very member.
 static __always_inline int on_syn_recv_sock(const struct sock *sk, struct sk_buff *skb)
 {
 	if (sk->sk_ack_backlog <= sk->sk_max_ack_backlog)
 		return 0;
-	struct lkey k;
-	struct lval *v = known_listener(sk, &k);
-	if (!v)
-		return 0;
 	struct seg s = {};
 	if (parse_tcp(HDRS_BTF(skb), &s))
 		return 0;
-	emit(STAGE_ACK, &k, v, &s);
+	emit_member(STAGE_ACK, sk, &s);
 	return 0;
 }
 
@@ -626,21 +778,63 @@ static __always_inline bool reason_nosocket(enum skb_drop_reason reason)
 
 #define listen_drop_reason(r) (reason_overflow(r) || reason_nosocket(r))
 
-static __always_inline int on_kfree(struct sk_buff *skb, struct hdrs h, enum skb_drop_reason reason)
+static __always_inline bool acceptq_full(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, sk_ack_backlog) > BPF_CORE_READ(sk, sk_max_ack_backlog);
+}
+
+// on_kfree reports a final ACK dropped on a full accept queue. rx_sk is
+// the listener that dropped it (kfree_skb's fourth argument, Linux 6.11+:
+// tcp_v4_rcv() passes the request's rsk_listener); NULL before, when the
+// member is the only full one of the group, else unknown.
+static __always_inline int on_kfree(struct sk_buff *skb, struct hdrs h, enum skb_drop_reason reason,
+				    const struct sock *rx_sk)
 {
 	struct seg s = {};
 	if (parse_tcp(h, &s) || (s.flags & (TCPF_SYN | TCPF_RST | TCPF_ACK)) != TCPF_ACK)
 		return 0;
+	if (rx_sk) {
+		u64 key = (u64)rx_sk;
+		struct member *m = bpf_map_lookup_elem(&socks, &key);
+		if (!m)
+			return 0;
+		if (!reason_overflow(reason) && !acceptq_full(rx_sk))
+			return 0; // not an overflow: a packet for a closed connection
+		emit(STAGE_ACK, &m->k, rx_sk, m, &s);
+		return 0;
+	}
 	struct lkey k;
-	struct lval *v = find_listener(rx_netns(skb), s.family, s.daddr, s.dport, &k);
+	u64 *v = find_listener(rx_netns(skb), s.family, s.daddr, s.dport, &k);
 	if (!v)
 		return 0;
-	if (!reason_overflow(reason)) {
-		struct sock *sk = (struct sock *)v->sk;
-		if (BPF_CORE_READ(sk, sk_ack_backlog) <= BPF_CORE_READ(sk, sk_max_ack_backlog))
-			return 0; // not an overflow: a packet for a closed connection
+	struct sock *rep = (struct sock *)*v;
+	u32 n;
+	struct sock_reuseport *reuse = group_of(rep, &n);
+	struct sock *found = NULL;
+	u32 matches = 0;
+	for (u32 i = 0; i < MAX_MEMBERS; i++) {
+		if (i >= n)
+			break;
+		struct sock *m = member_at(reuse, rep, i);
+		if (!m || !acceptq_full(m))
+			continue;
+		if (++matches > 1)
+			break;
+		found = m;
 	}
-	emit(STAGE_ACK, &k, v, &s);
+	if (!matches) {
+		if (!reason_overflow(reason))
+			return 0; // not an overflow: a packet for a closed connection
+		count(COUNT_AMBIGUOUS);
+		emit(STAGE_ACK, &k, rep, NULL, &s);
+		return 0;
+	}
+	if (matches == 1) {
+		emit_member(STAGE_ACK, found, &s);
+		return 0;
+	}
+	count(COUNT_AMBIGUOUS);
+	emit(STAGE_ACK, &k, found, NULL, &s);
 	return 0;
 }
 
@@ -649,7 +843,16 @@ int BPF_PROG(tp_btf_kfree_skb, struct sk_buff *skb, void *location, enum skb_dro
 {
 	if (!listen_drop_reason(reason))
 		return 0;
-	return on_kfree(skb, HDRS_BTF(skb), reason);
+	return on_kfree(skb, HDRS_BTF(skb), reason, NULL);
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(tp_btf_kfree_skb_rx_sk, struct sk_buff *skb, void *location, enum skb_drop_reason reason,
+	     struct sock *rx_sk)
+{
+	if (!listen_drop_reason(reason))
+		return 0;
+	return on_kfree(skb, HDRS_BTF(skb), reason, rx_sk);
 }
 
 SEC("raw_tp/kfree_skb")
@@ -657,7 +860,16 @@ int BPF_PROG(raw_tp_kfree_skb, struct sk_buff *skb, void *location, enum skb_dro
 {
 	if (!listen_drop_reason(reason))
 		return 0;
-	return on_kfree(skb, HDRS_CORE(skb), reason);
+	return on_kfree(skb, HDRS_CORE(skb), reason, NULL);
+}
+
+SEC("raw_tp/kfree_skb")
+int BPF_PROG(raw_tp_kfree_skb_rx_sk, struct sk_buff *skb, void *location, enum skb_drop_reason reason,
+	     struct sock *rx_sk)
+{
+	if (!listen_drop_reason(reason))
+		return 0;
+	return on_kfree(skb, HDRS_CORE(skb), reason, rx_sk);
 }
 
 // --- listeners and accept wait ---------------------------------------------
@@ -668,17 +880,90 @@ static __always_inline void add_listener(const struct sock *sk, const struct ski
 		return;
 	if (!wanted(id->netns, id->port))
 		return;
-	struct lkey k;
-	listener_key(id, &k);
-	struct lval v = {};
-	v.sk = (u64)sk;
-	v.ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	struct member m = {};
+	listener_key(id, &m.k);
+	m.ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
 	if (current) {
-		v.pid = bpf_get_current_pid_tgid() >> 32;
-		bpf_get_current_comm(v.comm, sizeof(v.comm));
+		m.pid = bpf_get_current_pid_tgid() >> 32;
+		bpf_get_current_comm(m.comm, sizeof(m.comm));
 	}
+	u64 key = (u64)sk;
 	// The iterator must not overwrite what listen(2) recorded meanwhile.
-	bpf_map_update_elem(&listeners, &k, &v, current ? BPF_ANY : BPF_NOEXIST);
+	bpf_map_update_elem(&socks, &key, &m, current ? BPF_ANY : BPF_NOEXIST);
+	bpf_map_update_elem(&listeners, &m.k, &key, current ? BPF_ANY : BPF_NOEXIST);
+}
+
+// migrates says whether inet_csk_listen_stop() moves sk's queued and
+// half-open connections to another member (reuseport_migrate_sock()):
+// net.ipv4.tcp_migrate_req (Linux 5.14+) or a migrating BPF program, and
+// another member still listening. sk is still counted in num_socks here:
+// tcp_set_state() reports TCP_CLOSE before unhashing it.
+static __always_inline bool migrates(const struct sock *sk)
+{
+	struct sock_reuseport *reuse = BPF_CORE_READ(sk, sk_reuseport_cb);
+	if (!reuse || BPF_CORE_READ(reuse, num_socks) < 2)
+		return false;
+	if (bpf_core_field_exists(struct netns_ipv4, sysctl_tcp_migrate_req) &&
+	    BPF_CORE_READ(sk, __sk_common.skc_net.net, ipv4.sysctl_tcp_migrate_req))
+		return true;
+	struct bpf_prog *prog = BPF_CORE_READ(reuse, prog);
+	return prog && BPF_CORE_READ(prog, expected_attach_type) == BPF_SK_REUSEPORT_SELECT_OR_MIGRATE;
+}
+
+// remove_listener forgets sk, which stops listening. Its address stays
+// known through another member of its group, if one remains. Connections
+// still in its queues are reported (STAGE_CLOSE): inet_csk_listen_stop()
+// resets each queued child (inet_child_forget()), and a half-open one is
+// answered with a RST when its final ACK arrives — unless they migrate.
+static __always_inline void remove_listener(const struct sock *sk, struct skid *id)
+{
+	u64 key = (u64)sk;
+	struct member *mp = bpf_map_lookup_elem(&socks, &key);
+	if (!mp)
+		return;
+	struct member m = *mp;
+	u32 queued = BPF_CORE_READ(sk, sk_ack_backlog);
+	u32 half = BPF_CORE_READ((struct inet_connection_sock *)sk, icsk_accept_queue.qlen.counter);
+	if (queued || half) {
+		struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (e) {
+			__builtin_memset(e, 0, sizeof(*e));
+			e->ts_ns = bpf_ktime_get_ns();
+			e->ino = m.ino;
+			e->netns = m.k.netns;
+			e->pid = m.pid;
+			e->accept_queue = queued;
+			e->syn_queue = half;
+			e->backlog = BPF_CORE_READ(sk, sk_max_ack_backlog);
+			e->lport = m.k.port;
+			e->stage = STAGE_CLOSE;
+			e->family = m.k.family;
+			e->lfamily = m.k.family;
+			e->migrated = migrates(sk);
+			__builtin_memcpy(e->laddr, m.k.addr, 16);
+			__builtin_memcpy(e->daddr, m.k.addr, 16);
+			__builtin_memcpy(e->comm, m.comm, sizeof(e->comm));
+			bpf_ringbuf_submit(e, 0);
+		} else {
+			count(COUNT_LOST);
+		}
+	}
+	bpf_map_delete_elem(&socks, &key);
+	u64 *rep = bpf_map_lookup_elem(&listeners, &m.k);
+	if (!rep || *rep != key)
+		return;
+	u32 n;
+	struct sock_reuseport *reuse = group_of(sk, &n);
+	for (u32 i = 0; reuse && i < MAX_MEMBERS; i++) {
+		if (i >= n)
+			break;
+		u64 other = (u64)member_at(reuse, sk, i);
+		if (other && other != key && bpf_map_lookup_elem(&socks, &other)) {
+			bpf_map_update_elem(&listeners, &m.k, &other, BPF_ANY);
+			return;
+		}
+	}
+	bpf_map_delete_elem(&listeners, &m.k);
 }
 
 // The state changes the trace follows; all others return at once.
@@ -695,13 +980,10 @@ static __always_inline int on_state(const struct sock *sk, int oldstate, int new
 	if (LISTEN(oldstate, newstate)) {
 		add_listener(sk, &id, true);
 	} else if (UNLISTEN(oldstate, newstate)) {
-		listener_key(&id, &k);
-		struct lval *v = bpf_map_lookup_elem(&listeners, &k);
-		if (v && v->sk == (u64)sk)
-			bpf_map_delete_elem(&listeners, &k);
+		remove_listener(sk, &id);
 	} else if (find_listener(id.netns, id.family, id.addr, id.port, &k)) {
 		// A child entering the accept queue (tcp_child_process()).
-		struct born b = {.ts_ns = bpf_ktime_get_ns(), .listener = k};
+		struct born b = {.ts_ns = bpf_ktime_get_ns()};
 		u64 key = (u64)sk;
 		bpf_map_update_elem(&born, &key, &b, BPF_ANY);
 	}
@@ -747,21 +1029,19 @@ static __always_inline u32 slot(u64 ns)
 	return s < HIST_SLOTS ? s : HIST_SLOTS - 1;
 }
 
-// on_accept runs when accept(2) or accept4(2) returned descriptor ret, fds
-// being the task's descriptor table. Descriptor → file → socket → sock.
-static __always_inline int on_accept(struct file **fds, long ret)
+// on_accept runs when listener sk handed child to an accept: the wait
+// since the child entered the accept queue goes to sk's histogram.
+static __always_inline int on_accept(u64 sk, u64 child)
 {
-	struct file *f = NULL;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[ret]) || !f)
-		return 0;
-	struct socket *sock = BPF_CORE_READ(f, private_data);
-	u64 key = (u64)BPF_CORE_READ(sock, sk);
-	struct born *b = bpf_map_lookup_elem(&born, &key);
+	struct born *b = bpf_map_lookup_elem(&born, &child);
 	if (!b)
 		return 0;
 	u64 wait = bpf_ktime_get_ns() - b->ts_ns;
-	struct lkey k = b->listener;
-	bpf_map_delete_elem(&born, &key);
+	bpf_map_delete_elem(&born, &child);
+	struct member *m = bpf_map_lookup_elem(&socks, &sk);
+	if (!m)
+		return 0;
+	struct wkey k = {.k = m->k, .ino = m->ino};
 	struct hist *h = bpf_map_lookup_elem(&waits, &k);
 	if (!h) {
 		bpf_map_update_elem(&waits, &k, &zero_hist, BPF_NOEXIST);
@@ -780,6 +1060,46 @@ static __always_inline int on_accept(struct file **fds, long ret)
 	if (wait > h->max_ns)
 		h->max_ns = wait;
 	return 0;
+}
+
+// The struct sock * behind descriptor fd of a descriptor table.
+static __always_inline u64 fd_sock(struct file **fds, long fd)
+{
+	struct file *f = NULL;
+	if (fd < 0 || fd >= (1 << 20) || bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	return (u64)BPF_CORE_READ(sock, sk);
+}
+
+// inet_csk_accept() dequeues a child for every accept path (do_accept():
+// accept(2), accept4(2), io_uring's IORING_OP_ACCEPT). Its arguments
+// changed in Linux 6.10 (struct proto_accept_arg); the loader picks the
+// program matching this kernel's BTF.
+SEC("fexit/inet_csk_accept")
+int BPF_PROG(fexit_inet_csk_accept, struct sock *sk, int flags, int *err, bool kern, struct sock *ret)
+{
+	if (!ret)
+		return 0;
+	return on_accept((u64)sk, (u64)ret);
+}
+
+SEC("fexit/inet_csk_accept")
+int BPF_PROG(fexit_inet_csk_accept_arg, struct sock *sk, struct proto_accept_arg *arg, struct sock *ret)
+{
+	if (!ret)
+		return 0;
+	return on_accept((u64)sk, (u64)ret);
+}
+
+// Where fexit is refused: accept(2)/accept4(2) returned descriptor ret for
+// the listening descriptor lfd. io_uring accepts pass no system call exit.
+static __always_inline int on_accept_exit(struct file **fds, long lfd, long ret)
+{
+	u64 child = fd_sock(fds, ret);
+	if (!child)
+		return 0;
+	return on_accept(fd_sock(fds, lfd), child);
 }
 
 // --- UNIX connects refused ---------------------------------------------------
@@ -856,7 +1176,7 @@ static __always_inline int on_connect_exit(struct file **fds, long ret)
 		return 0;
 	struct unix_event *e = bpf_ringbuf_reserve(&unix_events, sizeof(*e), 0);
 	if (!e) {
-		count(0);
+		count(COUNT_LOST);
 		return 0;
 	}
 	e->ts_ns = bpf_ktime_get_ns();
@@ -890,10 +1210,10 @@ int BPF_PROG(tp_btf_sys_exit, struct pt_regs *regs, long ret)
 		task = (struct task_struct *)bpf_get_current_task();
 		return on_connect_exit(BPF_CORE_READ(task, files, fdt, fd), ret);
 	}
-	if ((nr != nr_accept && nr != nr_accept4) || ret < 0 || !accept_wait)
+	if ((nr != nr_accept && nr != nr_accept4) || ret < 0 || !accept_at_exit)
 		return 0;
 	task = (struct task_struct *)bpf_get_current_task();
-	return on_accept(BPF_CORE_READ(task, files, fdt, fd), ret);
+	return on_accept_exit(BPF_CORE_READ(task, files, fdt, fd), regs->di, ret);
 }
 
 SEC("raw_tp/sys_exit")
@@ -905,10 +1225,10 @@ int BPF_PROG(raw_tp_sys_exit, struct pt_regs *regs, long ret)
 		task = (struct task_struct *)bpf_get_current_task();
 		return on_connect_exit(BPF_CORE_READ(task, files, fdt, fd), ret);
 	}
-	if ((nr != nr_accept && nr != nr_accept4) || ret < 0 || !accept_wait)
+	if ((nr != nr_accept && nr != nr_accept4) || ret < 0 || !accept_at_exit)
 		return 0;
 	task = (struct task_struct *)bpf_get_current_task();
-	return on_accept(BPF_CORE_READ(task, files, fdt, fd), ret);
+	return on_accept_exit(BPF_CORE_READ(task, files, fdt, fd), BPF_CORE_READ(regs, di), ret);
 }
 
 SEC("tp_btf/sys_enter")
