@@ -85,8 +85,8 @@ type Tracer struct {
 	// (tcp_conn_request, exact) or "condition" (the one member meeting
 	// the drop condition, else ambiguous).
 	memberHook string
-	missing  []MissingStage
-	warnings []string
+	missing    []MissingStage
+	warnings   []string
 
 	maps    tracerMaps
 	links   []link.Link
@@ -107,13 +107,13 @@ type Tracer struct {
 }
 
 type tracerMaps struct {
-	Events     *ebpf.Map `ebpf:"events"`
-	Listeners  *ebpf.Map `ebpf:"listeners"`
-	Waits      *ebpf.Map `ebpf:"waits"`
-	Counters   *ebpf.Map `ebpf:"counters"`
-	WantPorts  *ebpf.Map `ebpf:"want_ports"`
-	WantNetns  *ebpf.Map `ebpf:"want_netns"`
-	Born       *ebpf.Map `ebpf:"born"`
+	Events      *ebpf.Map `ebpf:"events"`
+	Listeners   *ebpf.Map `ebpf:"listeners"`
+	Waits       *ebpf.Map `ebpf:"waits"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	WantPorts   *ebpf.Map `ebpf:"want_ports"`
+	WantNetns   *ebpf.Map `ebpf:"want_netns"`
+	Born        *ebpf.Map `ebpf:"born"`
 	LastSynack  *ebpf.Map `ebpf:"last_synack"`
 	Connecting  *ebpf.Map `ebpf:"connecting"`
 	UnixEvents  *ebpf.Map `ebpf:"unix_events"`
