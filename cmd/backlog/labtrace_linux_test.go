@@ -41,6 +41,7 @@ func TestLabWithTrace(t *testing.T) {
 		{"synflood", "--syncookies", "0", "--backlog", "4096", "--clients", "200", "--max-syn-backlog", "128"},
 		{"abort", "--abort-on-overflow", "0"},
 		{"abort", "--abort-on-overflow", "1"},
+		{"reuseport", "--backlog", "4", "--clients", "30"},
 	}
 	// One trace for every run: it follows namespaces created after it
 	// started, and each run's events are told apart by namespace and time.
@@ -120,8 +121,9 @@ func TestLabWithTrace(t *testing.T) {
 	var events []trace.Event
 	var summary struct {
 		Summary struct {
-			Missing []trace.MissingStage `json:"missing_stages"`
-			Counter trace.Counters       `json:"counters"`
+			Missing    []trace.MissingStage `json:"missing_stages"`
+			Counter    trace.Counters       `json:"counters"`
+			MemberHook string               `json:"member_hook"`
 		} `json:"summary"`
 	}
 	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
@@ -162,5 +164,44 @@ func TestLabWithTrace(t *testing.T) {
 		if got != want {
 			t.Errorf("lab %v: trace saw %s; the counters moved %s", r.args, got, want)
 		}
+		if r.args[0] == "reuseport" {
+			checkMembers(t, r.res, events, summary.Summary.MemberHook)
+		}
+	}
+}
+
+// checkMembers: in the reuseport scenario each member's drop events carry
+// its inode and never exceed its own sk_drops; they equal it where the
+// kernel names the member (fentry on tcp_conn_request). The member that
+// closed with its queue full reported as many resets as the scenario's
+// clients saw.
+func checkMembers(t *testing.T, res scenario.Result, events []trace.Event, memberHook string) {
+	t.Helper()
+	l := res.Listeners[0]
+	per := map[uint64]int64{}
+	var resets int64
+	for _, e := range events {
+		if e.Netns != l.Netns || e.Listener.Port() != l.Port {
+			continue
+		}
+		if e.Stage == trace.StageClose {
+			resets += int64(e.Resets)
+		} else if !e.Time.After(res.CountedAt) {
+			per[e.Inode]++
+		}
+	}
+	for _, m := range res.Listeners {
+		if m.Drops == nil {
+			t.Errorf("reuseport member %d: no drops read", m.Inode)
+			continue
+		}
+		got, want := per[uint64(m.Inode)], int64(*m.Drops)
+		t.Logf("reuseport member %d: %d events, sk_drops %d (member told by %s; %d events name no member)", m.Inode, got, want, memberHook, per[0])
+		if got > want || memberHook == "fentry" && got != want {
+			t.Errorf("reuseport member %d: %d events, its sk_drops moved %d", m.Inode, got, want)
+		}
+	}
+	if want := res.Observed["clients_reset"]; resets != want {
+		t.Errorf("reuseport: trace counted %d resets at close, the scenario's clients saw %d", resets, want)
 	}
 }

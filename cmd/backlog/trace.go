@@ -190,8 +190,15 @@ func textView(w io.Writer) (func(trace.Event), func(*trace.UnixRefusal)) {
 		fmt.Fprintf(w, format, cols...)
 	}
 	return func(e trace.Event) {
+			var peer any = e.Peer
+			switch {
+			case e.Stage == trace.StageClose && e.Migrated:
+				peer = "moved to a member"
+			case e.Stage == trace.StageClose:
+				peer = fmt.Sprintf("%d reset", e.Resets)
+			}
 			line(e.Time.Format("15:04:05.000"), netnsName(e.Namespace, e.Netns), e.Stage,
-				e.Listener, e.Peer, fmt.Sprint(e.AcceptQueue), fmt.Sprint(e.SynQueue), fmt.Sprint(e.Backlog),
+				e.Listener, peer, fmt.Sprint(e.AcceptQueue), fmt.Sprint(e.SynQueue), fmt.Sprint(e.Backlog),
 				render.Processes(e.Processes), render.Workload(e.Workload))
 		}, func(u *trace.UnixRefusal) {
 			line(unixText(u)...)
