@@ -27,12 +27,12 @@ var (
 		"Packets the listen path dropped, or answered with a SYN cookie, seen by eBPF since serve started, by stage: "+
 			"syn (accept queue full at SYN), syn-queue (SYN queue full, no cookies), syn-backlog (last quarter of "+
 			"tcp_max_syn_backlog), ack (accept queue full at the final ACK), cookie (docs/trace.md). Packets, not clients; "+
-			"except close: clients reset because the listener closed with them queued. Per socket (inode: each "+
+			"except close: clients reset because the listener closed with them queued. Per socket (socket_inode: each "+
 			"SO_REUSEPORT member; empty when the member is unknown).",
-		[]string{"address", "container", "inode", "namespace", "netns", "pod", "port", "process", "stage"}, nil)
+		[]string{"address", "container", "namespace", "netns", "pod", "port", "process", "socket_inode", "stage"}, nil)
 	descAcceptWait = prometheus.NewDesc(nameAcceptWait,
 		"Time from a connection's handshake completing to accept() returning it, seen by eBPF since serve started.",
-		[]string{"address", "container", "inode", "namespace", "netns", "pod", "port", "process"}, nil)
+		[]string{"address", "container", "namespace", "netns", "pod", "port", "process", "socket_inode"}, nil)
 	descTraceErrors = prometheus.NewDesc(nameTraceErrors,
 		"Scrapes whose eBPF statistics could not be read.", nil, nil)
 	descStageTraced = prometheus.NewDesc(nameStageTraced,
@@ -129,7 +129,7 @@ func (c *TraceCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		for _, st := range trace.Stages {
 			if n := s.Drops[st]; n > 0 {
-				ch <- prometheus.MustNewConstMetric(descDropEvents, prometheus.CounterValue, float64(n), addr, ctr, inode, kns, netns, pod, port, process, st.String())
+				ch <- prometheus.MustNewConstMetric(descDropEvents, prometheus.CounterValue, float64(n), addr, ctr, kns, netns, pod, port, process, inode, st.String())
 			}
 		}
 		if h := &s.AcceptWait; h.Count > 0 {
@@ -138,7 +138,7 @@ func (c *TraceCollector) Collect(ch chan<- prometheus.Metric) {
 			for i, b := range acceptWaitBuckets {
 				buckets[b.Seconds()] = cum[i]
 			}
-			ch <- prometheus.MustNewConstHistogram(descAcceptWait, h.Count, h.Sum.Seconds(), buckets, addr, ctr, inode, kns, netns, pod, port, process)
+			ch <- prometheus.MustNewConstHistogram(descAcceptWait, h.Count, h.Sum.Seconds(), buckets, addr, ctr, kns, netns, pod, port, process, inode)
 		}
 	}
 }
