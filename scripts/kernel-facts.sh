@@ -5,12 +5,17 @@
 #
 #   scripts/kernel-facts.sh BACKLOG_BINARY
 backlog=${1:-backlog}
-# trace's program type and the hook that catches the ack stage.
-summary=$("$backlog" trace --json --duration 1s --no-accept-wait 2>/dev/null | grep '^{"summary"')
+# trace's program type, the hook that catches the ack stage, the one that
+# ends accept waits, and how a SYN's SO_REUSEPORT member is told.
+summary=$("$backlog" trace --json --duration 1s 2>/dev/null | grep '^{"summary"')
 programs=$(echo "$summary" | sed -n 's/.*"programs":"\([^"]*\)".*/\1/p')
 ack=$(echo "$summary" | sed -n 's/.*"ack_hook":"\([^"]*\)".*/\1/p')
+accept=$(echo "$summary" | sed -n 's/.*"accept_hook":"\([^"]*\)".*/\1/p')
+member=$(echo "$summary" | sed -n 's/.*"member_hook":"\([^"]*\)".*/\1/p')
 [ -n "$ack" ] || ack="none"
 [ -n "$programs" ] || programs="none"
+[ -n "$accept" ] || accept="none"
+[ -n "$member" ] || member="none"
 
 limit=$("$backlog" version | sed -n 's/^SYN queue holds *\([^ ]*\).*/\1/p')
 
@@ -27,4 +32,4 @@ fi
 linear=no
 [ -e /proc/sys/net/ipv4/tcp_syn_linear_timeouts ] && linear=yes
 
-echo "| $programs | $ack | $limit | $reason | $linear |"
+echo "| $programs | $ack | $accept | $member | $limit | $reason | $linear |"

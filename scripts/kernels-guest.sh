@@ -36,6 +36,7 @@ done
 export BACKLOG_KERNEL_MATRIX="$(uname -r)"
 export BACKLOG_TEST_BINARY=/usr/bin/backlog
 run=$(sed -n 's/.*backlog\.run=\([^ ]*\).*/\1/p' /proc/cmdline)
+bench=$(sed -n 's/.*backlog\.bench=\([^ ]*\).*/\1/p' /proc/cmdline)
 echo "@@ kernel $(uname -r) run=$run"
 fail=0
 # This kernel's row of the feature table in docs/kernels.md.
@@ -53,7 +54,7 @@ pattern=.
 for dir in $(cat /tests/list); do
 	bin=/tests/$(echo "$dir" | tr / _).test
 	start=$(date +%s)
-	(cd "/src/$dir" && "$bin" -test.count=1 -test.v -test.timeout=20m -test.run "$pattern")
+	(cd "/src/$dir" && "$bin" -test.count=1 -test.v -test.timeout=20m -test.run "$pattern" ${bench:+-test.bench "$bench" -test.benchtime 2000x})
 	rc=$?
 	took=$(($(date +%s) - start))
 	if [ $rc -eq 0 ]; then

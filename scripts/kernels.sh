@@ -6,11 +6,13 @@
 # failure, a lab prediction that does not hold, a trace that disagrees with
 # the kernel's counters, or a kernel oops on the console.
 #
-#   scripts/kernels.sh [--run PATTERN] [--script FILE] [VERSION...]
+#   scripts/kernels.sh [--run PATTERN] [--bench PATTERN] [--script FILE] [VERSION...]
 #
 # VERSION picks kernels (5.10, 6.1, 6.12; default all). --run runs only the
 # tests matching a go test -run pattern; --script runs a shell script of
 # one's own in the guest instead of the tests (for investigating a kernel).
+# --bench also runs the benchmarks matching PATTERN (2,000 iterations each:
+# the guest is emulated, so compare ratios within one run, not times).
 #
 # Needs root (apt, qemu's initramfs of setuid-free files is fine as any user,
 # but apt-get install is not). Kernel packages are fetched with apt through
@@ -24,12 +26,13 @@ repo=$PWD
 
 # suite:version pairs, in the order they run.
 all=(bullseye:5.10 bookworm:6.1 trixie:6.12)
-run=all script=
+run=all script= bench=
 want=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--run) run=$2; shift 2 ;;
 	--script) script=$(realpath "$2"); run=script; shift 2 ;;
+	--bench) bench=$2; shift 2 ;;
 	-*) echo "kernels.sh: unknown flag $1" >&2; exit 2 ;;
 	*) want+=("$1"); shift ;;
 	esac
@@ -230,7 +233,7 @@ run_kernel() {
 	timeout --foreground -k 10 "$vm_timeout" qemu-system-x86_64 \
 		-accel tcg,thread=single -cpu max -smp 2 -m 2048 \
 		-kernel "$kdir/vmlinuz" -initrd "$img" \
-		-append "console=ttyS0 panic=-1 oops=panic loglevel=4 backlog.run=$run" \
+		-append "console=ttyS0 panic=-1 oops=panic loglevel=4 backlog.run=$run${bench:+ backlog.bench=$bench}" \
 		-nographic -no-reboot -nodefaults -serial stdio -monitor none \
 		</dev/null >"$log" 2>&1 || rc=$?
 	rm -f "$img"

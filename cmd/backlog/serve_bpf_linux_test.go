@@ -33,7 +33,7 @@ func TestServeBPF(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	labels := fmt.Sprintf(`address="127\.0\.0\.1",container="",namespace="",netns=%q,pod="",port="%d",process="[^"]*"`, ns.Name, l.Port)
+	labels := fmt.Sprintf(`address="127\.0\.0\.1",container="",namespace="",netns=%q,pod="",port="%d",process="[^"]*",socket_inode="[0-9]+"`, ns.Name, l.Port)
 	synRe := regexp.MustCompile(`\nbacklog_listener_drop_events_total\{` + labels + `,stage="syn"\} ([0-9]+)\n`)
 	overRe := regexp.MustCompile(fmt.Sprintf(`\nbacklog_netns_tcpext_total\{container="",counter="ListenOverflows",namespace="",netns=%q,pod=""\} ([0-9]+)\n`, ns.Name))
 	waitRe := regexp.MustCompile(`\nbacklog_listener_accept_wait_seconds_count\{` + labels + `\} ([0-9]+)\n`)

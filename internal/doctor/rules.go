@@ -27,12 +27,13 @@ func (d diag) listener(l *snapshot.Listener) []Finding {
 	stopped := stoppedOwners(l.Processes)
 	atLimit := srv.limit != "" && l.Backlog == 0
 
+	// The trace keys listeners by socket: an SO_REUSEPORT member's events
+	// are its own (events whose member is unknown match none).
 	tr := d.o.traced(l)
-	if members, _ := d.group(l); members > 1 {
-		// The trace keys listeners by address and port: a SO_REUSEPORT
-		// group's events are the whole group's, no proof about one
-		// member. Its own drops and peaks decide.
-		tr = nil
+	if tr != nil && tr.RequestedBacklog != nil && *tr.RequestedBacklog >= 0 {
+		// What listen(2) was really given beats what a command line or a
+		// default suggests.
+		req = requested{*tr.RequestedBacklog, "its listen() call, seen by eBPF"}
 	}
 	var events int64
 	if tr != nil {

@@ -245,3 +245,23 @@ func TestClosedWithQueue(t *testing.T) {
 		t.Errorf("0 resets: %+v", f)
 	}
 }
+
+// TestRequestedFromTrace: the backlog the trace saw passed to listen(2)
+// is what the owner asked for ("asked for 511, got 4"), whatever its
+// command line or defaults suggest.
+func TestRequestedFromTrace(t *testing.T) {
+	moved := snapshot.Counters{ListenOverflows: u(20), ListenDrops: u(20), TCPReqQFullDrop: u(0), SyncookiesSent: u(0)}
+	l1 := listener(80, 0, 4, 35)
+	l1.Processes = []snapshot.Process{{PID: 9, Comm: "server", State: "S"}}
+	o := observation(quiet, moved, listener(80, 0, 4, 0), l1, sys)
+	last := &o.Last.Listeners[0]
+	st := trace.ListenerStats{ListenerID: trace.ListenerID{Netns: last.Netns, Listener: netip.AddrPortFrom(last.Address, 80), Inode: uint64(last.Inode)}}
+	st.Drops = map[trace.Stage]uint64{trace.StageSyn: 16}
+	asked := int64(511)
+	st.RequestedBacklog = &asked
+	o.Trace = []trace.ListenerStats{st}
+	f := findRule(Diagnose(o), "accept-queue-overflow")
+	if f == nil || f.RequestedBacklog != 511 || !strings.Contains(f.RequestedFrom, "listen() call") {
+		t.Errorf("finding %+v", f)
+	}
+}

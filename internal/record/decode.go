@@ -277,6 +277,8 @@ func fromWireTrace(wt *wireTrace) (trace.ListenerStats, error) {
 		Processes:  wt.Processes,
 		Workload:   wt.Workload,
 		Drops:      make(map[trace.Stage]uint64, len(wt.Drops)),
+
+		RequestedBacklog: wt.RequestedBacklog,
 	}
 	for st, n := range wt.Drops {
 		s.Drops[st] = n

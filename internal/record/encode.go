@@ -71,6 +71,8 @@ type wireTrace struct {
 	Count uint64      `json:"wait_count,omitempty"`
 	Sum   int64       `json:"wait_sum_ns,omitempty"`
 	Max   int64       `json:"wait_max_ns,omitempty"`
+	// RequestedBacklog is listen(2)'s argument when the trace saw it.
+	RequestedBacklog *int64 `json:"requested_backlog,omitempty"`
 }
 
 // Encoder turns frames into records, each frame a delta against the one
@@ -333,6 +335,8 @@ func toWireTrace(s *trace.ListenerStats) wireTrace {
 		Count:     s.AcceptWait.Count,
 		Sum:       int64(s.AcceptWait.Sum),
 		Max:       int64(s.AcceptWait.Max),
+
+		RequestedBacklog: s.RequestedBacklog,
 	}
 	if len(s.Drops) > 0 {
 		wt.Drops = s.Drops // encoding/json writes maps in key order

@@ -269,7 +269,7 @@ func TestTraceFieldsKnown(t *testing.T) {
 		v    any
 		want []string
 	}{
-		{trace.ListenerStats{}, []string{"ListenerID", "Namespace", "Processes", "Workload", "Drops", "AcceptWait"}},
+		{trace.ListenerStats{}, []string{"ListenerID", "Namespace", "Processes", "Workload", "Drops", "AcceptWait", "RequestedBacklog"}},
 		{trace.ListenerID{}, []string{"Netns", "Listener", "Inode"}},
 		{trace.Histogram{}, []string{"Slots", "Count", "Sum", "Max"}},
 	} {

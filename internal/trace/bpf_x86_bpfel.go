@@ -71,12 +71,14 @@ type bpfLkey struct {
 }
 
 type bpfMember struct {
-	_    structs.HostLayout
-	K    bpfLkey
-	Ino  uint64
-	Pid  uint32
-	Pad  uint32
-	Comm [16]int8
+	_              structs.HostLayout
+	K              bpfLkey
+	Ino            uint64
+	Pid            uint32
+	Requested      int32
+	RequestedKnown uint8
+	Pad            [7]uint8
+	Comm           [16]int8
 }
 
 type bpfSynack struct {
@@ -122,6 +124,7 @@ const (
 	bpfMapCounters                = "counters"
 	bpfMapEvents                  = "events"
 	bpfMapLastSynack              = "last_synack"
+	bpfMapListenArgs              = "listen_args"
 	bpfMapListeners               = "listeners"
 	bpfMapSocks                   = "socks"
 	bpfMapUnixEvents              = "unix_events"
@@ -155,6 +158,7 @@ const (
 	bpfVarNrAccept                = "nr_accept"
 	bpfVarNrAccept4               = "nr_accept4"
 	bpfVarNrConnect               = "nr_connect"
+	bpfVarNrListen                = "nr_listen"
 	bpfVarSynqFullAtBacklog       = "synq_full_at_backlog"
 	bpfVarUnixRefused             = "unix_refused"
 	bpfVarUnusedEvent             = "unused_event"
@@ -235,6 +239,7 @@ type bpfMapSpecs struct {
 	Counters    *ebpf.MapSpec `ebpf:"counters"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	LastSynack  *ebpf.MapSpec `ebpf:"last_synack"`
+	ListenArgs  *ebpf.MapSpec `ebpf:"listen_args"`
 	Listeners   *ebpf.MapSpec `ebpf:"listeners"`
 	Socks       *ebpf.MapSpec `ebpf:"socks"`
 	UnixEvents  *ebpf.MapSpec `ebpf:"unix_events"`
@@ -254,6 +259,7 @@ type bpfVariableSpecs struct {
 	NrAccept          *ebpf.VariableSpec `ebpf:"nr_accept"`
 	NrAccept4         *ebpf.VariableSpec `ebpf:"nr_accept4"`
 	NrConnect         *ebpf.VariableSpec `ebpf:"nr_connect"`
+	NrListen          *ebpf.VariableSpec `ebpf:"nr_listen"`
 	SynqFullAtBacklog *ebpf.VariableSpec `ebpf:"synq_full_at_backlog"`
 	UnixRefused       *ebpf.VariableSpec `ebpf:"unix_refused"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -286,6 +292,7 @@ type bpfMaps struct {
 	Counters    *ebpf.Map `ebpf:"counters"`
 	Events      *ebpf.Map `ebpf:"events"`
 	LastSynack  *ebpf.Map `ebpf:"last_synack"`
+	ListenArgs  *ebpf.Map `ebpf:"listen_args"`
 	Listeners   *ebpf.Map `ebpf:"listeners"`
 	Socks       *ebpf.Map `ebpf:"socks"`
 	UnixEvents  *ebpf.Map `ebpf:"unix_events"`
@@ -302,6 +309,7 @@ func (m *bpfMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.LastSynack,
+		m.ListenArgs,
 		m.Listeners,
 		m.Socks,
 		m.UnixEvents,
@@ -322,6 +330,7 @@ type bpfVariables struct {
 	NrAccept          *ebpf.Variable `ebpf:"nr_accept"`
 	NrAccept4         *ebpf.Variable `ebpf:"nr_accept4"`
 	NrConnect         *ebpf.Variable `ebpf:"nr_connect"`
+	NrListen          *ebpf.Variable `ebpf:"nr_listen"`
 	SynqFullAtBacklog *ebpf.Variable `ebpf:"synq_full_at_backlog"`
 	UnixRefused       *ebpf.Variable `ebpf:"unix_refused"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`

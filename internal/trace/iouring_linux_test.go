@@ -203,3 +203,67 @@ func TestIOUringAccept(t *testing.T) {
 		t.Errorf("%d accept waits for %d io_uring accepts", waits, n)
 	}
 }
+
+// TestRequestedBacklog: the trace reads the backlog a listener asked
+// listen(2) for, which the kernel keeps only capped at somaxconn
+// (listen(100000) → 4096, __sys_listen()).
+func TestRequestedBacklog(t *testing.T) {
+	rec := startTracer(t, Options{})
+	ns, err := lab.NewNamespace("btrace-req")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	var ino uint64
+	var stats []ListenerStats
+	err = ns.Do(func() error {
+		l, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(l)
+		if err := unix.Bind(l, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			return err
+		}
+		if err := unix.Listen(l, 100000); err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(l, &st); err != nil {
+			return err
+		}
+		ino = st.Ino
+		sa, err := unix.Getsockname(l)
+		if err != nil {
+			return err
+		}
+		c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(c)
+		if err := unix.Connect(c, sa); err != nil {
+			return err
+		}
+		a, _, err := unix.Accept4(l, unix.SOCK_CLOEXEC)
+		if err != nil {
+			return err
+		}
+		unix.Close(a)
+		// While the listener is open: the trace forgets a closed one.
+		stats, err = rec.Stats()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stats {
+		if s.Inode == ino {
+			if s.RequestedBacklog == nil || *s.RequestedBacklog != 100000 {
+				t.Errorf("requested backlog %v, want 100000", s.RequestedBacklog)
+			}
+			return
+		}
+	}
+	t.Errorf("listener %d not in the stats: %+v", ino, stats)
+}

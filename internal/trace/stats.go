@@ -31,6 +31,12 @@ type ListenerStats struct {
 	// closing with them queued or half-open.
 	Drops      map[Stage]uint64 `json:"drops"`
 	AcceptWait Histogram        `json:"accept_wait"`
+	// RequestedBacklog is the backlog argument of the listen(2) call that
+	// opened the socket, when the trace saw that call (it ran while
+	// tracing, and UNIX refusals were traced: the hook on system call
+	// entry reads it). The kernel keeps only min(it, somaxconn). Negative
+	// means "the most allowed".
+	RequestedBacklog *int64 `json:"requested_backlog,omitempty"`
 }
 
 // Dropped is the number of packets dropped, cookies and resets at close

@@ -119,11 +119,12 @@ type tracerMaps struct {
 	UnixEvents  *ebpf.Map `ebpf:"unix_events"`
 	Socks       *ebpf.Map `ebpf:"socks"`
 	ConnRequest *ebpf.Map `ebpf:"conn_request"`
+	ListenArgs  *ebpf.Map `ebpf:"listen_args"`
 }
 
 func (m *tracerMaps) all() []*ebpf.Map {
 	return []*ebpf.Map{m.Events, m.Listeners, m.Waits, m.Counters, m.WantPorts, m.WantNetns, m.Born, m.LastSynack, m.Connecting, m.UnixEvents,
-		m.Socks, m.ConnRequest}
+		m.Socks, m.ConnRequest, m.ListenArgs}
 }
 
 // hook is one kernel hook and its programs by type.
@@ -291,6 +292,7 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec) error {
 		set("nr_accept", uint64(unix.SYS_ACCEPT)),
 		set("nr_accept4", uint64(unix.SYS_ACCEPT4)),
 		set("nr_connect", uint64(unix.SYS_CONNECT)),
+		set("nr_listen", uint64(unix.SYS_LISTEN)),
 		set("unix_refused", !t.opts.NoUnix),
 		set("synq_full_at_backlog", t.synqFullAtBacklog()),
 	)
@@ -337,6 +339,7 @@ func (t *Tracer) loadAndAttach(spec *ebpf.CollectionSpec) error {
 		}
 	}
 	t.attachAck(spec, btf)
+	t.attachMember(spec)
 	return nil
 }
 
@@ -449,6 +452,7 @@ func (t *Tracer) loadProgram(spec *ebpf.CollectionSpec, name string) (*ebpf.Prog
 		"events": t.maps.Events, "listeners": t.maps.Listeners, "waits": t.maps.Waits, "counters": t.maps.Counters,
 		"want_ports": t.maps.WantPorts, "want_netns": t.maps.WantNetns, "born": t.maps.Born, "last_synack": t.maps.LastSynack,
 		"connecting": t.maps.Connecting, "unix_events": t.maps.UnixEvents, "socks": t.maps.Socks, "conn_request": t.maps.ConnRequest,
+		"listen_args": t.maps.ListenArgs,
 	}
 	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
@@ -500,7 +504,6 @@ func (t *Tracer) attachAck(spec *ebpf.CollectionSpec, btf bool) {
 	}
 	if errEntry == nil {
 		t.ackHook = "fentry"
-		t.attachMember(spec)
 		return
 	}
 	for _, l := range t.links[n:] {
@@ -524,7 +527,6 @@ func (t *Tracer) attachAck(spec *ebpf.CollectionSpec, btf bool) {
 		return
 	}
 	t.ackHook = "kfree_skb"
-	t.attachMember(spec)
 }
 
 // attachMember adds fentry on tcp_conn_request(), which names the
@@ -807,22 +809,27 @@ func (t *Tracer) Stats() ([]ListenerStats, error) {
 		return nil, err
 	}
 	stats := t.tally.merge(waits, func(n uint64) string { return t.names[n] })
-	owners := t.listenerOwners()
+	owners, requested := t.listenerOwners()
 	for i := range stats {
 		if stats[i].Processes == nil {
 			stats[i].Processes = owners[stats[i].ListenerID]
+		}
+		if r, ok := requested[stats[i].ListenerID]; ok {
+			stats[i].RequestedBacklog = &r
 		}
 	}
 	return stats, nil
 }
 
-// listenerOwners returns the owners of the listeners the kernel side knows.
-func (t *Tracer) listenerOwners() map[ListenerID][]snapshot.Process {
+// listenerOwners returns the owners of the listeners the kernel side
+// knows, and the backlog those opened during the trace asked listen(2) for.
+func (t *Tracer) listenerOwners() (map[ListenerID][]snapshot.Process, map[ListenerID]int64) {
 	out := map[ListenerID][]snapshot.Process{}
+	requested := map[ListenerID]int64{}
 	t.mapsMu.RLock()
 	defer t.mapsMu.RUnlock()
-	if t.maps.Listeners == nil {
-		return out
+	if t.maps.Socks == nil {
+		return out, requested
 	}
 	var k uint64
 	var v bpfMember
@@ -840,8 +847,11 @@ func (t *Tracer) listenerOwners() map[ListenerID][]snapshot.Process {
 		if ps := t.ownersOf(v.Ino, caller); ps != nil {
 			out[id] = ps
 		}
+		if v.RequestedKnown != 0 {
+			requested[id] = int64(v.Requested)
+		}
 	}
-	return out
+	return out, requested
 }
 
 func (t *Tracer) readWaits() (map[ListenerID]*Histogram, error) {

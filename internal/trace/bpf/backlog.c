@@ -82,6 +82,7 @@ volatile const bool accept_at_exit = true; // finish accept waits at sys_exit (n
 volatile const u64 nr_accept = 43;   // __NR_accept, x86_64
 volatile const u64 nr_accept4 = 288; // __NR_accept4, x86_64
 volatile const u64 nr_connect = 42;  // __NR_connect, x86_64
+volatile const u64 nr_listen = 50;   // __NR_listen, x86_64
 volatile const bool unix_refused = true; // report UNIX connects refused with EAGAIN
 // inet_csk_reqsk_queue_is_full() was qlen >= backlog until upstream
 // 3479c7549fb1 (v6.13, backported to stable in 2025), qlen > backlog since.
@@ -103,7 +104,9 @@ struct member {
 	struct lkey k;
 	u64 ino; // socket inode, so user space can find owners
 	u32 pid; // process that called listen(2); 0 if it predates the trace
-	u32 pad;
+	s32 requested;      // listen(2)'s backlog argument, before somaxconn caps it
+	u8 requested_known; // the listen(2) call was seen (sys_enter)
+	u8 pad[7];
 	char comm[16];
 };
 
@@ -179,6 +182,13 @@ struct {
 	__type(key, u64); // struct sock *
 	__type(value, struct member);
 } socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, u64); // pid_tgid
+	__type(value, s32);
+} listen_args SEC(".maps");
 
 // The listener tcp_conn_request() runs for, per CPU, and the SYN it
 // handles: the SYN's consume_skb follows on the same CPU.
@@ -884,8 +894,17 @@ static __always_inline void add_listener(const struct sock *sk, const struct ski
 	listener_key(id, &m.k);
 	m.ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
 	if (current) {
-		m.pid = bpf_get_current_pid_tgid() >> 32;
+		u64 id = bpf_get_current_pid_tgid();
+		m.pid = id >> 32;
 		bpf_get_current_comm(m.comm, sizeof(m.comm));
+		// The backlog this thread passed to listen(2), which __sys_listen()
+		// capped at somaxconn before the socket saw it.
+		s32 *req = bpf_map_lookup_elem(&listen_args, &id);
+		if (req) {
+			m.requested = *req;
+			m.requested_known = 1;
+			bpf_map_delete_elem(&listen_args, &id);
+		}
 	}
 	u64 key = (u64)sk;
 	// The iterator must not overwrite what listen(2) recorded meanwhile.
@@ -1231,9 +1250,20 @@ int BPF_PROG(raw_tp_sys_exit, struct pt_regs *regs, long ret)
 	return on_accept_exit(BPF_CORE_READ(task, files, fdt, fd), BPF_CORE_READ(regs, di), ret);
 }
 
+// listen(2)'s backlog, from its entry to the listener's CLOSE→LISTEN in
+// the same thread.
+static __always_inline int on_listen_enter(s32 backlog)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&listen_args, &id, &backlog, BPF_ANY);
+	return 0;
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(tp_btf_sys_enter, struct pt_regs *regs, long nr)
 {
+	if (nr == nr_listen)
+		return on_listen_enter(regs->si);
 	if (nr != nr_connect || !unix_refused)
 		return 0;
 	return on_connect_enter(regs->di, regs->si, regs->dx);
@@ -1242,6 +1272,8 @@ int BPF_PROG(tp_btf_sys_enter, struct pt_regs *regs, long nr)
 SEC("raw_tp/sys_enter")
 int BPF_PROG(raw_tp_sys_enter, struct pt_regs *regs, long nr)
 {
+	if (nr == nr_listen)
+		return on_listen_enter(BPF_CORE_READ(regs, si));
 	if (nr != nr_connect || !unix_refused)
 		return 0;
 	return on_connect_enter(BPF_CORE_READ(regs, di), BPF_CORE_READ(regs, si), BPF_CORE_READ(regs, dx));
