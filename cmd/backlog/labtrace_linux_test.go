@@ -133,6 +133,9 @@ func TestLabWithTrace(t *testing.T) {
 			}
 			continue
 		}
+		if strings.Contains(line, `"stage":"unix-eagain"`) {
+			continue // a UNIX refusal, of another test on a shared host
+		}
 		var e trace.Event
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("%v: %s", err, line)

@@ -85,6 +85,8 @@ type Tracer struct {
 	// (tcp_conn_request, exact) or "condition" (the one member meeting
 	// the drop condition, else ambiguous).
 	memberHook string
+	// trampolineErr is why this kernel refused an fentry/fexit program.
+	trampolineErr error
 	missing    []MissingStage
 	warnings   []string
 
@@ -468,7 +470,16 @@ func (t *Tracer) attachHook(spec *ebpf.CollectionSpec, h hook, btf bool) error {
 	if btf || h.entry || h.exit {
 		name = h.btf
 	}
+	trampoline := h.entry || h.exit
+	if trampoline && t.trampolineErr != nil {
+		// Refused once, refused for every function: loading another
+		// only costs start-up time.
+		return t.trampolineErr
+	}
 	prog, err := t.loadProgram(spec, name)
+	if trampoline && errors.Is(err, unix.EPERM) {
+		t.trampolineErr = err
+	}
 	if err != nil {
 		return err
 	}

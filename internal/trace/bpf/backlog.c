@@ -70,7 +70,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define STAGE_SYN_BACKLOG 5 // last quarter of tcp_max_syn_backlog, no cookies
 #define STAGE_CLOSE 6       // the listener closed with connections queued or half-open
 
-#define MAX_MEMBERS 64 // SO_REUSEPORT members examined per group
+#define MAX_MEMBERS 32 // SO_REUSEPORT members examined per group (power of two)
 
 #define HIST_SLOTS 128
 
@@ -169,8 +169,11 @@ struct hist {
 
 // One listening socket per address (any member of an SO_REUSEPORT group:
 // the others are found through its sk_reuseport_cb).
+// Allocated as listeners come (not preallocated: most hosts have far fewer
+// than the maximum, and preallocating costs start-up time).
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
 	__type(key, struct lkey);
 	__type(value, u64);
@@ -178,6 +181,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
 	__type(key, u64); // struct sock *
 	__type(value, struct member);
@@ -413,10 +417,13 @@ static __always_inline u64 *find_listener(u32 netns, u8 family, const u8 *addr, 
 // The members of sk's SO_REUSEPORT group: the kernel's own array
 // (struct sock_reuseport, sk->sk_reuseport_cb), listening ones first
 // (num_socks); sk alone when it is in no group.
-static __always_inline struct sock_reuseport *group_of(const struct sock *sk, u32 *n)
+// A group larger than MAX_MEMBERS is examined only in part: *all is false
+// then, and one matching member is no proof.
+static __always_inline struct sock_reuseport *group_of(const struct sock *sk, u32 *n, bool *all)
 {
 	struct sock_reuseport *reuse = BPF_CORE_READ(sk, sk_reuseport_cb);
 	*n = reuse ? BPF_CORE_READ(reuse, num_socks) : 1;
+	*all = *n <= MAX_MEMBERS;
 	if (*n > MAX_MEMBERS)
 		*n = MAX_MEMBERS;
 	return reuse;
@@ -524,7 +531,8 @@ static __always_inline void on_syn_member(struct sk_buff *skb, const struct lkey
 		return;
 	}
 	u32 n;
-	struct sock_reuseport *reuse = group_of(rep, &n);
+	bool all;
+	struct sock_reuseport *reuse = group_of(rep, &n, &all);
 	struct sock *found = NULL;
 	u8 stage = 0;
 	u32 matches = 0;
@@ -551,7 +559,7 @@ static __always_inline void on_syn_member(struct sk_buff *skb, const struct lkey
 		found = (struct sock *)rep;
 		stage = STAGE_COOKIE;
 	}
-	if (matches == 1) {
+	if (matches == 1 && all) {
 		u64 key = (u64)found;
 		struct member *mb = bpf_map_lookup_elem(&socks, &key);
 		if (mb) {
@@ -819,7 +827,8 @@ static __always_inline int on_kfree(struct sk_buff *skb, struct hdrs h, enum skb
 		return 0;
 	struct sock *rep = (struct sock *)*v;
 	u32 n;
-	struct sock_reuseport *reuse = group_of(rep, &n);
+	bool all;
+	struct sock_reuseport *reuse = group_of(rep, &n, &all);
 	struct sock *found = NULL;
 	u32 matches = 0;
 	for (u32 i = 0; i < MAX_MEMBERS; i++) {
@@ -839,7 +848,7 @@ static __always_inline int on_kfree(struct sk_buff *skb, struct hdrs h, enum skb
 		emit(STAGE_ACK, &k, rep, NULL, &s);
 		return 0;
 	}
-	if (matches == 1) {
+	if (matches == 1 && all) {
 		emit_member(STAGE_ACK, found, &s);
 		return 0;
 	}
@@ -972,7 +981,8 @@ static __always_inline void remove_listener(const struct sock *sk, struct skid *
 	if (!rep || *rep != key)
 		return;
 	u32 n;
-	struct sock_reuseport *reuse = group_of(sk, &n);
+	bool all;
+	struct sock_reuseport *reuse = group_of(sk, &n, &all);
 	for (u32 i = 0; reuse && i < MAX_MEMBERS; i++) {
 		if (i >= n)
 			break;
