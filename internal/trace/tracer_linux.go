@@ -87,8 +87,8 @@ type Tracer struct {
 	memberHook string
 	// trampolineErr is why this kernel refused an fentry/fexit program.
 	trampolineErr error
-	missing    []MissingStage
-	warnings   []string
+	missing       []MissingStage
+	warnings      []string
 
 	maps    tracerMaps
 	links   []link.Link
