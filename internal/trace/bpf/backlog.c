@@ -169,11 +169,9 @@ struct hist {
 
 // One listening socket per address (any member of an SO_REUSEPORT group:
 // the others are found through its sk_reuseport_cb).
-// Allocated as listeners come (not preallocated: most hosts have far fewer
-// than the maximum, and preallocating costs start-up time).
+// Preallocated: an update from a tracepoint must not fail for memory.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
 	__type(key, struct lkey);
 	__type(value, u64);
@@ -181,7 +179,6 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
 	__type(key, u64); // struct sock *
 	__type(value, struct member);
