@@ -176,9 +176,9 @@ func TestReuseportImbalance(t *testing.T) {
 		len(f.Processes) != 1 || f.Processes[0].PID != 2 || !strings.Contains(f.Why, "tcp_migrate_req") {
 		t.Fatalf("imbalance: %v %+v", rules(fs), f)
 	}
-	// The trace's events are keyed by address and port: the group's, not
-	// the idle member's.
-	st := trace.ListenerStats{ListenerID: trace.ListenerID{Netns: 1, Listener: netip.AddrPortFrom(idle.Address, 80), Inode: uint64(idle.Inode)}}
+	// Events whose member the trace could not tell (no inode) are the
+	// group's, not the idle member's.
+	st := trace.ListenerStats{ListenerID: trace.ListenerID{Netns: 1, Listener: netip.AddrPortFrom(idle.Address, 80)}}
 	st.Drops = map[trace.Stage]uint64{trace.StageSyn: 6}
 	o.Trace = []trace.ListenerStats{st}
 	for _, f := range Diagnose(o) {
