@@ -232,8 +232,8 @@ type summaryJSON struct {
 	// every accept path) or sys_exit (accept(2)/accept4(2), no io_uring).
 	AcceptHook string `json:"accept_hook,omitempty"`
 	// MemberHook is how a SYN's SO_REUSEPORT member was told: fentry
-	// (tcp_conn_request, exact) or condition (the one member meeting the
-	// drop condition; otherwise counted ambiguous).
+	// (tcp_conn_request, exact) or drops (the one member whose sk_drops
+	// rose, or that meets the drop condition; otherwise counted ambiguous).
 	MemberHook string `json:"member_hook,omitempty"`
 	// MissingStages this kernel cannot trace: their counts are absent,
 	// not zero.

@@ -81,6 +81,12 @@ type bpfMember struct {
 	Comm           [16]int8
 }
 
+type bpfSeenDrops struct {
+	_     structs.HostLayout
+	Sk    [32]uint64
+	Drops [32]uint32
+}
+
 type bpfSynack struct {
 	_      structs.HostLayout
 	AckSeq uint32
@@ -126,6 +132,7 @@ const (
 	bpfMapLastSynack              = "last_synack"
 	bpfMapListenArgs              = "listen_args"
 	bpfMapListeners               = "listeners"
+	bpfMapSeenDrops               = "seen_drops"
 	bpfMapSocks                   = "socks"
 	bpfMapUnixEvents              = "unix_events"
 	bpfMapWaits                   = "waits"
@@ -241,6 +248,7 @@ type bpfMapSpecs struct {
 	LastSynack  *ebpf.MapSpec `ebpf:"last_synack"`
 	ListenArgs  *ebpf.MapSpec `ebpf:"listen_args"`
 	Listeners   *ebpf.MapSpec `ebpf:"listeners"`
+	SeenDrops   *ebpf.MapSpec `ebpf:"seen_drops"`
 	Socks       *ebpf.MapSpec `ebpf:"socks"`
 	UnixEvents  *ebpf.MapSpec `ebpf:"unix_events"`
 	Waits       *ebpf.MapSpec `ebpf:"waits"`
@@ -294,6 +302,7 @@ type bpfMaps struct {
 	LastSynack  *ebpf.Map `ebpf:"last_synack"`
 	ListenArgs  *ebpf.Map `ebpf:"listen_args"`
 	Listeners   *ebpf.Map `ebpf:"listeners"`
+	SeenDrops   *ebpf.Map `ebpf:"seen_drops"`
 	Socks       *ebpf.Map `ebpf:"socks"`
 	UnixEvents  *ebpf.Map `ebpf:"unix_events"`
 	Waits       *ebpf.Map `ebpf:"waits"`
@@ -311,6 +320,7 @@ func (m *bpfMaps) Close() error {
 		m.LastSynack,
 		m.ListenArgs,
 		m.Listeners,
+		m.SeenDrops,
 		m.Socks,
 		m.UnixEvents,
 		m.Waits,

@@ -82,8 +82,8 @@ type Tracer struct {
 	// acceptLimit says what the sys_exit hook cannot see; "" with fexit.
 	acceptLimit string
 	// memberHook tells a SYN's SO_REUSEPORT member: "fentry"
-	// (tcp_conn_request, exact) or "condition" (the one member meeting
-	// the drop condition, else ambiguous).
+	// (tcp_conn_request, exact) or "drops" (the only member whose sk_drops
+	// rose, or the only one meeting the drop condition, else ambiguous).
 	memberHook string
 	// trampolineErr is why this kernel refused an fentry/fexit program.
 	trampolineErr error
@@ -122,11 +122,12 @@ type tracerMaps struct {
 	Socks       *ebpf.Map `ebpf:"socks"`
 	ConnRequest *ebpf.Map `ebpf:"conn_request"`
 	ListenArgs  *ebpf.Map `ebpf:"listen_args"`
+	SeenDrops   *ebpf.Map `ebpf:"seen_drops"`
 }
 
 func (m *tracerMaps) all() []*ebpf.Map {
 	return []*ebpf.Map{m.Events, m.Listeners, m.Waits, m.Counters, m.WantPorts, m.WantNetns, m.Born, m.LastSynack, m.Connecting, m.UnixEvents,
-		m.Socks, m.ConnRequest, m.ListenArgs}
+		m.Socks, m.ConnRequest, m.ListenArgs, m.SeenDrops}
 }
 
 // hook is one kernel hook and its programs by type.
@@ -240,9 +241,10 @@ func (t *Tracer) AcceptHook() string { return t.acceptHook }
 func (t *Tracer) AcceptLimit() string { return t.acceptLimit }
 
 // MemberHook says how a SYN's SO_REUSEPORT member is told: "fentry"
-// (exactly, from tcp_conn_request()) or "condition" (the only member of
-// the group meeting the drop condition; when several do, the event names
-// the address only and counts as ambiguous).
+// (exactly, from tcp_conn_request()) or "drops" (the only member of the
+// group whose sk_drops rose since this CPU last looked, or else the only
+// one meeting the drop condition; when neither tells, the event names the
+// address only and counts as ambiguous).
 func (t *Tracer) MemberHook() string { return t.memberHook }
 
 // Missing lists the stages this kernel cannot trace, with the reason.
@@ -454,7 +456,7 @@ func (t *Tracer) loadProgram(spec *ebpf.CollectionSpec, name string) (*ebpf.Prog
 		"events": t.maps.Events, "listeners": t.maps.Listeners, "waits": t.maps.Waits, "counters": t.maps.Counters,
 		"want_ports": t.maps.WantPorts, "want_netns": t.maps.WantNetns, "born": t.maps.Born, "last_synack": t.maps.LastSynack,
 		"connecting": t.maps.Connecting, "unix_events": t.maps.UnixEvents, "socks": t.maps.Socks, "conn_request": t.maps.ConnRequest,
-		"listen_args": t.maps.ListenArgs,
+		"listen_args": t.maps.ListenArgs, "seen_drops": t.maps.SeenDrops,
 	}
 	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
@@ -548,7 +550,7 @@ func (t *Tracer) attachMember(spec *ebpf.CollectionSpec) {
 		t.memberHook = "fentry"
 		return
 	}
-	t.memberHook = "condition"
+	t.memberHook = "drops"
 }
 
 // overflowReasonExists: does the kernel name SKB_DROP_REASON_TCP_LISTEN_OVERFLOW

@@ -23,8 +23,9 @@
 //                        (cookie_v4_check()).
 //   tcp_conn_request     the SO_REUSEPORT member a SYN reached (fentry, where
 //   (fentry)             trampolines are allowed); elsewhere the member is the
-//                        one group member that meets the drop condition, or
-//                        unknown (counted as ambiguous, never guessed).
+//                        only one whose sk_drops rose, or the only one that
+//                        meets the drop condition, or unknown (counted as
+//                        ambiguous, never guessed).
 //   inet_sock_set_state  listeners appearing and going (a listener closing
 //                        with connections queued resets them), and children
 //                        becoming ESTABLISHED in the accept queue.
@@ -506,6 +507,55 @@ static __always_inline u8 syn_stage(const struct sock *sk, bool cookie)
 	return 0;
 }
 
+// What this CPU last saw of an SO_REUSEPORT group's members' sk_drops.
+struct seen_drops {
+	u64 sk[MAX_MEMBERS];
+	u32 drops[MAX_MEMBERS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, u64); // struct sock_reuseport *
+	__type(value, struct seen_drops);
+} seen_drops SEC(".maps");
+
+static const struct seen_drops zero_seen;
+
+// drops_moved returns the only member of the group whose sk_drops changed
+// since this CPU last looked (NULL when none or several did, or on the
+// first look), and remembers what it saw.
+static __always_inline struct sock *drops_moved(struct sock_reuseport *reuse, const struct sock *rep, u32 n)
+{
+	u64 rk = (u64)reuse;
+	bool first = false;
+	struct seen_drops *sd = bpf_map_lookup_elem(&seen_drops, &rk);
+	if (!sd) {
+		bpf_map_update_elem(&seen_drops, &rk, &zero_seen, BPF_NOEXIST);
+		sd = bpf_map_lookup_elem(&seen_drops, &rk);
+		if (!sd)
+			return NULL;
+		first = true;
+	}
+	struct sock *moved = NULL;
+	u32 nmoved = 0;
+	for (u32 i = 0; i < MAX_MEMBERS; i++) {
+		if (i >= n)
+			break;
+		struct sock *m = member_at(reuse, rep, i);
+		u32 d = BPF_CORE_READ(m, sk_drops.counter);
+		u32 j = i & (MAX_MEMBERS - 1);
+		if (sd->sk[j] != (u64)m || sd->drops[j] != d) {
+			moved = m;
+			if (nmoved < 2)
+				nmoved++;
+		}
+		sd->sk[j] = (u64)m;
+		sd->drops[j] = d;
+	}
+	return first || nmoved != 1 ? NULL : moved;
+}
+
 // on_syn_member reports a SYN (dropped, or answered with a cookie) that
 // reached the address of listener rep. The member it reached is the one
 // tcp_conn_request() ran for when fentry tells it; else the only member of
@@ -533,6 +583,17 @@ static __always_inline void on_syn_member(struct sk_buff *skb, const struct lkey
 	struct sock *found = NULL;
 	u8 stage = 0;
 	u32 matches = 0;
+	if (reuse && !cookie && all) {
+		// The dropping member's sk_drops rose (tcp_listendrop()) since
+		// this CPU last looked at the group: when it is the only one that
+		// rose, it is the member. Other CPUs' drops can only add members
+		// to the set, never take this one out.
+		struct sock *moved = drops_moved(reuse, rep, n);
+		if (moved && (stage = syn_stage(moved, false))) {
+			emit_member(stage, moved, s);
+			return;
+		}
+	}
 	for (u32 i = 0; i < MAX_MEMBERS; i++) {
 		if (i >= n)
 			break;
