@@ -117,11 +117,17 @@ func answer(stdout, stderr io.Writer, obs doctor.Observation, warning string, as
 	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
+		// since and until are the window's first and last snapshot:
+		// doctor --from over a recording of the same time judges the
+		// same window.
+		until := obs.Last.TakenAt
 		err = enc.Encode(struct {
 			Duration    float64          `json:"duration_seconds"`
+			Since       time.Time        `json:"since"`
+			Until       time.Time        `json:"until"`
 			Interrupted bool             `json:"interrupted"`
 			Findings    []doctor.Finding `json:"findings"`
-		}{obs.Duration.Seconds(), obs.Interrupted, findings})
+		}{obs.Duration.Seconds(), until.Add(-obs.Duration), until, obs.Interrupted, findings})
 	} else {
 		err = render.Findings(stdout, findings)
 	}

@@ -501,18 +501,8 @@ func TestServeLeastPrivilege(t *testing.T) {
 			}
 		}
 		// Namespaces of tests running beside this one vanish mid-scan:
-		// not what this test is about.
-		log = s.stderr()
-		vanishedOnly := true
-		for _, line := range strings.Split(log, "\n") {
-			if strings.Contains(line, "error_source=namespace") && !strings.Contains(line, "vanished before it could be read") {
-				vanishedOnly = false
-			}
-		}
-		if vanishedOnly {
-			failing = slices.DeleteFunc(failing, func(s string) bool { return s == "namespace" })
-		}
-		return failing, body, log
+		// left out, never an error (netns.ErrGone).
+		return failing, body, s.stderr()
 	}
 
 	// Full root is the baseline: a sandbox may hide a process even from it.
@@ -630,7 +620,7 @@ func TestServeNamespaceVanishes(t *testing.T) {
 		}
 	}
 	log := s.stderr()
-	if strings.Contains(log, "backlog: backlog:") || strings.Contains(log, "bad --netns") || strings.Count(log, "vanished") != 1 {
+	if strings.Contains(log, "backlog: backlog:") || strings.Contains(log, "bad --netns") || strings.Count(log, "went away") != 1 {
 		t.Errorf("log, want the vanished namespace once:\n%s", log)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/backlog-dev/backlog/internal/collect"
+	"github.com/backlog-dev/backlog/internal/netns"
 	"github.com/backlog-dev/backlog/internal/render"
 	"github.com/backlog-dev/backlog/internal/sampler"
 	"github.com/backlog-dev/backlog/internal/snapshot"
@@ -126,16 +127,17 @@ func drive(ctx context.Context, filters *filterFlags, smp *sampler.Sampler, inte
 	defer t.Stop()
 	for n := 0; count == 0 || n < count; n++ {
 		opts, warning, err := filters.options()
-		if errors.Is(err, collect.ErrBadSpec) {
-			// It resolved at start (runTop): it went away since.
-			err = fmt.Errorf("--netns %s: the namespace went away (deleted, or its last process exited); nothing left to watch",
-				strings.Join(filters.netns, " --netns "))
-		}
 		var snap *snapshot.Snapshot
 		if err == nil {
 			smp.SetTargets(opts.Targets)
 			opts.Owners = owners
 			snap, err = collect.Collect(ctx, opts)
+		}
+		if errors.Is(err, collect.ErrBadSpec) || errors.Is(err, netns.ErrGone) && len(filters.netns) > 0 {
+			// It resolved at start (runTop): it went away since, before
+			// this interval's listing or between it and the read.
+			err = fmt.Errorf("--netns %s: the namespace went away (deleted, or its last process exited); nothing left to watch",
+				strings.Join(filters.netns, " --netns "))
 		}
 		if ctx.Err() != nil {
 			return

@@ -188,6 +188,13 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 			ns.Inode = targets[i].Inode
 		}
 		ns.Path = targets[i].Path
+		if errors.Is(r.err, netns.ErrGone) {
+			// Deleted since it was listed (netns.Do): left out, as
+			// the next listing will, and no failure unless every
+			// namespace asked for went away.
+			failed = append(failed, fmt.Errorf("namespace %s: %w", ns.Name, r.err))
+			continue
+		}
 		if r.err != nil {
 			ns.Error = r.err.Error()
 			failed = append(failed, fmt.Errorf("namespace %s: %w", ns.Name, r.err))

@@ -3,7 +3,6 @@ package collect
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"runtime"
 	"sync/atomic"
 	"syscall"
@@ -84,9 +83,6 @@ func readNamespace(t Target, procRoot string, loaded func() *bpfiter.Reader) (ns
 		return err
 	}
 	err = enter(t, inside)
-	if errors.Is(err, fs.ErrNotExist) {
-		return ns, nil, nil, nil, fmt.Errorf("vanished before it could be read: %w", err)
-	}
 	if err != nil {
 		return ns, nil, nil, nil, err
 	}

@@ -35,12 +35,25 @@ func Current() (ID, error) { return Stat("/proc/thread-self/ns/net") }
 // /proc/self/net follows the main thread, not this one (proc_self is the
 // thread group leader in fs/proc/base.c): inside fn read
 // /proc/thread-self/net/...
+//
+// A namespace deleted meanwhile is ErrGone: its file is missing (ENOENT;
+// ESRCH for /proc/PID/ns/net of a process that exited), or, under
+// /run/netns, the plain file a removed bind mount leaves behind, which
+// setns(2) would refuse with EINVAL. Once open, the descriptor keeps the
+// namespace alive, so it cannot go away between the check and setns.
 func Do(path string, fn func() error) error {
 	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
+		return &OpError{Op: "open", Path: path, Err: fmt.Errorf("%w: %w", ErrGone, err)}
+	}
 	if err != nil {
 		return &OpError{Op: "open", Path: path, Err: err}
 	}
 	defer unix.Close(target)
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(target, &sfs); err == nil && sfs.Type != unix.NSFS_MAGIC {
+		return &OpError{Op: "open", Path: path, Err: fmt.Errorf("%w: no longer a namespace file", ErrGone)}
+	}
 	return DoFd(target, path, fn)
 }
 
