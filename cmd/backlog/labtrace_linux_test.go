@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"os/exec"
+	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,42 +43,7 @@ func TestLabWithTrace(t *testing.T) {
 	}
 	// One trace for every run: it follows namespaces created after it
 	// started, and each run's events are told apart by namespace and time.
-	tr := exec.Command(binary, "trace", "--json")
-	var stdout bytes.Buffer
-	tr.Stdout = &stdout
-	stderr, err := tr.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Process.Kill()
-	// trace says on stderr when its programs are attached; any other
-	// line is a warning (a hook missing on this kernel).
-	ready, done := make(chan string, 1), make(chan struct{})
-	var warnings []string
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if strings.HasPrefix(sc.Text(), "backlog: tracing") {
-				ready <- sc.Text()
-			} else {
-				warnings = append(warnings, sc.Text())
-			}
-		}
-		io.Copy(io.Discard, stderr)
-	}()
-	select {
-	case line := <-ready:
-		t.Log(line)
-	case <-done:
-		tr.Wait()
-		t.Fatalf("trace did not start: %v", warnings)
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("trace did not start in 2 minutes")
-	}
+	stop := startTrace(t, nil, "--json")
 
 	type result struct {
 		args  []string
@@ -106,11 +69,7 @@ func TestLabWithTrace(t *testing.T) {
 		results = append(results, result{args, res, start})
 	}
 
-	tr.Process.Signal(syscall.SIGINT)
-	<-done
-	if err := tr.Wait(); err != nil {
-		t.Fatalf("trace: %v: %v", err, warnings)
-	}
+	stdout, warnings := stop()
 	for _, w := range warnings {
 		if strings.Contains(w, "could not be inspected") || strings.Contains(w, "listeners opened before the trace are not known") {
 			t.Log(w) // other tests' namespaces coming and going on a shared host
@@ -118,32 +77,23 @@ func TestLabWithTrace(t *testing.T) {
 			t.Errorf("trace: %s", w)
 		}
 	}
-	var events []trace.Event
 	var summary struct {
 		Summary struct {
 			Missing    []trace.MissingStage `json:"missing_stages"`
 			Counter    trace.Counters       `json:"counters"`
 			MemberHook string               `json:"member_hook"`
+			AckHook    string               `json:"ack_hook"`
 		} `json:"summary"`
 	}
-	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
-		if strings.HasPrefix(line, `{"summary"`) {
-			if err := json.Unmarshal([]byte(line), &summary); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		if strings.Contains(line, `"stage":"unix-eagain"`) {
-			continue // a UNIX refusal, of another test on a shared host
-		}
-		var e trace.Event
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			t.Fatalf("%v: %s", err, line)
-		}
-		events = append(events, e)
-	}
+	events := traceEvents(t, stdout, &summary)
 	if s := summary.Summary; len(s.Missing) > 0 || s.Counter.Lost > 0 {
 		t.Errorf("trace summary: missing stages %v, counters %v", s.Missing, s.Counter)
+	}
+	// The hook that caught the ack stage is the one docs/kernels.md
+	// names for this kernel: fentry wherever trampolines are allowed
+	// (Debian's kernels), kfree_skb's drop reason where not (this host).
+	if want := kernelsTable(t, "ack stage hook"); want != "" && summary.Summary.AckHook != want {
+		t.Errorf("trace caught the ack stage with %q; docs/kernels.md says %q for this kernel", summary.Summary.AckHook, want)
 	}
 
 	for _, r := range results {
@@ -211,4 +161,46 @@ func checkMembers(t *testing.T, res scenario.Result, events []trace.Event, membe
 	if want := res.Observed["clients_reset"]; resets != want {
 		t.Errorf("reuseport: trace counted %d resets at close, the scenario's clients saw %d", resets, want)
 	}
+}
+
+// kernelsTable returns the cell of column in docs/kernels.md's row for the
+// running kernel's series (5.10, 6.1...), "" when the table has no row for
+// it.
+func kernelsTable(t *testing.T, column string) string {
+	t.Helper()
+	var uts syscall.Utsname
+	if err := syscall.Uname(&uts); err != nil {
+		t.Fatal(err)
+	}
+	var release []byte
+	for _, c := range uts.Release {
+		if c == 0 {
+			break
+		}
+		release = append(release, byte(c))
+	}
+	parts := strings.SplitN(string(release), ".", 3)
+	series := strings.Join(parts[:min(2, len(parts))], ".")
+	doc, err := os.ReadFile("../../docs/kernels.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := -1
+	for _, line := range strings.Split(string(doc), "\n") {
+		cells := strings.Split(strings.Trim(line, "| "), "|")
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		if col < 0 {
+			col = slices.Index(cells, column)
+			continue
+		}
+		if len(cells) > col && cells[0] == series {
+			return cells[col]
+		}
+	}
+	if col < 0 {
+		t.Fatalf("docs/kernels.md has no column %q", column)
+	}
+	return ""
 }

@@ -154,6 +154,11 @@ var (
 	sysEnterHook = hook{name: "sys_enter", btf: "tp_btf_sys_enter", raw: "raw_tp_sys_enter"}
 )
 
+// NoFentryEnv, set to anything, makes trace skip fentry and fexit as a
+// kernel that refuses trampolines would: a test and diagnostic switch for
+// the other paths (the kernel matrix's kernels all allow trampolines).
+const NoFentryEnv = "BACKLOG_TRACE_NO_FENTRY"
+
 // The ack stage: fentry on the functions that count ListenOverflows at the
 // final ACK (exact on every kernel that allows BPF trampolines), else
 // kfree_skb with the drop reason Linux 6.15 added.
@@ -190,6 +195,9 @@ func New(opts Options) (*Tracer, error) {
 		opts.ProcRoot = "/proc"
 	}
 	t := &Tracer{opts: opts, names: map[uint64]string{}, owners: map[uint64][]snapshot.Process{}}
+	if os.Getenv(NoFentryEnv) != "" {
+		t.trampolineErr = fmt.Errorf("not tried: %s is set", NoFentryEnv)
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -524,7 +532,7 @@ func (t *Tracer) attachAck(spec *ebpf.CollectionSpec, btf bool) {
 	}
 	t.links = t.links[:n]
 	if !overflowReasonExists() {
-		reason := fmt.Sprintf("needs BPF trampolines (fentry on tcp_v4_syn_recv_sock: %v) or Linux 6.15's drop reason TCP_LISTEN_OVERFLOW", errEntry)
+		reason := fmt.Sprintf("needs BPF trampolines (fentry, Linux 5.5+, on tcp_v4_syn_recv_sock: %v) or Linux 6.15's drop reason TCP_LISTEN_OVERFLOW", errEntry)
 		t.missing = append(t.missing, MissingStage{Stage: StageAck, Reason: reason})
 		t.warnings = append(t.warnings, "drops at the final ACK (stage ack) are not traced: "+reason)
 		return

@@ -50,8 +50,7 @@ var explanations = map[string]string{
 	"overflow": "A server that accepts too slowly: the accept queue fills to backlog+1 " +
 		"(sk_acceptq_is_full() tests >), then each new SYN is dropped silently " +
 		"(tcp_conn_request()), counted in ListenOverflows, ListenDrops and the listener's " +
-		"sk_drops. Clients stay in SYN-SENT and retransmit their SYN (1, 2, 3, 4, 5, 7, 11 s after it " +
-		"with net.ipv4.tcp_syn_linear_timeouts=4, the default since Linux 6.5; 1, 3, 7, 15 s with 0), and " +
+		"sk_drops. Clients stay in SYN-SENT and retransmit their SYN %s, and " +
 		"every retransmission is dropped and counted again.",
 	"synflood": "Half-open handshakes (the clients' final ACKs never arrive) fill the SYN queue " +
 		"to its limit (inet_csk_reqsk_queue_is_full()): backlog+1, or backlog on kernels without " +

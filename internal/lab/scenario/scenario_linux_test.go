@@ -63,7 +63,16 @@ func TestCapped(t *testing.T) {
 }
 
 func TestOverflow(t *testing.T) {
-	execute(t, "overflow", Params{Backlog: 5, Clients: 20, Duration: 1600 * time.Millisecond})
+	res := execute(t, "overflow", Params{Backlog: 5, Clients: 20, Duration: 1600 * time.Millisecond})
+	// The SYN retransmission schedule it explains is this kernel's: with
+	// tcp_syn_linear_timeouts (a new namespace starts at 4) or without.
+	want := "1, 3, 7, 15 s after it (exponential backoff: this kernel has no net.ipv4.tcp_syn_linear_timeouts, which Linux 6.5 added)"
+	if _, err := os.Stat("/proc/sys/net/ipv4/tcp_syn_linear_timeouts"); err == nil {
+		want = "1, 2, 3, 4, 5, 7, 11 s after it (net.ipv4.tcp_syn_linear_timeouts=4"
+	}
+	if !strings.Contains(res.Explanation, "retransmit their SYN "+want) {
+		t.Errorf("explanation %q\nwant the schedule %q", res.Explanation, want)
+	}
 }
 
 func TestOverflowAccepting(t *testing.T) {
