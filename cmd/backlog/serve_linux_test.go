@@ -99,7 +99,7 @@ func startServeUnder(t *testing.T, prefix []string, args ...string) *server {
 	}()
 	select {
 	case s.addr = <-found:
-	case <-time.After(10 * time.Second):
+	case <-time.After(time.Minute): // serve --bpf loads its programs first: seconds under emulation
 		t.Fatalf("backlog serve did not start listening:\n%s", s.stderr())
 	}
 	return s
