@@ -157,12 +157,10 @@ func TestTraceWithoutFentry(t *testing.T) {
 	}
 	t.Logf("drop reason TCP_LISTEN_OVERFLOW: %v; ack hook %q, missing %v", reason, s.AckHook, s.Missing)
 
+	// That the counts equal the counters, hook by hook, is
+	// TestLabWithTrace's to check (kfree_skb is the CI host's own hook);
+	// here, which hook is used, and what is said.
 	if reason {
-		for res, n := range map[*scenario.Result]map[trace.Stage]int64{syn: atSyn, ack: atAck} {
-			if n[trace.StageSyn]+n[trace.StageAck] != res.Moved["ListenOverflows"] {
-				t.Errorf("lab %s: syn+ack events %d, ListenOverflows %d", res.Scenario, n[trace.StageSyn]+n[trace.StageAck], res.Moved["ListenOverflows"])
-			}
-		}
 		if s.AckHook != "kfree_skb" || len(s.Missing) != 0 || atAck[trace.StageAck] == 0 {
 			t.Errorf("without fentry, with the drop reason: ack hook %q, missing %v, %d ack events; want kfree_skb, none, some", s.AckHook, s.Missing, atAck[trace.StageAck])
 		}
@@ -178,8 +176,8 @@ func TestTraceWithoutFentry(t *testing.T) {
 	if s.AckHook != "" || len(s.Missing) != 1 || s.Missing[0].Stage != trace.StageAck || !names(s.Missing[0].Reason) {
 		t.Errorf("ack hook %q, missing stages %+v; want none, and ack missing with what the kernel lacks", s.AckHook, s.Missing)
 	}
-	if atSyn[trace.StageSyn] != syn.Moved["ListenOverflows"] || drops[syn] == nil || drops[syn][trace.StageSyn] == 0 {
-		t.Errorf("lab overflow: %d syn events, summary %v; want ListenOverflows %d", atSyn[trace.StageSyn], drops[syn], syn.Moved["ListenOverflows"])
+	if atSyn[trace.StageSyn] == 0 || drops[syn][trace.StageSyn] == 0 {
+		t.Errorf("lab overflow: %d syn events, summary %v; want its syn drops", atSyn[trace.StageSyn], drops[syn])
 	}
 	for _, res := range []*scenario.Result{syn, ack} {
 		if _, ok := drops[res][trace.StageAck]; ok || atSyn[trace.StageAck]+atAck[trace.StageAck] != 0 {
