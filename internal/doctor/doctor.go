@@ -123,7 +123,10 @@ type Finding struct {
 	Namespace string `json:"namespace"`
 	// Listener is address:port, or a UNIX listener's path; empty for a
 	// namespace-wide finding.
-	Listener  string             `json:"listener,omitempty"`
+	Listener string `json:"listener,omitempty"`
+	// Inode is the listener's socket inode, as in ls --json: it tells
+	// apart the members of a SO_REUSEPORT group, which share Listener.
+	Inode     uint32             `json:"inode,omitempty"`
 	Processes []snapshot.Process `json:"processes,omitempty"`
 	// Workload is the pod or container of the listener (or of the
 	// namespace, for a namespace-wide finding).
@@ -199,6 +202,7 @@ func (d diag) finding(rule, sev string, l *snapshot.Listener) Finding {
 	f := Finding{Rule: rule, Severity: sev, Namespace: d.ns.Name, Evidence: map[string]int64{}, Workload: d.ns.Workload}
 	if l != nil {
 		f.Listener = endpoint(l)
+		f.Inode = l.Inode
 		f.Processes = l.Processes
 		f.Workload = l.Workload
 	}

@@ -291,9 +291,21 @@ func (d diag) namespace() []Finding {
 	// The listener with the fullest SYN queue names where a SYN-queue
 	// problem is.
 	top, topSyn := d.synTop()
+	// Read with sock_diag, a SO_REUSEPORT member's own SYN queue is
+	// unknown (a request names no listener): its count is the group's,
+	// and only the group as a whole can be judged, never one member.
+	members, capacity := d.group(top)
+	groupOnly := members > 1 && groupSyn(top)
+	synFinding := func(rule, sev string) Finding {
+		f := d.finding(rule, sev, top)
+		if groupOnly {
+			f.Inode, f.Processes = 0, nil
+		}
+		return f
+	}
 
 	if cookies == 0 && mv["TCPReqQFullDrop"] > 0 {
-		f := d.finding("syn-queue-full-no-cookies", Critical, top)
+		f := synFinding("syn-queue-full-no-cookies", Critical)
 		f.Summary = "the SYN queue is full and SYN cookies are off: SYNs are being dropped"
 		f.Evidence["TCPReqQFullDrop"], f.Evidence["ListenDrops"], f.Evidence["tcp_syncookies"] = mv["TCPReqQFullDrop"], mv["ListenDrops"], cookies
 		d.synEvidence(f.Evidence, top, topSyn)
@@ -307,7 +319,7 @@ func (d diag) namespace() []Finding {
 	}
 
 	if mv["SyncookiesSent"] > 0 {
-		f := d.finding("syncookies-sent", Warning, top)
+		f := synFinding("syncookies-sent", Warning)
 		f.Summary = "SYN cookies are being sent: the SYN queue overflows (a flood, or a backlog too small for the handshake rate)"
 		f.Evidence["SyncookiesSent"], f.Evidence["TCPReqQFullDoCookies"], f.Evidence["tcp_syncookies"] = mv["SyncookiesSent"], mv["TCPReqQFullDoCookies"], cookies
 		d.synEvidence(f.Evidence, top, topSyn)
@@ -345,17 +357,13 @@ func (d diag) namespace() []Finding {
 	}
 
 	synFull := top != nil && d.o.synQueueFull(topSyn, top.Backlog)
-	members, capacity := d.group(top)
-	if synFull && members > 1 && topSyn > top.Backlog+1 {
-		// More than one member can hold: sock_diag names no listener on a
-		// request, so the group's half-open requests were all counted on
-		// this member. Only the group as a whole can be judged.
+	if synFull && groupOnly {
 		synFull = topSyn >= capacity
 	}
 	if synFull && mv["TCPReqQFullDrop"] == 0 && mv["SyncookiesSent"] == 0 {
-		f := d.finding("syn-queue-full", Warning, top)
+		f := synFinding("syn-queue-full", Warning)
 		f.Summary = fmt.Sprintf("the SYN queue is full (%d/%d): the next SYNs get cookies or are dropped", topSyn, top.Backlog)
-		if members > 1 && topSyn > top.Backlog+1 {
+		if groupOnly {
 			f.Summary = fmt.Sprintf("the SYN queues of the SO_REUSEPORT group of %d are full (%d half-open for %d places): the next SYNs get cookies or are dropped",
 				members, topSyn, capacity)
 			f.Evidence["members"], f.Evidence["group_syn_capacity"] = int64(members), int64(capacity)
@@ -452,9 +460,21 @@ func (d diag) group(l *snapshot.Listener) (members int, capacity uint32) {
 }
 
 func (d diag) synEvidence(e map[string]int64, top *snapshot.Listener, peak uint32) {
-	if top != nil {
-		e["syn_queue_peak"], e["backlog"] = int64(peak), int64(top.Backlog)
+	if top == nil {
+		return
 	}
+	if members, capacity := d.group(top); members > 1 && groupSyn(top) {
+		// The group's count, never one member's.
+		e["group_syn_queue_peak"], e["members"], e["group_syn_capacity"] = int64(peak), int64(members), int64(capacity)
+		return
+	}
+	e["syn_queue_peak"], e["backlog"] = int64(peak), int64(top.Backlog)
+}
+
+// groupSyn reports whether l's SYN queue is known only as its SO_REUSEPORT
+// group's (sock_diag; BPF iterators read each member's own).
+func groupSyn(l *snapshot.Listener) bool {
+	return l != nil && l.SynQueue == nil && l.GroupSynQueue != nil
 }
 
 // listenerDrops sums the growth of the namespace's listeners' sk_drops.

@@ -205,18 +205,22 @@ func TestReuseportSynQueueNotOneMembers(t *testing.T) {
 			l.SynQueue, l.GroupSynQueue = nil, &n
 		}
 	}
-	group(30)
 	b.Netns, b.Inode = 1, 8
-	o := observation(quiet, quiet, listener(80, 0, 16, 0), a, sys)
-	o.Last.Listeners = append(o.Last.Listeners, b)
-	if f := findRule(Diagnose(o), "syn-queue-full"); f != nil {
-		t.Errorf("one member blamed for the group's requests: %+v", f)
+	// 17 is backlog+1 of one member, but it is the group's count.
+	for _, n := range []uint32{17, 30} {
+		group(n)
+		o := observation(quiet, quiet, listener(80, 0, 16, 0), a, sys)
+		o.Last.Listeners = append(o.Last.Listeners, b)
+		if f := findRule(Diagnose(o), "syn-queue-full"); f != nil {
+			t.Errorf("one member blamed for the group's %d requests: %+v", n, f)
+		}
 	}
 	group(34)
-	o = observation(quiet, quiet, listener(80, 0, 16, 0), a, sys)
+	o := observation(quiet, quiet, listener(80, 0, 16, 0), a, sys)
 	o.Last.Listeners = append(o.Last.Listeners, b)
 	f := findRule(Diagnose(o), "syn-queue-full")
-	if f == nil || f.Evidence["members"] != 2 || f.Evidence["group_syn_capacity"] != 34 || !strings.Contains(f.Summary, "SO_REUSEPORT group of 2") {
+	if f == nil || f.Evidence["members"] != 2 || f.Evidence["group_syn_capacity"] != 34 || f.Evidence["group_syn_queue_peak"] != 34 ||
+		f.Evidence["syn_queue_peak"] != 0 || f.Inode != 0 || f.Processes != nil || !strings.Contains(f.Summary, "SO_REUSEPORT group of 2") {
 		t.Errorf("full group: %+v", f)
 	}
 }
