@@ -54,7 +54,7 @@ pattern=.
 for dir in $(cat /tests/list); do
 	bin=/tests/$(echo "$dir" | tr / _).test
 	start=$(date +%s)
-	(cd "/src/$dir" && "$bin" -test.count=1 -test.v -test.timeout=20m -test.run "$pattern" ${bench:+-test.bench "$bench" -test.benchtime 2000x})
+	(cd "/src/$dir" && "$bin" -test.count=1 -test.v -test.timeout=20m -test.run "$pattern" ${bench:+-test.bench "$bench" -test.benchtime 5000x -test.count 3})
 	rc=$?
 	took=$(($(date +%s) - start))
 	if [ $rc -eq 0 ]; then

@@ -11,7 +11,7 @@
 # VERSION picks kernels (5.10, 6.1, 6.12; default all). --run runs only the
 # tests matching a go test -run pattern; --script runs a shell script of
 # one's own in the guest instead of the tests (for investigating a kernel).
-# --bench also runs the benchmarks matching PATTERN (2,000 iterations each:
+# --bench also runs the benchmarks matching PATTERN (5,000 iterations, 3 runs:
 # the guest is emulated, so compare ratios within one run, not times).
 #
 # Needs root (apt, qemu's initramfs of setuid-free files is fine as any user,

@@ -81,6 +81,16 @@ type bpfMember struct {
 	Comm           [16]int8
 }
 
+type bpfScan struct {
+	_       structs.HostLayout
+	Found   uint64
+	Fflags  uint64
+	Moved   uint64
+	Mflags  uint64
+	Matches uint32
+	Nmoved  uint32
+}
+
 type bpfSeenDrops struct {
 	_     structs.HostLayout
 	Sk    [32]uint64
@@ -132,6 +142,7 @@ const (
 	bpfMapLastSynack              = "last_synack"
 	bpfMapListenArgs              = "listen_args"
 	bpfMapListeners               = "listeners"
+	bpfMapScan                    = "scan"
 	bpfMapSeenDrops               = "seen_drops"
 	bpfMapSocks                   = "socks"
 	bpfMapUnixEvents              = "unix_events"
@@ -248,6 +259,7 @@ type bpfMapSpecs struct {
 	LastSynack  *ebpf.MapSpec `ebpf:"last_synack"`
 	ListenArgs  *ebpf.MapSpec `ebpf:"listen_args"`
 	Listeners   *ebpf.MapSpec `ebpf:"listeners"`
+	Scan        *ebpf.MapSpec `ebpf:"scan"`
 	SeenDrops   *ebpf.MapSpec `ebpf:"seen_drops"`
 	Socks       *ebpf.MapSpec `ebpf:"socks"`
 	UnixEvents  *ebpf.MapSpec `ebpf:"unix_events"`
@@ -302,6 +314,7 @@ type bpfMaps struct {
 	LastSynack  *ebpf.Map `ebpf:"last_synack"`
 	ListenArgs  *ebpf.Map `ebpf:"listen_args"`
 	Listeners   *ebpf.Map `ebpf:"listeners"`
+	Scan        *ebpf.Map `ebpf:"scan"`
 	SeenDrops   *ebpf.Map `ebpf:"seen_drops"`
 	Socks       *ebpf.Map `ebpf:"socks"`
 	UnixEvents  *ebpf.Map `ebpf:"unix_events"`
@@ -320,6 +333,7 @@ func (m *bpfMaps) Close() error {
 		m.LastSynack,
 		m.ListenArgs,
 		m.Listeners,
+		m.Scan,
 		m.SeenDrops,
 		m.Socks,
 		m.UnixEvents,

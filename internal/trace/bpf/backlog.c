@@ -482,31 +482,6 @@ static __always_inline void emit_member(u8 stage, const struct sock *sk, const s
 
 // --- SYN time -------------------------------------------------------------
 
-// syn_stage replays tcp_conn_request()'s drop tests, in its order, on
-// listener sk: what a SYN that got no SYN-ACK met there (0: nothing).
-// cookie asks instead whether a SYN would be answered with a cookie.
-static __always_inline u8 syn_stage(const struct sock *sk, bool cookie)
-{
-	struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
-	u8 syncookies = BPF_CORE_READ(net, ipv4.sysctl_tcp_syncookies);
-	u32 qlen = BPF_CORE_READ((struct inet_connection_sock *)sk, icsk_accept_queue.qlen.counter);
-	u32 max = BPF_CORE_READ(sk, sk_max_ack_backlog);
-	u32 acceptq = BPF_CORE_READ(sk, sk_ack_backlog);
-	bool synq_full = synq_full_at_backlog ? qlen >= max : qlen > max; // inet_csk_reqsk_queue_is_full()
-	if (cookie)
-		return (syncookies == 2 || synq_full) ? STAGE_COOKIE : 0;
-	if (syncookies == 0 && synq_full)
-		return STAGE_SYN_QUEUE;
-	if (acceptq > max) // sk_acceptq_is_full()
-		return STAGE_SYN;
-	if (syncookies == 0) {
-		int msb = BPF_CORE_READ(net, ipv4.sysctl_max_syn_backlog);
-		if (msb - (int)qlen < (msb >> 2))
-			return STAGE_SYN_BACKLOG;
-	}
-	return 0;
-}
-
 // What this CPU last saw of an SO_REUSEPORT group's members' sk_drops.
 struct seen_drops {
 	u64 sk[MAX_MEMBERS];
@@ -522,111 +497,151 @@ struct {
 
 static const struct seen_drops zero_seen;
 
-// drops_moved returns the only member of the group whose sk_drops changed
-// since this CPU last looked (NULL when none or several did, or on the
-// first look), and remembers what it saw.
-static __always_inline struct sock *drops_moved(struct sock_reuseport *reuse, const struct sock *rep, u32 n)
+#define FLAG_COOKIE (1ULL << 40) // a SYN would get a cookie here
+#define FLAG_FULL (1ULL << 41)   // accept queue full: sk_acceptq_is_full()
+
+// member_flags is what listener skp's state says about a SYN or an ACK
+// reaching it now: its sk_drops (bits 0-31), the stage a SYN that got no
+// SYN-ACK met there (bits 32-39, tcp_conn_request()'s tests in its order;
+// 0: none), FLAG_COOKIE and FLAG_FULL. A global function: the verifier
+// checks it once, not once per member of a loop.
+__noinline u64 member_flags(u64 skp, u32 syncookies, int msb)
 {
-	u64 rk = (u64)reuse;
-	bool first = false;
-	struct seen_drops *sd = bpf_map_lookup_elem(&seen_drops, &rk);
-	if (!sd) {
-		bpf_map_update_elem(&seen_drops, &rk, &zero_seen, BPF_NOEXIST);
-		sd = bpf_map_lookup_elem(&seen_drops, &rk);
-		if (!sd)
-			return NULL;
-		first = true;
-	}
-	struct sock *moved = NULL;
-	u32 nmoved = 0;
-	for (u32 i = 0; i < MAX_MEMBERS; i++) {
-		if (i >= n)
-			break;
-		struct sock *m = member_at(reuse, rep, i);
-		u32 d = BPF_CORE_READ(m, sk_drops.counter);
-		u32 j = i & (MAX_MEMBERS - 1);
-		if (sd->sk[j] != (u64)m || sd->drops[j] != d) {
-			moved = m;
-			if (nmoved < 2)
-				nmoved++;
-		}
-		sd->sk[j] = (u64)m;
-		sd->drops[j] = d;
-	}
-	return first || nmoved != 1 ? NULL : moved;
+	struct sock *sk = (struct sock *)skp;
+	if (!sk)
+		return 0;
+	u32 qlen = BPF_CORE_READ((struct inet_connection_sock *)sk, icsk_accept_queue.qlen.counter);
+	u32 max = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	u32 acceptq = BPF_CORE_READ(sk, sk_ack_backlog);
+	u64 f = BPF_CORE_READ(sk, sk_drops.counter) & 0xffffffffULL;
+	bool synq_full = synq_full_at_backlog ? qlen >= max : qlen > max; // inet_csk_reqsk_queue_is_full()
+	u64 stage = 0;
+	if (syncookies == 0 && synq_full)
+		stage = STAGE_SYN_QUEUE;
+	else if (acceptq > max)
+		stage = STAGE_SYN;
+	else if (syncookies == 0 && msb - (int)qlen < (msb >> 2))
+		stage = STAGE_SYN_BACKLOG;
+	f |= stage << 32;
+	if (syncookies == 2 || synq_full)
+		f |= FLAG_COOKIE;
+	if (acceptq > max)
+		f |= FLAG_FULL;
+	return f;
 }
+
+static __always_inline u8 flag_stage(u64 f) { return (f >> 32) & 0xff; }
+
+// Scratch space for on_syn_member()'s loop over a group's members.
+struct scan {
+	u64 found, fflags; // the first member meeting the condition, its flags
+	u64 moved, mflags; // the last member whose sk_drops changed, its flags
+	u32 matches, nmoved;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct scan);
+} scan SEC(".maps");
 
 // on_syn_member reports a SYN (dropped, or answered with a cookie) that
 // reached the address of listener rep. The member it reached is the one
-// tcp_conn_request() ran for when fentry tells it; else the only member of
-// the group that meets the condition; else unknown (event without inode,
-// counted ambiguous) — a guess would put drops on the wrong socket.
+// tcp_conn_request() ran for when fentry tells it. Otherwise, for a drop:
+// the member whose sk_drops rose since this CPU last looked at the group
+// (tcp_listendrop() bumped it just before the SYN is freed, on this CPU;
+// other CPUs' drops can add members to that set, never remove this one),
+// when it is the only one. Else the only member meeting the condition.
+// Else unknown (event without inode, counted ambiguous) — a guess would
+// put drops on the wrong socket.
 static __always_inline void on_syn_member(struct sk_buff *skb, const struct lkey *k, const struct sock *rep,
 					  const struct seg *s, bool cookie)
 {
 	u32 zero = 0;
+	struct net *net = BPF_CORE_READ(rep, __sk_common.skc_net.net);
+	u32 syncookies = BPF_CORE_READ(net, ipv4.sysctl_tcp_syncookies);
+	int msb = BPF_CORE_READ(net, ipv4.sysctl_max_syn_backlog);
 	struct conn_request *cr = bpf_map_lookup_elem(&conn_request, &zero);
 	if (cr && cr->skb == (u64)skb && cr->sk) {
-		struct sock *sk = (struct sock *)cr->sk;
+		u64 sk = cr->sk;
 		cr->skb = 0;
-		u8 stage = cookie ? STAGE_COOKIE : syn_stage(sk, false);
+		u8 stage = cookie ? STAGE_COOKIE : flag_stage(member_flags(sk, syncookies, msb));
 		if (!stage) {
 			count(COUNT_UNMATCHED);
 			return;
 		}
-		emit_member(stage, sk, s);
+		emit_member(stage, (struct sock *)sk, s);
 		return;
 	}
 	u32 n;
 	bool all;
 	struct sock_reuseport *reuse = group_of(rep, &n, &all);
-	struct sock *found = NULL;
-	u8 stage = 0;
-	u32 matches = 0;
+	struct seen_drops *sd = NULL;
+	bool first = false;
+	u64 rk = (u64)reuse;
 	if (reuse && !cookie && all) {
-		// The dropping member's sk_drops rose (tcp_listendrop()) since
-		// this CPU last looked at the group: when it is the only one that
-		// rose, it is the member. Other CPUs' drops can only add members
-		// to the set, never take this one out.
-		struct sock *moved = drops_moved(reuse, rep, n);
-		if (moved && (stage = syn_stage(moved, false))) {
-			emit_member(stage, moved, s);
-			return;
+		sd = bpf_map_lookup_elem(&seen_drops, &rk);
+		if (!sd) {
+			bpf_map_update_elem(&seen_drops, &rk, &zero_seen, BPF_NOEXIST);
+			sd = bpf_map_lookup_elem(&seen_drops, &rk);
+			first = true;
 		}
 	}
+	// The loop's results live in map memory, not registers: the verifier
+	// does not track their values, so its paths stay few.
+	struct scan *sc = bpf_map_lookup_elem(&scan, &zero);
+	if (!sc)
+		return;
+	__builtin_memset(sc, 0, sizeof(*sc));
 	for (u32 i = 0; i < MAX_MEMBERS; i++) {
 		if (i >= n)
 			break;
-		struct sock *m = member_at(reuse, rep, i);
-		if (!m || !syn_stage(m, cookie))
+		u64 m = (u64)member_at(reuse, rep, i);
+		u64 f = member_flags(m, syncookies, msb);
+		barrier_var(sd); // keep the NULL test before any address arithmetic
+		if (sd) {
+			u32 j = i & (MAX_MEMBERS - 1);
+			if (sd->sk[j] != m || sd->drops[j] != (u32)f) {
+				sc->moved = m;
+				sc->mflags = f;
+				sc->nmoved++;
+			}
+			sd->sk[j] = m;
+			sd->drops[j] = (u32)f;
+		}
+		if (cookie ? !(f & FLAG_COOKIE) : !flag_stage(f))
 			continue;
-		// Two are enough to know it is ambiguous; stopping there also
-		// keeps the verifier's paths few.
-		if (++matches > 1)
-			break;
-		found = m;
+		if (!sc->matches) {
+			sc->found = m;
+			sc->fflags = f;
+		}
+		sc->matches++;
 	}
-	if (found)
-		stage = syn_stage(found, cookie);
+	u64 found = sc->found, moved = sc->moved, fflags = sc->fflags, mflags = sc->mflags;
+	u32 matches = sc->matches, nmoved = sc->nmoved;
+	if (sd && !first && nmoved == 1 && flag_stage(mflags)) {
+		emit_member(flag_stage(mflags), (struct sock *)moved, s);
+		return;
+	}
+	u8 stage = cookie ? STAGE_COOKIE : flag_stage(fflags);
 	if (!matches) {
 		if (!cookie) {
 			count(COUNT_UNMATCHED);
 			return;
 		}
 		// A cookie was sent: the event stands, its member is unknown.
-		found = (struct sock *)rep;
-		stage = STAGE_COOKIE;
+		found = (u64)rep;
 	}
 	if (matches == 1 && all) {
-		u64 key = (u64)found;
-		struct member *mb = bpf_map_lookup_elem(&socks, &key);
+		struct member *mb = bpf_map_lookup_elem(&socks, &found);
 		if (mb) {
-			emit(stage, &mb->k, found, mb, s);
+			emit(stage, &mb->k, (struct sock *)found, mb, s);
 			return;
 		}
 	}
 	count(COUNT_AMBIGUOUS);
-	emit(stage, k, found, NULL, s);
+	emit(stage, k, (struct sock *)found, NULL, s);
 }
 
 // on_consume runs for skbs that belong to no socket. Sockets' own skbs are
@@ -893,7 +908,7 @@ static __always_inline int on_kfree(struct sk_buff *skb, struct hdrs h, enum skb
 		if (i >= n)
 			break;
 		struct sock *m = member_at(reuse, rep, i);
-		if (!m || !acceptq_full(m))
+		if (!(member_flags((u64)m, 0, 0) & FLAG_FULL))
 			continue;
 		if (++matches > 1)
 			break;
