@@ -70,7 +70,16 @@ func TestBurstShowsInPeak(t *testing.T) {
 	}
 	defer c.Close()
 	full := waitQueue(t, ns, l.Port, 6)
-	time.Sleep(100 * time.Millisecond) // a few samples at 20 ms
+	// A few rounds while the queue is full, counted rather than slept
+	// for: on a loaded machine a round (the first loads the iterator
+	// program) can take longer than any fixed wait.
+	seen := s.Stats().Samples
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if n := s.Stats().Samples; n < seen+3 {
+			return fmt.Errorf("%d sampling rounds since the queue filled, want 3", n-seen)
+		}
+		return nil
+	})
 	fds, err := l.AcceptN(6)
 	for _, fd := range fds {
 		unix.Close(fd)
