@@ -70,6 +70,12 @@ type bpfLkey struct {
 	Addr   [16]uint8
 }
 
+type bpfLrep struct {
+	_   structs.HostLayout
+	Sk  uint64
+	Alt uint64
+}
+
 type bpfMember struct {
 	_              structs.HostLayout
 	K              bpfLkey

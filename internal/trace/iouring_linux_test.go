@@ -4,9 +4,13 @@ package trace
 
 import (
 	"fmt"
+	"net/netip"
+	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -266,4 +270,91 @@ func TestRequestedBacklog(t *testing.T) {
 		}
 	}
 	t.Errorf("listener %d not in the stats: %+v", ino, stats)
+}
+
+// TestCloseMigrates: with net.ipv4.tcp_migrate_req=1 (Linux 5.14+) a
+// member that closes with connections queued hands them to the member
+// still listening (inet_csk_listen_stop(), reuseport_migrate_sock()): the
+// close event says migrated and counts no reset, and the namespace's
+// TCPMigrateReqSuccess moved by its queue.
+func TestCloseMigrates(t *testing.T) {
+	rec := startTracer(t, Options{NoUnix: true})
+	ns, err := lab.NewNamespace("btrace-mig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	if err := ns.SetSysctl("net.ipv4.tcp_migrate_req", "1"); err != nil {
+		t.Skipf("no net.ipv4.tcp_migrate_req on this kernel (Linux 5.14+): %v", err)
+	}
+	a, err := ns.ListenReuseport(netip.MustParseAddrPort("127.0.0.1:0"), 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := ns.ListenReuseport(netip.AddrPortFrom(a.Addr, a.Port), 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(b.Fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	clients, err := ns.Dial(netip.AddrPortFrom(a.Addr, a.Port), 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clients.Close()
+	time.Sleep(200 * time.Millisecond)
+	before := migrated(t, ns)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	moved := migrated(t, ns) - before
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var closes []Event
+	for _, e := range rec.events {
+		if e.Stage == StageClose && e.Inode == st.Ino {
+			closes = append(closes, e)
+		}
+	}
+	if moved == 0 {
+		if len(closes) != 0 {
+			t.Errorf("nothing queued on the closing member, yet close events %+v", closes)
+		}
+		t.Skip("no client hashed to the closing member")
+	}
+	if len(closes) != 1 || !closes[0].Migrated || closes[0].Resets != 0 || int64(closes[0].AcceptQueue) != moved {
+		t.Errorf("close events %+v; TCPMigrateReqSuccess moved %d", closes, moved)
+	}
+	t.Logf("closing member held %d, migrated %d", closes[0].AcceptQueue, moved)
+}
+
+// migrated reads TcpExt TCPMigrateReqSuccess in ns.
+func migrated(t *testing.T, ns *lab.Namespace) int64 {
+	t.Helper()
+	var n int64 = -1
+	err := ns.Do(func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/netstat")
+		if err != nil {
+			return err
+		}
+		lines := strings.Split(string(b), "\n")
+		for i := 0; i+1 < len(lines); i += 2 {
+			keys, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+			for j := range keys {
+				if keys[j] == "TCPMigrateReqSuccess" && j < len(vals) {
+					n, err = strconv.ParseInt(vals[j], 10, 64)
+					return err
+				}
+			}
+		}
+		return fmt.Errorf("no TCPMigrateReqSuccess in netstat")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -170,12 +170,22 @@ struct hist {
 
 // One listening socket per address (any member of an SO_REUSEPORT group:
 // the others are found through its sk_reuseport_cb).
-// Preallocated: an update from a tracepoint must not fail for memory.
+// An address's listening sockets: one of them (sk), and another member of
+// its SO_REUSEPORT group (alt, 0 if none known). A socket that closes
+// without migration leaves its group before the trace sees it close
+// (inet_unhash(), reuseport_detach_sock()), so the next one must be known
+// already. Preallocated: an update from a tracepoint must not fail for
+// memory.
+struct lrep {
+	u64 sk;
+	u64 alt;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct lkey);
-	__type(value, u64);
+	__type(value, struct lrep);
 } listeners SEC(".maps");
 
 struct {
@@ -381,9 +391,9 @@ static __always_inline bool wanted(u32 netns, u16 port)
 // as __inet_lookup_listener() would: the exact address before the wildcard,
 // IPv4 before a dual-stack IPv6 socket. It returns one socket of the
 // address; SO_REUSEPORT members are found from it (for_members).
-static __always_inline u64 *find_listener(u32 netns, u8 family, const u8 *addr, u16 port, struct lkey *k)
+static __always_inline struct lrep *find_listener(u32 netns, u8 family, const u8 *addr, u16 port, struct lkey *k)
 {
-	u64 *v;
+	struct lrep *v;
 	__builtin_memset(k, 0, sizeof(*k));
 	k->netns = netns;
 	k->port = port;
@@ -654,10 +664,10 @@ static __always_inline int on_consume(struct sk_buff *skb, struct hdrs h)
 		return 0;
 	u32 netns = rx_netns(skb);
 	struct lkey k;
-	u64 *v = find_listener(netns, s.family, s.daddr, s.dport, &k);
+	struct lrep *v = find_listener(netns, s.family, s.daddr, s.dport, &k);
 	if (!v)
 		return 0;
-	struct sock *rep = (struct sock *)*v;
+	struct sock *rep = (struct sock *)v->sk;
 
 	// Did this SYN get a SYN-ACK? Then it was queued, or answered with a
 	// cookie; nothing was dropped.
@@ -895,10 +905,10 @@ static __always_inline int on_kfree(struct sk_buff *skb, struct hdrs h, enum skb
 		return 0;
 	}
 	struct lkey k;
-	u64 *v = find_listener(rx_netns(skb), s.family, s.daddr, s.dport, &k);
+	struct lrep *v = find_listener(rx_netns(skb), s.family, s.daddr, s.dport, &k);
 	if (!v)
 		return 0;
-	struct sock *rep = (struct sock *)*v;
+	struct sock *rep = (struct sock *)v->sk;
 	u32 n;
 	bool all;
 	struct sock_reuseport *reuse = group_of(rep, &n, &all);
@@ -991,18 +1001,26 @@ static __always_inline void add_listener(const struct sock *sk, const struct ski
 	u64 key = (u64)sk;
 	// The iterator must not overwrite what listen(2) recorded meanwhile.
 	bpf_map_update_elem(&socks, &key, &m, current ? BPF_ANY : BPF_NOEXIST);
-	bpf_map_update_elem(&listeners, &m.k, &key, current ? BPF_ANY : BPF_NOEXIST);
+	struct lrep *r = bpf_map_lookup_elem(&listeners, &m.k);
+	if (!r) {
+		struct lrep nr = {.sk = key};
+		bpf_map_update_elem(&listeners, &m.k, &nr, BPF_NOEXIST);
+	} else if (r->sk != key && !r->alt) {
+		r->alt = key; // a second member of the group
+	}
 }
 
 // migrates says whether inet_csk_listen_stop() moves sk's queued and
 // half-open connections to another member (reuseport_migrate_sock()):
 // net.ipv4.tcp_migrate_req (Linux 5.14+) or a migrating BPF program, and
-// another member still listening. sk is still counted in num_socks here:
-// tcp_set_state() reports TCP_CLOSE before unhashing it.
+// another member still listening. tcp_set_state() unhashes sk before it
+// reports TCP_CLOSE: when it may migrate, reuseport_stop_listen_sock()
+// has moved it out of num_socks (into the closed ones) and kept its
+// sk_reuseport_cb; otherwise reuseport_detach_sock() cleared that.
 static __always_inline bool migrates(const struct sock *sk)
 {
 	struct sock_reuseport *reuse = BPF_CORE_READ(sk, sk_reuseport_cb);
-	if (!reuse || BPF_CORE_READ(reuse, num_socks) < 2)
+	if (!reuse || BPF_CORE_READ(reuse, num_socks) < 1)
 		return false;
 	if (bpf_core_field_exists(struct netns_ipv4, sysctl_tcp_migrate_req) &&
 	    BPF_CORE_READ(sk, __sk_common.skc_net.net, ipv4.sysctl_tcp_migrate_req))
@@ -1050,22 +1068,35 @@ static __always_inline void remove_listener(const struct sock *sk, struct skid *
 		}
 	}
 	bpf_map_delete_elem(&socks, &key);
-	u64 *rep = bpf_map_lookup_elem(&listeners, &m.k);
-	if (!rep || *rep != key)
+	struct lrep *r = bpf_map_lookup_elem(&listeners, &m.k);
+	if (!r)
 		return;
+	if (r->sk == key) {
+		u64 alt = r->alt;
+		if (!alt || !bpf_map_lookup_elem(&socks, &alt)) {
+			bpf_map_delete_elem(&listeners, &m.k);
+			return;
+		}
+		r->sk = alt;
+	} else if (r->alt != key) {
+		return;
+	}
+	// Find the next second member in the group of the one that stays
+	// (sk is no longer among its listening members).
+	r->alt = 0;
+	struct sock *stay = (struct sock *)r->sk;
 	u32 n;
 	bool all;
-	struct sock_reuseport *reuse = group_of(sk, &n, &all);
+	struct sock_reuseport *reuse = group_of(stay, &n, &all);
 	for (u32 i = 0; reuse && i < MAX_MEMBERS; i++) {
 		if (i >= n)
 			break;
-		u64 other = (u64)member_at(reuse, sk, i);
-		if (other && other != key && bpf_map_lookup_elem(&socks, &other)) {
-			bpf_map_update_elem(&listeners, &m.k, &other, BPF_ANY);
+		u64 other = (u64)member_at(reuse, stay, i);
+		if (other && other != r->sk && other != key && bpf_map_lookup_elem(&socks, &other)) {
+			r->alt = other;
 			return;
 		}
 	}
-	bpf_map_delete_elem(&listeners, &m.k);
 }
 
 // The state changes the trace follows; all others return at once.
