@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -65,6 +66,12 @@ func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	opts, warning, err := filters.options()
 	if err != nil {
 		return err
+	}
+	// One snapshot and exit: collecting garbage less often costs a few MiB
+	// and saves most of the collector's work on two CPUs (10,000
+	// listeners: 456 -> 286 ms, 32 -> 37 MiB peak RSS). Unless GOGC says.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
 	}
 	snap, err := collect.Collect(ctx, opts)
 	if err != nil {
