@@ -52,9 +52,19 @@ func Diff(prev, cur *Snapshot, peaks map[ListenerKey]uint32) Delta {
 		secs = cur.TakenAt.Sub(prev.TakenAt).Seconds()
 		d.Interval = secs
 	}
+	// Sized up front: at 10,000 listeners, growing the slice of large
+	// deltas and the map by doubling was most of a refresh's Diff.
+	// (nil when there are none, as before: JSON says null, not [].)
+	if n := len(cur.Namespaces); n > 0 {
+		d.Namespaces = make([]NamespaceDelta, 0, n)
+	}
+	if n := len(cur.Listeners); n > 0 {
+		d.Listeners = make([]ListenerDelta, 0, n)
+	}
 	prevNS := map[uint64]*Namespace{}
-	prevL := map[ListenerKey]*Listener{}
+	var prevL map[ListenerKey]*Listener
 	if prev != nil {
+		prevL = make(map[ListenerKey]*Listener, len(prev.Listeners))
 		for i := range prev.Namespaces {
 			prevNS[prev.Namespaces[i].Inode] = &prev.Namespaces[i]
 		}
@@ -74,8 +84,9 @@ func Diff(prev, cur *Snapshot, peaks map[ListenerKey]uint32) Delta {
 		}
 		d.Namespaces = append(d.Namespaces, nd)
 	}
-	for _, l := range cur.Listeners {
-		ld := ListenerDelta{Listener: l, AcceptQueuePeak: max(peaks[l.Key()], l.AcceptQueue)}
+	for i := range cur.Listeners {
+		l := &cur.Listeners[i]
+		ld := ListenerDelta{Listener: *l, AcceptQueuePeak: max(peaks[l.Key()], l.AcceptQueue)}
 		if p, ok := prevL[l.Key()]; ok && secs > 0 && p.Drops != nil && l.Drops != nil && *l.Drops >= *p.Drops {
 			r := float64(*l.Drops-*p.Drops) / secs
 			ld.DropsPerSecond = &r
