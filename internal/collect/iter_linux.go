@@ -78,24 +78,28 @@ func iterListeners(r *bpfiter.Reader, nsInode uint64) ([]snapshot.Listener, erro
 // task iterators skip pid 1, and processes may start meanwhile). It needs
 // to run in the initial PID namespace: the iterator reports global pids.
 // early, when not nil, is a pass started before the listeners were read
-// (see Collect); it is used unless a wanted socket is missing from it (a
-// listener that appeared after it), and then the pass runs again.
+// (see Collect). A wanted socket that neither it nor the walk finds may be
+// a listener opened after it by a process it had already visited: then the
+// pass runs again. (Unless the walk was refused somewhere: a socket held
+// there stays unfound, and running again would not change it.)
 func iterOwners(r *bpfiter.Reader, procRoot string, want map[uint32]struct{}, early func() (bpfiter.Owners, error)) (procfd.Result, error) {
 	if !initialPIDNamespace(procRoot) {
 		return procfd.Result{}, fmt.Errorf("not in the initial PID namespace")
 	}
-	var (
-		o   bpfiter.Owners
-		err error
-	)
+	pass := r.Owners
 	if early != nil {
-		o, err = early()
-		if err == nil && !holdsAll(o, want) {
-			o, err = r.Owners()
-		}
-	} else {
-		o, err = r.Owners()
+		pass = early
 	}
+	res, err := ownersFrom(pass, procRoot, want)
+	if err == nil && early != nil && res.Denied == 0 && !holdsAll(res, want) {
+		res, err = ownersFrom(r.Owners, procRoot, want)
+	}
+	return res, err
+}
+
+// ownersFrom completes one pass with the walk of what it did not visit.
+func ownersFrom(pass func() (bpfiter.Owners, error), procRoot string, want map[uint32]struct{}) (procfd.Result, error) {
+	o, err := pass()
 	if err != nil {
 		return procfd.Result{}, err
 	}
@@ -108,16 +112,15 @@ func iterOwners(r *bpfiter.Reader, procRoot string, want map[uint32]struct{}, ea
 	for pid, h := range o.Held {
 		held = append(held, procfd.Held{PID: pid, FDs: h.FDs, Epolls: h.Epolls})
 	}
-	res := procfd.WalkPIDs(procRoot, missed, want, held)
-	return res, nil
+	return procfd.WalkPIDs(procRoot, missed, want, held), nil
 }
 
-// holdsAll: every socket in want has a holder in o. One without (a
+// holdsAll: every socket in want has an owner in res. One without (a
 // listener opened after the pass, or one no process holds, as a kernel
 // service's) costs a second pass.
-func holdsAll(o bpfiter.Owners, want map[uint32]struct{}) bool {
+func holdsAll(res procfd.Result, want map[uint32]struct{}) bool {
 	for ino := range want {
-		if _, ok := o.ByInode[ino]; !ok {
+		if len(res.Owners[ino]) == 0 {
 			return false
 		}
 	}
