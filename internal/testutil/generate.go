@@ -59,3 +59,25 @@ func GenerateReproducible(t *testing.T, pkg string, files ...string) {
 		}
 	}
 }
+
+// BuildWithoutClang checks that the package in the working directory
+// builds with nothing but Go on PATH: its eBPF object is committed and
+// embedded, so building backlog needs no clang.
+func BuildWithoutClang(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the package; skipped with -short")
+	}
+	// The real go binary's directory (GOROOT/bin): a PATH of that alone
+	// holds no clang.
+	goTool, err := filepath.EvalSymlinks(RequireTool(t, "go"))
+	if err != nil {
+		t.Fatalf("finding the go command: %v", err)
+	}
+	goBin := filepath.Dir(goTool)
+	cmd := exec.Command(goTool, "build", ".")
+	cmd.Env = append(os.Environ(), "PATH="+goBin, "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build with PATH=%s: %v\n%s", goBin, err, out)
+	}
+}
