@@ -134,7 +134,11 @@ func TestDoctorInterrupted(t *testing.T) {
 		wait := startIn(t, "", "doctor", "--netns", quiet.Name, "--duration", "30s")
 		time.Sleep(1500 * time.Millisecond)
 		out, stderr, code := wait(sig)
-		if code != exitFailure || strings.Contains(out, "healthy") || !strings.Contains(stderr, "interrupted after") {
+		// Interrupted during its window ("interrupted after …") or, on a
+		// slow machine (an emulated guest), before its first snapshot
+		// ("interrupted before the answer was complete"): either way no
+		// verdict, exit 1.
+		if code != exitFailure || strings.Contains(out, "healthy") || !strings.Contains(stderr, "interrupted") {
 			t.Errorf("%v, quiet: exit %d, want 1 and no healthy verdict\nstdout: %s\nstderr: %s", sig, code, out, stderr)
 		}
 	}
