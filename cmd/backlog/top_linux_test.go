@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -328,32 +327,50 @@ func TestTopNamespacesComeAndGo(t *testing.T) {
 }
 
 // TestTopNamespaceVanishes: the one namespace top --json watches is
-// deleted: one line that says so (no doubled prefix, not a usage error),
-// then exit 1, instead of the same line every interval forever.
+// deleted once top has shown it: one line that says so (no doubled
+// prefix, not a usage error), then exit 1, instead of the same line every
+// interval forever.
 func TestTopNamespaceVanishes(t *testing.T) {
 	ns := labtest.Namespace(t, "bl-top-vanish")
-	wait := startIn(t, "", "top", "--json", "--netns", ns.Name, "--interval", "200ms")
-	time.Sleep(700 * time.Millisecond)
+	cmd := exec.Command(binary, "top", "--json", "--netns", ns.Name, "--interval", "200ms")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() }) // by pid; no-op once it exited
+	sc := bufio.NewScanner(out)
+	sc.Buffer(nil, 4<<20)
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "{") {
+		t.Fatalf("no frame before the namespace went away: %q, stderr %q", sc.Text(), stderr.String())
+	}
 	if err := ns.Close(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	var stdout, stderr string
+	done := make(chan error, 1)
+	go func() {
+		for sc.Scan() { // the frames of the intervals before it noticed
+		}
+		done <- cmd.Wait()
+	}()
 	var code int
-	go func() { stdout, stderr, code = wait(0); close(done) }()
 	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_, stderr, code = wait(syscall.SIGINT)
-		t.Fatalf("still running 5 s after its namespace went away (exit %d after SIGINT):\n%s", code, stderr)
+	case err := <-done:
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+	case <-time.After(time.Minute): // a hang guard, not a timing bound
+		cmd.Process.Kill()
+		t.Fatalf("still running a minute after its namespace went away:\n%s", stderr.String())
 	}
-	lines := strings.Split(strings.TrimSpace(stderr), "\n")
-	if code != exitFailure || len(lines) != 1 || strings.Contains(stderr, "backlog: backlog:") || strings.Contains(stderr, "bad --netns") ||
-		!strings.Contains(stderr, "went away") || !strings.Contains(stderr, ns.Name) {
-		t.Errorf("exit %d, stderr %q; want exit 1 and one line saying %s went away", code, stderr, ns.Name)
-	}
-	if !strings.HasPrefix(stdout, "{") {
-		t.Errorf("no frame before it went away: %q", stdout)
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if code != exitFailure || len(lines) != 1 || strings.Contains(stderr.String(), "backlog: backlog:") || strings.Contains(stderr.String(), "bad --netns") ||
+		!strings.Contains(stderr.String(), "went away") || !strings.Contains(stderr.String(), ns.Name) {
+		t.Errorf("exit %d, stderr %q; want exit 1 and one line saying %s went away", code, stderr.String(), ns.Name)
 	}
 }
 
