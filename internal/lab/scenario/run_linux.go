@@ -208,23 +208,33 @@ func (r *Run) markBefore(ctx context.Context) error {
 // settle takes snapshots until two in a row agree on the counters and the
 // listener, so a SYN retransmitted between reads cannot split the numbers.
 func (r *Run) settle(ctx context.Context) (*snapshot.Snapshot, error) {
+	prevFrom := time.Now()
 	prev, err := r.snap(ctx, true)
 	if err != nil {
 		return nil, err
 	}
 	prevAt := time.Now()
+	settled := false
 	for range 10 {
+		from := time.Now()
 		cur, err := r.snap(ctx, true)
 		if err != nil {
 			return nil, err
 		}
 		if same(prev, cur) {
+			settled = true
 			break
 		}
-		prev, prevAt = cur, time.Now()
+		prev, prevFrom, prevAt = cur, from, time.Now()
 		time.Sleep(20 * time.Millisecond)
 	}
-	r.res.CountedAt = prevAt
+	// Settled, nothing moved between the two reads: prevAt is a moment of
+	// that count. Else (handshakes retried all along, on a slow machine)
+	// the count was read at some moment of the snapshot's own span.
+	r.res.CountedFrom, r.res.CountedAt = prevAt, prevAt
+	if !settled {
+		r.res.CountedFrom = prevFrom
+	}
 	r.res.Listeners = prev.Listeners
 	r.res.Moved = prev.Namespaces[0].Counters.Delta(r.before)
 	return prev, nil

@@ -143,10 +143,13 @@ type Result struct {
 	// Moved is how much each TcpExt counter of the server's namespace
 	// moved during the scenario.
 	Moved map[string]int64 `json:"moved"`
-	// CountedAt is a moment when Moved was the namespace's count: the
-	// counters stood still between two reads around it. Events traced up
-	// to it are what Moved counts.
-	CountedAt time.Time `json:"counted_at"`
+	// Moved was the namespace's count at a moment between CountedFrom and
+	// CountedAt: events traced before CountedFrom are all in it, events
+	// traced after CountedAt none. They are the same moment when the
+	// counters stood still between two reads around it (the usual case);
+	// a span when handshakes were still being retried at every read.
+	CountedFrom time.Time `json:"counted_from"`
+	CountedAt   time.Time `json:"counted_at"`
 	// Observed are the scenario's own measurements (peak accept queue,
 	// client states, port range...).
 	Observed map[string]int64 `json:"observed"`
