@@ -22,7 +22,7 @@ func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	output := fs.String("output", "", "recording `path`: a directory (files rotate inside it) or a file (appended to); see docs/record.md")
 	interval := fs.Duration("interval", time.Second, "time between frames")
 	sample := fs.Duration("sample", sampler.DefaultInterval, "how often accept queues are sampled for each frame's peak")
-	duration := fs.Duration("duration", 0, "stop after this long (default: until SIGINT or SIGTERM)")
+	duration := fs.Duration("duration", 0, "stop this long after the first frame (default: until SIGINT or SIGTERM)")
 	bpf := fs.Bool("bpf", false, "also record eBPF drop events by stage and accept-wait histograms (needs CAP_BPF and CAP_PERFMON, docs/trace.md)")
 	maxSize := byteSize(64 << 20)
 	fs.Var(&maxSize, "max-size", "directory mode: start a new file once the current one is this `size` (e.g. 64MiB)")
@@ -72,11 +72,6 @@ func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}, *keyEvery)
 	defer w.Close()
 
-	if *duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *duration)
-		defer cancel()
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if tr != nil {
@@ -87,19 +82,26 @@ func runRecord(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	go func() { smp.Run(ctx); close(smpDone) }()
 	defer func() { cancel(); <-smpDone }()
 	fmt.Fprintf(stderr, "backlog: recording every %v to %s\n", *interval, out.Path())
-	return recordLoop(ctx, &filters, smp, tr, w, *interval, stderr)
+	return recordLoop(ctx, cancel, *duration, &filters, smp, tr, w, *interval, stderr)
 }
 
-// recordLoop writes one frame every interval until ctx ends.
-func recordLoop(ctx context.Context, filters *filterFlags, smp *sampler.Sampler, tr *trace.Tracer, w *record.Writer, interval time.Duration, stderr io.Writer) error {
+// recordLoop writes one frame every interval until ctx ends or, with
+// duration, until duration after the first frame: the first collection
+// (loading the BPF iterators, walking owners) can take seconds on a slow
+// machine, and a recording of a duration holds that duration.
+func recordLoop(ctx context.Context, cancel context.CancelFunc, duration time.Duration, filters *filterFlags, smp *sampler.Sampler, tr *trace.Tracer, w *record.Writer, interval time.Duration, stderr io.Writer) error {
 	owners := &collect.OwnerCache{MaxAge: ownersEvery * interval}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var lastErr string
-	for {
+	for first := true; ; first = false {
 		f, err := recordFrame(ctx, filters, smp, tr, owners)
 		if ctx.Err() != nil {
 			return nil // signalled or --duration reached: the file is closed whole
+		}
+		if first && duration > 0 {
+			stop := time.AfterFunc(duration, cancel)
+			defer stop.Stop()
 		}
 		if err == nil {
 			err = w.Write(f)
