@@ -97,7 +97,9 @@ func TestTraceCLIUnix(t *testing.T) {
 	}()
 	// Probe until the trace reports one.
 	attached := false
-	for deadline := time.Now().Add(15 * time.Second); !attached && time.Now().Before(deadline); {
+	// Loading the programs takes seconds in an emulated guest; the loop
+	// ends at the first probe reported.
+	for deadline := time.Now().Add(90 * time.Second); !attached && time.Now().Before(deadline); {
 		labtest.DialUnix(t, ns, probe, 1)
 		select {
 		case line := <-lines:
@@ -106,7 +108,7 @@ func TestTraceCLIUnix(t *testing.T) {
 		}
 	}
 	if !attached {
-		t.Fatalf("the trace reported no probe in 15 s: %s", stderr.String())
+		t.Fatalf("the trace reported no probe in 90 s: %s", stderr.String())
 	}
 	if refused := labtest.DialUnix(t, ns, l, 11); refused != 7 {
 		t.Fatalf("%d refused, want 7", refused)
