@@ -161,26 +161,7 @@ func TestNginxReuseport(t *testing.T) {
 	dir := tempRunDir(t, "bl-ngx-")
 	os.Mkdir(filepath.Join(dir, "tmp"), 0o755)
 	port := 8080
-	conf := writeFile(t, dir, "nginx.conf", fmt.Sprintf(`daemon off;
-master_process on;
-worker_processes 2;
-user root;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log error;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/tmp;
-  proxy_temp_path %[1]s/tmp;
-  fastcgi_temp_path %[1]s/tmp;
-  uwsgi_temp_path %[1]s/tmp;
-  scgi_temp_path %[1]s/tmp;
-  server {
-    listen %[2]s:%[3]d reuseport backlog=8;
-    location / { return 200 "ok"; }
-  }
-}
-`, dir, addr, port))
+	conf := nginxConf(t, dir, 2, addr, port, "reuseport backlog=8")
 	master := startDaemon(t, "ip", "netns", "exec", srv.Name, nginx, "-c", conf, "-p", dir)
 	waitListening(t, srv, port, 2)
 
@@ -695,26 +676,7 @@ func TestNginxDeferred(t *testing.T) {
 	dir := tempRunDir(t, "bl-ngxd-")
 	os.Mkdir(filepath.Join(dir, "tmp"), 0o755)
 	port := 8080
-	conf := writeFile(t, dir, "nginx.conf", fmt.Sprintf(`daemon off;
-master_process on;
-worker_processes 1;
-user root;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log error;
-events { worker_connections 256; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s/tmp;
-  proxy_temp_path %[1]s/tmp;
-  fastcgi_temp_path %[1]s/tmp;
-  uwsgi_temp_path %[1]s/tmp;
-  scgi_temp_path %[1]s/tmp;
-  server {
-    listen %[2]s:%[3]d deferred backlog=4;
-    location / { return 200 "ok"; }
-  }
-}
-`, dir, addr, port))
+	conf := nginxConf(t, dir, 1, addr, port, "deferred backlog=4")
 	startDaemon(t, "ip", "netns", "exec", srv.Name, nginx, "-c", conf, "-p", dir)
 	waitListening(t, srv, port, 1)
 
@@ -745,4 +707,31 @@ http {
 	if held == nil || !strings.Contains(held.Advice, "deferred") {
 		t.Errorf("no finding says TCP_DEFER_ACCEPT holds the handshakes, with nginx's deferred")
 	}
+}
+
+// nginxConf writes an nginx.conf in dir for a server of workers processes
+// in the foreground, everything it writes kept in dir, with one
+// `listen addr:port opts` answering 200.
+func nginxConf(t *testing.T, dir string, workers int, addr netip.Addr, port int, opts string) string {
+	t.Helper()
+	return writeFile(t, dir, "nginx.conf", fmt.Sprintf(`daemon off;
+master_process on;
+worker_processes %[4]d;
+user root;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log error;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/tmp;
+  proxy_temp_path %[1]s/tmp;
+  fastcgi_temp_path %[1]s/tmp;
+  uwsgi_temp_path %[1]s/tmp;
+  scgi_temp_path %[1]s/tmp;
+  server {
+    listen %[2]s:%[3]d %[5]s;
+    location / { return 200 "ok"; }
+  }
+}
+`, dir, addr, port, workers, opts))
 }
