@@ -65,21 +65,11 @@ var lastCPU float64
 // no TIME_WAIT piles up).
 func connectAccept(b *testing.B, ns *lab.Namespace) {
 	err := ns.Do(func() error {
-		l, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		l, _, sa, err := loopbackListener(128)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(l)
-		if err := unix.Bind(l, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-			return err
-		}
-		if err := unix.Listen(l, 128); err != nil {
-			return err
-		}
-		sa, err := unix.Getsockname(l)
-		if err != nil {
-			return err
-		}
 		var cpu0, cpu1 unix.Timespec
 		b.ResetTimer()
 		unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &cpu0)
@@ -110,4 +100,26 @@ func connectAccept(b *testing.B, ns *lab.Namespace) {
 	if err != nil {
 		b.Fatal(err)
 	}
+}
+
+// loopbackListener opens a TCP listener on 127.0.0.1 and a free port in
+// the current namespace; it returns its descriptor, inode and address.
+func loopbackListener(backlog int) (fd int, ino uint64, sa unix.Sockaddr, err error) {
+	fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, 0, nil, err
+	}
+	var st unix.Stat_t
+	if err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err == nil {
+		if err = unix.Listen(fd, backlog); err == nil {
+			if err = unix.Fstat(fd, &st); err == nil {
+				sa, err = unix.Getsockname(fd)
+			}
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, 0, nil, err
+	}
+	return fd, st.Ino, sa, nil
 }

@@ -144,26 +144,12 @@ func TestIOUringAccept(t *testing.T) {
 			return err
 		}
 		defer u.Close()
-		l, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		l, lino, sa, err := loopbackListener(64)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(l)
-		if err := unix.Bind(l, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-			return err
-		}
-		if err := unix.Listen(l, 64); err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Fstat(l, &st); err != nil {
-			return err
-		}
-		ino = st.Ino
-		sa, err := unix.Getsockname(l)
-		if err != nil {
-			return err
-		}
+		ino = lino
 		for range n {
 			c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 			if err != nil {
@@ -221,26 +207,12 @@ func TestRequestedBacklog(t *testing.T) {
 	var ino uint64
 	var stats []ListenerStats
 	err = ns.Do(func() error {
-		l, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		l, lino, sa, err := loopbackListener(100000)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(l)
-		if err := unix.Bind(l, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-			return err
-		}
-		if err := unix.Listen(l, 100000); err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Fstat(l, &st); err != nil {
-			return err
-		}
-		ino = st.Ino
-		sa, err := unix.Getsockname(l)
-		if err != nil {
-			return err
-		}
+		ino = lino
 		c, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return err
