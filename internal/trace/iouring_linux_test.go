@@ -279,6 +279,9 @@ func TestCloseMigrates(t *testing.T) {
 	defer clients.Close()
 	time.Sleep(200 * time.Millisecond)
 	before := migrated(t, ns)
+	if before < 0 {
+		t.Skip("no TcpExt TCPMigrateReqSuccess on this kernel (Linux 5.14+): migration is not counted here")
+	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +307,8 @@ func TestCloseMigrates(t *testing.T) {
 	t.Logf("closing member held %d, migrated %d", closes[0].AcceptQueue, moved)
 }
 
-// migrated reads TcpExt TCPMigrateReqSuccess in ns.
+// migrated reads TcpExt TCPMigrateReqSuccess in ns, -1 where the kernel
+// has no such counter.
 func migrated(t *testing.T, ns *lab.Namespace) int64 {
 	t.Helper()
 	var n int64 = -1
@@ -323,7 +327,7 @@ func migrated(t *testing.T, ns *lab.Namespace) int64 {
 				}
 			}
 		}
-		return fmt.Errorf("no TCPMigrateReqSuccess in netstat")
+		return nil // not counted by this kernel: -1
 	})
 	if err != nil {
 		t.Fatal(err)
