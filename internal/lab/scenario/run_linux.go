@@ -215,7 +215,11 @@ func (r *Run) settle(ctx context.Context) (*snapshot.Snapshot, error) {
 	}
 	prevAt := time.Now()
 	settled := false
-	for range 10 {
+	// Up to 30 rounds: retransmitted SYNs come in waves (every second with
+	// tcp_syn_linear_timeouts), and on a slow machine (an emulated guest
+	// with tracers beside it) one snapshot takes long enough that two
+	// quiet reads in a row need a few tries.
+	for range 30 {
 		from := time.Now()
 		cur, err := r.snap(ctx, true)
 		if err != nil {
