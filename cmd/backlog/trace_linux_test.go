@@ -85,17 +85,20 @@ func TestTraceCLI(t *testing.T) {
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			t.Fatalf("%v: %s", err, sc.Text())
 		}
-		if e.Stage != trace.StageSyn || e.Listener != netip.AddrPortFrom(l.Addr, l.Port) || !peers[e.Peer.Port()] || e.Backlog != 5 || e.AcceptQueue != 6 {
-			t.Errorf("event %+v: want a syn drop on %s from one of the clients, queue 6/5", e, netip.AddrPortFrom(l.Addr, l.Port))
+		// Mostly SYNs met the full queue; a client whose SYN got in
+		// just before it filled has its final ACK dropped (stage ack,
+		// seen on a slow emulated guest). Both count in ListenOverflows.
+		if e.Stage != trace.StageSyn && e.Stage != trace.StageAck || e.Listener != netip.AddrPortFrom(l.Addr, l.Port) || !peers[e.Peer.Port()] || e.Backlog != 5 || e.AcceptQueue != 6 {
+			t.Errorf("event %+v: want a syn or ack drop on %s from one of the clients, queue 6/5", e, netip.AddrPortFrom(l.Addr, l.Port))
 		}
 		syn++
 	}
-	t.Logf("syn events %d, ListenOverflows %d", syn, overflows)
+	t.Logf("syn and ack events %d, ListenOverflows %d", syn, overflows)
 	if syn == 0 || syn != overflows {
-		t.Errorf("%d syn events, ListenOverflows %d: want equal and > 0", syn, overflows)
+		t.Errorf("%d syn and ack events, ListenOverflows %d: want equal and > 0", syn, overflows)
 	}
-	if len(summary.Summary.Listeners) != 1 || summary.Summary.Listeners[0].Drops["syn"] != syn {
-		t.Errorf("summary %+v, want %d syn drops on one listener", summary, syn)
+	if ls := summary.Summary.Listeners; len(ls) != 1 || ls[0].Drops["syn"]+ls[0].Drops["ack"] != syn {
+		t.Errorf("summary %+v, want %d syn and ack drops on one listener", summary, syn)
 	}
 }
 
