@@ -370,21 +370,7 @@ func sendFastOpen(t *testing.T, ns *lab.Namespace, to netip.AddrPort, n int) {
 // host.
 func TestIteratorOwnersEqualWalk(t *testing.T) {
 	requireIter(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		t.Fatal(err)
-	}
-	ino := uint32(st.Ino)
+	f, ino := loopbackListener(t)
 	const n = 300
 	var cmds []*exec.Cmd
 	t.Cleanup(func() {
@@ -451,21 +437,7 @@ func TestIteratorOwnersEarlyPass(t *testing.T) {
 	}
 	calls := 0
 	early := func() (bpfiter.Owners, error) { calls++; return o, nil }
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		t.Fatal(err)
-	}
-	ino := uint32(st.Ino)
+	_, ino := loopbackListener(t)
 	if _, ok := o.ByInode[ino]; ok {
 		t.Fatal("the early pass already holds a listener opened after it")
 	}
@@ -484,4 +456,26 @@ func TestIteratorOwnersEarlyPass(t *testing.T) {
 	if len(ps) != 1 || ps[0].PID != os.Getpid() {
 		t.Errorf("owners of the new listener: %+v, want this process (%d)", ps, os.Getpid())
 	}
+}
+
+// loopbackListener listens on 127.0.0.1 for the test's length and returns
+// the listening socket as a file (a descriptor children can inherit) and
+// its inode.
+func loopbackListener(t *testing.T) (*os.File, uint32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	return f, uint32(st.Ino)
 }
