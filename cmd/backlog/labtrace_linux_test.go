@@ -90,7 +90,7 @@ func TestLabWithTrace(t *testing.T) {
 		t.Errorf("trace summary: missing stages %v, counters %v", s.Missing, s.Counter)
 	}
 	// The hook that caught the ack stage is the one docs/kernels.md
-	// names for this kernel: fentry wherever trampolines are allowed
+	// names for this kernel: fexit wherever trampolines are allowed
 	// (Debian's kernels), kfree_skb's drop reason where not (this host).
 	if want := kernelsTable(t, "ack stage hook"); want != "" && summary.Summary.AckHook != want {
 		t.Errorf("trace caught the ack stage with %q; docs/kernels.md says %q for this kernel", summary.Summary.AckHook, want)

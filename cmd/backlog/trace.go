@@ -226,7 +226,7 @@ type summaryJSON struct {
 	// NoAcceptWait: accepts were not measured (--no-accept-wait), so the
 	// listeners' accept_wait counts 0 are not counts.
 	NoAcceptWait bool `json:"no_accept_wait,omitempty"`
-	// AckHook is what caught the ack stage (fentry or kfree_skb).
+	// AckHook is what caught the ack stage (fexit or kfree_skb).
 	AckHook string `json:"ack_hook,omitempty"`
 	// AcceptHook is what measured accept waits: fexit (inet_csk_accept,
 	// every accept path) or sys_exit (accept(2)/accept4(2), no io_uring).

@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type bpfAckEntry struct {
+	_    structs.HostLayout
+	Skb  uint64
+	Full uint64
+}
+
 type bpfBorn struct {
 	_    structs.HostLayout
 	TsNs uint64
@@ -140,53 +146,58 @@ type bpfWkey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapBorn                    = "born"
-	bpfMapConnRequest             = "conn_request"
-	bpfMapConnecting              = "connecting"
-	bpfMapCounters                = "counters"
-	bpfMapEvents                  = "events"
-	bpfMapLastSynack              = "last_synack"
-	bpfMapListenArgs              = "listen_args"
-	bpfMapListeners               = "listeners"
-	bpfMapScan                    = "scan"
-	bpfMapSeenDrops               = "seen_drops"
-	bpfMapSocks                   = "socks"
-	bpfMapUnixEvents              = "unix_events"
-	bpfMapWaits                   = "waits"
-	bpfMapWantNetns               = "want_netns"
-	bpfMapWantPorts               = "want_ports"
-	bpfProgFentryTcpConnRequest   = "fentry_tcp_conn_request"
-	bpfProgFentryTcpV4SynRecvSock = "fentry_tcp_v4_syn_recv_sock"
-	bpfProgFentryTcpV6SynRecvSock = "fentry_tcp_v6_syn_recv_sock"
-	bpfProgFexitInetCskAccept     = "fexit_inet_csk_accept"
-	bpfProgFexitInetCskAcceptArg  = "fexit_inet_csk_accept_arg"
-	bpfProgRawTpConsumeSkb        = "raw_tp_consume_skb"
-	bpfProgRawTpInetSockSetState  = "raw_tp_inet_sock_set_state"
-	bpfProgRawTpKfreeSkb          = "raw_tp_kfree_skb"
-	bpfProgRawTpKfreeSkbRxSk      = "raw_tp_kfree_skb_rx_sk"
-	bpfProgRawTpNetDevQueue       = "raw_tp_net_dev_queue"
-	bpfProgRawTpSysEnter          = "raw_tp_sys_enter"
-	bpfProgRawTpSysExit           = "raw_tp_sys_exit"
-	bpfProgSeedListeners          = "seed_listeners"
-	bpfProgTpBtfConsumeSkb        = "tp_btf_consume_skb"
-	bpfProgTpBtfInetSockSetState  = "tp_btf_inet_sock_set_state"
-	bpfProgTpBtfKfreeSkb          = "tp_btf_kfree_skb"
-	bpfProgTpBtfKfreeSkbRxSk      = "tp_btf_kfree_skb_rx_sk"
-	bpfProgTpBtfNetDevQueue       = "tp_btf_net_dev_queue"
-	bpfProgTpBtfSysEnter          = "tp_btf_sys_enter"
-	bpfProgTpBtfSysExit           = "tp_btf_sys_exit"
-	bpfVarAcceptAtExit            = "accept_at_exit"
-	bpfVarAcceptWait              = "accept_wait"
-	bpfVarFilterNetns             = "filter_netns"
-	bpfVarFilterPorts             = "filter_ports"
-	bpfVarNrAccept                = "nr_accept"
-	bpfVarNrAccept4               = "nr_accept4"
-	bpfVarNrConnect               = "nr_connect"
-	bpfVarNrListen                = "nr_listen"
-	bpfVarSynqFullAtBacklog       = "synq_full_at_backlog"
-	bpfVarUnixRefused             = "unix_refused"
-	bpfVarUnusedEvent             = "unused_event"
-	bpfVarUnusedUnixEvent         = "unused_unix_event"
+	bpfMapAckEntry                   = "ack_entry"
+	bpfMapBorn                       = "born"
+	bpfMapConnRequest                = "conn_request"
+	bpfMapConnecting                 = "connecting"
+	bpfMapCounters                   = "counters"
+	bpfMapEvents                     = "events"
+	bpfMapLastSynack                 = "last_synack"
+	bpfMapListenArgs                 = "listen_args"
+	bpfMapListeners                  = "listeners"
+	bpfMapScan                       = "scan"
+	bpfMapSeenDrops                  = "seen_drops"
+	bpfMapSocks                      = "socks"
+	bpfMapUnixEvents                 = "unix_events"
+	bpfMapWaits                      = "waits"
+	bpfMapWantNetns                  = "want_netns"
+	bpfMapWantPorts                  = "want_ports"
+	bpfProgFentryTcpConnRequest      = "fentry_tcp_conn_request"
+	bpfProgFentryTcpV4SynRecvSock    = "fentry_tcp_v4_syn_recv_sock"
+	bpfProgFentryTcpV6SynRecvSock    = "fentry_tcp_v6_syn_recv_sock"
+	bpfProgFexitInetCskAccept        = "fexit_inet_csk_accept"
+	bpfProgFexitInetCskAcceptArg     = "fexit_inet_csk_accept_arg"
+	bpfProgFexitTcpV4SynRecvSock     = "fexit_tcp_v4_syn_recv_sock"
+	bpfProgFexitTcpV4SynRecvSockInit = "fexit_tcp_v4_syn_recv_sock_init"
+	bpfProgFexitTcpV6SynRecvSock     = "fexit_tcp_v6_syn_recv_sock"
+	bpfProgFexitTcpV6SynRecvSockInit = "fexit_tcp_v6_syn_recv_sock_init"
+	bpfProgRawTpConsumeSkb           = "raw_tp_consume_skb"
+	bpfProgRawTpInetSockSetState     = "raw_tp_inet_sock_set_state"
+	bpfProgRawTpKfreeSkb             = "raw_tp_kfree_skb"
+	bpfProgRawTpKfreeSkbRxSk         = "raw_tp_kfree_skb_rx_sk"
+	bpfProgRawTpNetDevQueue          = "raw_tp_net_dev_queue"
+	bpfProgRawTpSysEnter             = "raw_tp_sys_enter"
+	bpfProgRawTpSysExit              = "raw_tp_sys_exit"
+	bpfProgSeedListeners             = "seed_listeners"
+	bpfProgTpBtfConsumeSkb           = "tp_btf_consume_skb"
+	bpfProgTpBtfInetSockSetState     = "tp_btf_inet_sock_set_state"
+	bpfProgTpBtfKfreeSkb             = "tp_btf_kfree_skb"
+	bpfProgTpBtfKfreeSkbRxSk         = "tp_btf_kfree_skb_rx_sk"
+	bpfProgTpBtfNetDevQueue          = "tp_btf_net_dev_queue"
+	bpfProgTpBtfSysEnter             = "tp_btf_sys_enter"
+	bpfProgTpBtfSysExit              = "tp_btf_sys_exit"
+	bpfVarAcceptAtExit               = "accept_at_exit"
+	bpfVarAcceptWait                 = "accept_wait"
+	bpfVarFilterNetns                = "filter_netns"
+	bpfVarFilterPorts                = "filter_ports"
+	bpfVarNrAccept                   = "nr_accept"
+	bpfVarNrAccept4                  = "nr_accept4"
+	bpfVarNrConnect                  = "nr_connect"
+	bpfVarNrListen                   = "nr_listen"
+	bpfVarSynqFullAtBacklog          = "synq_full_at_backlog"
+	bpfVarUnixRefused                = "unix_refused"
+	bpfVarUnusedEvent                = "unused_event"
+	bpfVarUnusedUnixEvent            = "unused_unix_event"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -231,32 +242,37 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	FentryTcpConnRequest   *ebpf.ProgramSpec `ebpf:"fentry_tcp_conn_request"`
-	FentryTcpV4SynRecvSock *ebpf.ProgramSpec `ebpf:"fentry_tcp_v4_syn_recv_sock"`
-	FentryTcpV6SynRecvSock *ebpf.ProgramSpec `ebpf:"fentry_tcp_v6_syn_recv_sock"`
-	FexitInetCskAccept     *ebpf.ProgramSpec `ebpf:"fexit_inet_csk_accept"`
-	FexitInetCskAcceptArg  *ebpf.ProgramSpec `ebpf:"fexit_inet_csk_accept_arg"`
-	RawTpConsumeSkb        *ebpf.ProgramSpec `ebpf:"raw_tp_consume_skb"`
-	RawTpInetSockSetState  *ebpf.ProgramSpec `ebpf:"raw_tp_inet_sock_set_state"`
-	RawTpKfreeSkb          *ebpf.ProgramSpec `ebpf:"raw_tp_kfree_skb"`
-	RawTpKfreeSkbRxSk      *ebpf.ProgramSpec `ebpf:"raw_tp_kfree_skb_rx_sk"`
-	RawTpNetDevQueue       *ebpf.ProgramSpec `ebpf:"raw_tp_net_dev_queue"`
-	RawTpSysEnter          *ebpf.ProgramSpec `ebpf:"raw_tp_sys_enter"`
-	RawTpSysExit           *ebpf.ProgramSpec `ebpf:"raw_tp_sys_exit"`
-	SeedListeners          *ebpf.ProgramSpec `ebpf:"seed_listeners"`
-	TpBtfConsumeSkb        *ebpf.ProgramSpec `ebpf:"tp_btf_consume_skb"`
-	TpBtfInetSockSetState  *ebpf.ProgramSpec `ebpf:"tp_btf_inet_sock_set_state"`
-	TpBtfKfreeSkb          *ebpf.ProgramSpec `ebpf:"tp_btf_kfree_skb"`
-	TpBtfKfreeSkbRxSk      *ebpf.ProgramSpec `ebpf:"tp_btf_kfree_skb_rx_sk"`
-	TpBtfNetDevQueue       *ebpf.ProgramSpec `ebpf:"tp_btf_net_dev_queue"`
-	TpBtfSysEnter          *ebpf.ProgramSpec `ebpf:"tp_btf_sys_enter"`
-	TpBtfSysExit           *ebpf.ProgramSpec `ebpf:"tp_btf_sys_exit"`
+	FentryTcpConnRequest      *ebpf.ProgramSpec `ebpf:"fentry_tcp_conn_request"`
+	FentryTcpV4SynRecvSock    *ebpf.ProgramSpec `ebpf:"fentry_tcp_v4_syn_recv_sock"`
+	FentryTcpV6SynRecvSock    *ebpf.ProgramSpec `ebpf:"fentry_tcp_v6_syn_recv_sock"`
+	FexitInetCskAccept        *ebpf.ProgramSpec `ebpf:"fexit_inet_csk_accept"`
+	FexitInetCskAcceptArg     *ebpf.ProgramSpec `ebpf:"fexit_inet_csk_accept_arg"`
+	FexitTcpV4SynRecvSock     *ebpf.ProgramSpec `ebpf:"fexit_tcp_v4_syn_recv_sock"`
+	FexitTcpV4SynRecvSockInit *ebpf.ProgramSpec `ebpf:"fexit_tcp_v4_syn_recv_sock_init"`
+	FexitTcpV6SynRecvSock     *ebpf.ProgramSpec `ebpf:"fexit_tcp_v6_syn_recv_sock"`
+	FexitTcpV6SynRecvSockInit *ebpf.ProgramSpec `ebpf:"fexit_tcp_v6_syn_recv_sock_init"`
+	RawTpConsumeSkb           *ebpf.ProgramSpec `ebpf:"raw_tp_consume_skb"`
+	RawTpInetSockSetState     *ebpf.ProgramSpec `ebpf:"raw_tp_inet_sock_set_state"`
+	RawTpKfreeSkb             *ebpf.ProgramSpec `ebpf:"raw_tp_kfree_skb"`
+	RawTpKfreeSkbRxSk         *ebpf.ProgramSpec `ebpf:"raw_tp_kfree_skb_rx_sk"`
+	RawTpNetDevQueue          *ebpf.ProgramSpec `ebpf:"raw_tp_net_dev_queue"`
+	RawTpSysEnter             *ebpf.ProgramSpec `ebpf:"raw_tp_sys_enter"`
+	RawTpSysExit              *ebpf.ProgramSpec `ebpf:"raw_tp_sys_exit"`
+	SeedListeners             *ebpf.ProgramSpec `ebpf:"seed_listeners"`
+	TpBtfConsumeSkb           *ebpf.ProgramSpec `ebpf:"tp_btf_consume_skb"`
+	TpBtfInetSockSetState     *ebpf.ProgramSpec `ebpf:"tp_btf_inet_sock_set_state"`
+	TpBtfKfreeSkb             *ebpf.ProgramSpec `ebpf:"tp_btf_kfree_skb"`
+	TpBtfKfreeSkbRxSk         *ebpf.ProgramSpec `ebpf:"tp_btf_kfree_skb_rx_sk"`
+	TpBtfNetDevQueue          *ebpf.ProgramSpec `ebpf:"tp_btf_net_dev_queue"`
+	TpBtfSysEnter             *ebpf.ProgramSpec `ebpf:"tp_btf_sys_enter"`
+	TpBtfSysExit              *ebpf.ProgramSpec `ebpf:"tp_btf_sys_exit"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
+	AckEntry    *ebpf.MapSpec `ebpf:"ack_entry"`
 	Born        *ebpf.MapSpec `ebpf:"born"`
 	ConnRequest *ebpf.MapSpec `ebpf:"conn_request"`
 	Connecting  *ebpf.MapSpec `ebpf:"connecting"`
@@ -312,6 +328,7 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
+	AckEntry    *ebpf.Map `ebpf:"ack_entry"`
 	Born        *ebpf.Map `ebpf:"born"`
 	ConnRequest *ebpf.Map `ebpf:"conn_request"`
 	Connecting  *ebpf.Map `ebpf:"connecting"`
@@ -331,6 +348,7 @@ type bpfMaps struct {
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
+		m.AckEntry,
 		m.Born,
 		m.ConnRequest,
 		m.Connecting,
@@ -371,26 +389,30 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	FentryTcpConnRequest   *ebpf.Program `ebpf:"fentry_tcp_conn_request"`
-	FentryTcpV4SynRecvSock *ebpf.Program `ebpf:"fentry_tcp_v4_syn_recv_sock"`
-	FentryTcpV6SynRecvSock *ebpf.Program `ebpf:"fentry_tcp_v6_syn_recv_sock"`
-	FexitInetCskAccept     *ebpf.Program `ebpf:"fexit_inet_csk_accept"`
-	FexitInetCskAcceptArg  *ebpf.Program `ebpf:"fexit_inet_csk_accept_arg"`
-	RawTpConsumeSkb        *ebpf.Program `ebpf:"raw_tp_consume_skb"`
-	RawTpInetSockSetState  *ebpf.Program `ebpf:"raw_tp_inet_sock_set_state"`
-	RawTpKfreeSkb          *ebpf.Program `ebpf:"raw_tp_kfree_skb"`
-	RawTpKfreeSkbRxSk      *ebpf.Program `ebpf:"raw_tp_kfree_skb_rx_sk"`
-	RawTpNetDevQueue       *ebpf.Program `ebpf:"raw_tp_net_dev_queue"`
-	RawTpSysEnter          *ebpf.Program `ebpf:"raw_tp_sys_enter"`
-	RawTpSysExit           *ebpf.Program `ebpf:"raw_tp_sys_exit"`
-	SeedListeners          *ebpf.Program `ebpf:"seed_listeners"`
-	TpBtfConsumeSkb        *ebpf.Program `ebpf:"tp_btf_consume_skb"`
-	TpBtfInetSockSetState  *ebpf.Program `ebpf:"tp_btf_inet_sock_set_state"`
-	TpBtfKfreeSkb          *ebpf.Program `ebpf:"tp_btf_kfree_skb"`
-	TpBtfKfreeSkbRxSk      *ebpf.Program `ebpf:"tp_btf_kfree_skb_rx_sk"`
-	TpBtfNetDevQueue       *ebpf.Program `ebpf:"tp_btf_net_dev_queue"`
-	TpBtfSysEnter          *ebpf.Program `ebpf:"tp_btf_sys_enter"`
-	TpBtfSysExit           *ebpf.Program `ebpf:"tp_btf_sys_exit"`
+	FentryTcpConnRequest      *ebpf.Program `ebpf:"fentry_tcp_conn_request"`
+	FentryTcpV4SynRecvSock    *ebpf.Program `ebpf:"fentry_tcp_v4_syn_recv_sock"`
+	FentryTcpV6SynRecvSock    *ebpf.Program `ebpf:"fentry_tcp_v6_syn_recv_sock"`
+	FexitInetCskAccept        *ebpf.Program `ebpf:"fexit_inet_csk_accept"`
+	FexitInetCskAcceptArg     *ebpf.Program `ebpf:"fexit_inet_csk_accept_arg"`
+	FexitTcpV4SynRecvSock     *ebpf.Program `ebpf:"fexit_tcp_v4_syn_recv_sock"`
+	FexitTcpV4SynRecvSockInit *ebpf.Program `ebpf:"fexit_tcp_v4_syn_recv_sock_init"`
+	FexitTcpV6SynRecvSock     *ebpf.Program `ebpf:"fexit_tcp_v6_syn_recv_sock"`
+	FexitTcpV6SynRecvSockInit *ebpf.Program `ebpf:"fexit_tcp_v6_syn_recv_sock_init"`
+	RawTpConsumeSkb           *ebpf.Program `ebpf:"raw_tp_consume_skb"`
+	RawTpInetSockSetState     *ebpf.Program `ebpf:"raw_tp_inet_sock_set_state"`
+	RawTpKfreeSkb             *ebpf.Program `ebpf:"raw_tp_kfree_skb"`
+	RawTpKfreeSkbRxSk         *ebpf.Program `ebpf:"raw_tp_kfree_skb_rx_sk"`
+	RawTpNetDevQueue          *ebpf.Program `ebpf:"raw_tp_net_dev_queue"`
+	RawTpSysEnter             *ebpf.Program `ebpf:"raw_tp_sys_enter"`
+	RawTpSysExit              *ebpf.Program `ebpf:"raw_tp_sys_exit"`
+	SeedListeners             *ebpf.Program `ebpf:"seed_listeners"`
+	TpBtfConsumeSkb           *ebpf.Program `ebpf:"tp_btf_consume_skb"`
+	TpBtfInetSockSetState     *ebpf.Program `ebpf:"tp_btf_inet_sock_set_state"`
+	TpBtfKfreeSkb             *ebpf.Program `ebpf:"tp_btf_kfree_skb"`
+	TpBtfKfreeSkbRxSk         *ebpf.Program `ebpf:"tp_btf_kfree_skb_rx_sk"`
+	TpBtfNetDevQueue          *ebpf.Program `ebpf:"tp_btf_net_dev_queue"`
+	TpBtfSysEnter             *ebpf.Program `ebpf:"tp_btf_sys_enter"`
+	TpBtfSysExit              *ebpf.Program `ebpf:"tp_btf_sys_exit"`
 }
 
 func (p *bpfPrograms) Close() error {
@@ -400,6 +422,10 @@ func (p *bpfPrograms) Close() error {
 		p.FentryTcpV6SynRecvSock,
 		p.FexitInetCskAccept,
 		p.FexitInetCskAcceptArg,
+		p.FexitTcpV4SynRecvSock,
+		p.FexitTcpV4SynRecvSockInit,
+		p.FexitTcpV6SynRecvSock,
+		p.FexitTcpV6SynRecvSockInit,
 		p.RawTpConsumeSkb,
 		p.RawTpInetSockSetState,
 		p.RawTpKfreeSkb,

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -123,11 +124,12 @@ type tracerMaps struct {
 	ConnRequest *ebpf.Map `ebpf:"conn_request"`
 	ListenArgs  *ebpf.Map `ebpf:"listen_args"`
 	SeenDrops   *ebpf.Map `ebpf:"seen_drops"`
+	AckEntry    *ebpf.Map `ebpf:"ack_entry"`
 }
 
 func (m *tracerMaps) all() []*ebpf.Map {
 	return []*ebpf.Map{m.Events, m.Listeners, m.Waits, m.Counters, m.WantPorts, m.WantNetns, m.Born, m.LastSynack, m.Connecting, m.UnixEvents,
-		m.Socks, m.ConnRequest, m.ListenArgs, m.SeenDrops}
+		m.Socks, m.ConnRequest, m.ListenArgs, m.SeenDrops, m.AckEntry}
 }
 
 // hook is one kernel hook and its programs by type.
@@ -159,13 +161,25 @@ var (
 // the other paths (the kernel matrix's kernels all allow trampolines).
 const NoFentryEnv = "BACKLOG_TRACE_NO_FENTRY"
 
-// The ack stage: fentry on the functions that count ListenOverflows at the
-// final ACK (exact on every kernel that allows BPF trampolines), else
-// kfree_skb with the drop reason Linux 6.15 added.
+// The ack stage: fentry and fexit on the functions that count
+// ListenOverflows at the final ACK (exact on every kernel that allows BPF
+// trampolines), else kfree_skb with the drop reason Linux 6.15 added.
 var (
 	ackEntryHooks = []hook{
 		{name: "tcp_v4_syn_recv_sock", btf: "fentry_tcp_v4_syn_recv_sock", entry: true},
 		{name: "tcp_v6_syn_recv_sock", btf: "fentry_tcp_v6_syn_recv_sock", entry: true},
+	}
+	// By the functions' number of parameters: 6 (sk, skb, req, dst,
+	// req_unhash, own_req), or 7 with opt_child_init (6.18 has it).
+	ackExitHooks = map[int][]hook{
+		6: {
+			{name: "tcp_v4_syn_recv_sock", btf: "fexit_tcp_v4_syn_recv_sock", exit: true},
+			{name: "tcp_v6_syn_recv_sock", btf: "fexit_tcp_v6_syn_recv_sock", exit: true},
+		},
+		7: {
+			{name: "tcp_v4_syn_recv_sock", btf: "fexit_tcp_v4_syn_recv_sock_init", exit: true},
+			{name: "tcp_v6_syn_recv_sock", btf: "fexit_tcp_v6_syn_recv_sock_init", exit: true},
+		},
 	}
 	kfreeHook     = hook{name: "kfree_skb", btf: "tp_btf_kfree_skb", raw: "raw_tp_kfree_skb"}
 	kfreeRxSkHook = hook{name: "kfree_skb", btf: "tp_btf_kfree_skb_rx_sk", raw: "raw_tp_kfree_skb_rx_sk"}
@@ -235,7 +249,7 @@ func New(opts Options) (*Tracer, error) {
 // Programs says which program type is attached.
 func (t *Tracer) Programs() Programs { return t.programs }
 
-// AckHook says what catches the ack stage: "fentry", "kfree_skb", or ""
+// AckHook says what catches the ack stage: "fexit", "kfree_skb", or ""
 // when nothing can on this kernel (Missing says why).
 func (t *Tracer) AckHook() string { return t.ackHook }
 
@@ -464,7 +478,7 @@ func (t *Tracer) loadProgram(spec *ebpf.CollectionSpec, name string) (*ebpf.Prog
 		"events": t.maps.Events, "listeners": t.maps.Listeners, "waits": t.maps.Waits, "counters": t.maps.Counters,
 		"want_ports": t.maps.WantPorts, "want_netns": t.maps.WantNetns, "born": t.maps.Born, "last_synack": t.maps.LastSynack,
 		"connecting": t.maps.Connecting, "unix_events": t.maps.UnixEvents, "socks": t.maps.Socks, "conn_request": t.maps.ConnRequest,
-		"listen_args": t.maps.ListenArgs, "seen_drops": t.maps.SeenDrops,
+		"listen_args": t.maps.ListenArgs, "seen_drops": t.maps.SeenDrops, "ack_entry": t.maps.AckEntry,
 	}
 	coll, err := ebpf.NewCollectionWithOptions(cs, ebpf.CollectionOptions{MapReplacements: repl})
 	if err != nil {
@@ -518,13 +532,18 @@ func (t *Tracer) attachHook(spec *ebpf.CollectionSpec, h hook, btf bool) error {
 func (t *Tracer) attachAck(spec *ebpf.CollectionSpec, btf bool) {
 	n := len(t.links)
 	var errEntry error
-	for _, h := range ackEntryHooks {
-		if errEntry = t.attachHook(spec, h, true); errEntry != nil {
+	exits, ok := ackExitHooks[funcParams("tcp_v4_syn_recv_sock")]
+	if !ok && t.trampolineErr == nil {
+		errEntry = fmt.Errorf("tcp_v4_syn_recv_sock has %d parameters in this kernel's BTF, not the 6 or 7 backlog knows", funcParams("tcp_v4_syn_recv_sock"))
+	}
+	for _, h := range append(slices.Clone(ackEntryHooks), exits...) {
+		if errEntry != nil {
 			break
 		}
+		errEntry = t.attachHook(spec, h, true)
 	}
 	if errEntry == nil {
-		t.ackHook = "fentry"
+		t.ackHook = "fexit"
 		return
 	}
 	for _, l := range t.links[n:] {
@@ -532,7 +551,7 @@ func (t *Tracer) attachAck(spec *ebpf.CollectionSpec, btf bool) {
 	}
 	t.links = t.links[:n]
 	if !overflowReasonExists() {
-		reason := fmt.Sprintf("needs BPF trampolines (fentry, Linux 5.5+, on tcp_v4_syn_recv_sock: %v) or Linux 6.15's drop reason TCP_LISTEN_OVERFLOW", errEntry)
+		reason := fmt.Sprintf("needs BPF trampolines (fentry and fexit, Linux 5.5+, on tcp_v4_syn_recv_sock: %v) or Linux 6.15's drop reason TCP_LISTEN_OVERFLOW", errEntry)
 		t.missing = append(t.missing, MissingStage{Stage: StageAck, Reason: reason})
 		t.warnings = append(t.warnings, "drops at the final ACK (stage ack) are not traced: "+reason)
 		return
@@ -542,7 +561,7 @@ func (t *Tracer) attachAck(spec *ebpf.CollectionSpec, btf bool) {
 		kh = kfreeRxSkHook
 	}
 	if err := t.attachHook(spec, kh, btf); err != nil {
-		reason := fmt.Sprintf("fentry on tcp_v4_syn_recv_sock: %v; kfree_skb: %v", errEntry, err)
+		reason := fmt.Sprintf("fentry and fexit on tcp_v4_syn_recv_sock: %v; kfree_skb: %v", errEntry, err)
 		t.missing = append(t.missing, MissingStage{Stage: StageAck, Reason: reason})
 		t.warnings = append(t.warnings, "drops at the final ACK (stage ack) are not traced: "+reason)
 		return

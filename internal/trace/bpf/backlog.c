@@ -216,6 +216,21 @@ struct {
 	__type(value, struct conn_request);
 } conn_request SEC(".maps");
 
+// Whether the accept queue was full when tcp_v4/v6_syn_recv_sock() began,
+// per CPU, for the final ACK it handles: its fexit, on the same CPU,
+// decides.
+struct ack_entry {
+	u64 skb;
+	u64 full;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct ack_entry);
+} ack_entry SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
@@ -832,33 +847,101 @@ static __always_inline void listener_key(const struct skid *id, struct lkey *k)
 
 // tcp_v4_syn_recv_sock() / tcp_v6_syn_recv_sock() begin with
 // `if (sk_acceptq_is_full(sk)) goto exit_overflow;`, which counts
-// ListenOverflows and returns no child: the same test, at the same moment,
-// on the very member.
-static __always_inline int on_syn_recv_sock(const struct sock *sk, struct sk_buff *skb)
+// ListenOverflows and returns no child. Another CPU's accept() or child can
+// change the queue between the program and that test, so neither end
+// decides alone: the overflow is a call that returned NULL (the other
+// NULL returns are out of memory or no route, which count ListenDrops
+// only) with the queue full at its entry or at its exit.
+static __always_inline bool acceptq_full_btf(const struct sock *sk)
 {
-	if (sk->sk_ack_backlog <= sk->sk_max_ack_backlog)
+	return sk->sk_ack_backlog > sk->sk_max_ack_backlog;
+}
+
+static __always_inline int ack_enter(const struct sock *sk, struct sk_buff *skb)
+{
+	u32 zero = 0;
+	struct ack_entry *a = bpf_map_lookup_elem(&ack_entry, &zero);
+	if (a) {
+		a->skb = (u64)skb;
+		a->full = acceptq_full_btf(sk);
+	}
+	return 0;
+}
+
+static __always_inline int ack_exit(const struct sock *sk, struct sk_buff *skb, const struct sock *child)
+{
+	u32 zero = 0;
+	struct ack_entry *a = bpf_map_lookup_elem(&ack_entry, &zero);
+	if (!a)
+		return 0;
+	bool entered_full = a->skb == (u64)skb && a->full;
+	a->skb = 0;
+	if (child)
 		return 0;
 	struct seg s = {};
 	if (parse_tcp(HDRS_BTF(skb), &s))
 		return 0;
+	if (!entered_full && !acceptq_full_btf(sk)) {
+		// Dropped, but not for a full accept queue.
+		if (find_listener(sk->__sk_common.skc_net.net->ns.inum, s.family, s.daddr, s.dport, &(struct lkey){}))
+			count(COUNT_UNMATCHED);
+		return 0;
+	}
 	emit_member(STAGE_ACK, sk, &s);
 	return 0;
 }
 
+// An IPv4 packet on a v6 socket goes on to tcp_v4_syn_recv_sock(), which
+// is traced itself: the v6 programs skip it.
+#define V4_ON_V6(skb) ((skb)->protocol == bpf_htons(ETH_P_IP))
+
 SEC("fentry/tcp_v4_syn_recv_sock")
 int BPF_PROG(fentry_tcp_v4_syn_recv_sock, const struct sock *sk, struct sk_buff *skb)
 {
-	return on_syn_recv_sock(sk, skb);
+	return ack_enter(sk, skb);
 }
 
 SEC("fentry/tcp_v6_syn_recv_sock")
 int BPF_PROG(fentry_tcp_v6_syn_recv_sock, const struct sock *sk, struct sk_buff *skb)
 {
-	// An IPv4 packet on a v6 socket goes on to tcp_v4_syn_recv_sock(),
-	// which tests (and is traced) itself.
-	if (skb->protocol == bpf_htons(ETH_P_IP))
+	if (V4_ON_V6(skb))
 		return 0;
-	return on_syn_recv_sock(sk, skb);
+	return ack_enter(sk, skb);
+}
+
+// The functions' arguments: (sk, skb, req, dst, req_unhash, own_req),
+// and from Linux 6.19 on, opt_child_init after them; the loader picks the
+// pair matching this kernel's BTF, so the return value is read where it is.
+SEC("fexit/tcp_v4_syn_recv_sock")
+int BPF_PROG(fexit_tcp_v4_syn_recv_sock, const struct sock *sk, struct sk_buff *skb, void *req, void *dst,
+	     void *req_unhash, bool *own_req, struct sock *child)
+{
+	return ack_exit(sk, skb, child);
+}
+
+SEC("fexit/tcp_v6_syn_recv_sock")
+int BPF_PROG(fexit_tcp_v6_syn_recv_sock, const struct sock *sk, struct sk_buff *skb, void *req, void *dst,
+	     void *req_unhash, bool *own_req, struct sock *child)
+{
+	if (V4_ON_V6(skb))
+		return 0;
+	return ack_exit(sk, skb, child);
+}
+
+SEC("fexit/tcp_v4_syn_recv_sock")
+int BPF_PROG(fexit_tcp_v4_syn_recv_sock_init, const struct sock *sk, struct sk_buff *skb, void *req, void *dst,
+	     void *req_unhash, bool *own_req, void *opt_child_init, struct sock *child)
+{
+	return ack_exit(sk, skb, child);
+}
+
+SEC("fexit/tcp_v6_syn_recv_sock")
+int BPF_PROG(fexit_tcp_v6_syn_recv_sock_init, const struct sock *sk, struct sk_buff *skb, void *req, void *dst,
+	     void *req_unhash, bool *own_req, void *opt_child_init, struct sock *child)
+{
+	if (V4_ON_V6(skb))
+		return 0;
+	return ack_exit(sk, skb, child);
 }
 
 // tcp_check_req() drops the final ACK of a queued request with
