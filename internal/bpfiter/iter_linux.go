@@ -45,7 +45,11 @@ type Reader struct {
 	tcp, task, queues *link.Iter
 
 	mu    sync.Mutex // owners pass: last_pid
-	tcpMu sync.Mutex // listeners and queues: stop_after, last_*
+	tcpMu sync.Mutex // listeners and queues: stop_after, last_*, tcpBuf
+	// tcpBuf is the iter/tcp reads' buffer, kept: a sampler reads ten
+	// times a second, and a fresh 256 KiB each time was zeroed, faulted
+	// in and collected again each time.
+	tcpBuf []byte
 }
 
 // Open checks and loads the iterators (50-100 ms of CPU: open once,
@@ -98,7 +102,9 @@ func (r *Reader) Close() error {
 // again after the read: if it changed, read again with 0.
 func (r *Reader) Listeners(inUse int) ([]Listener, error) {
 	var last [listenerSize]byte
-	b, found, err := r.readTCP(r.tcp, inUse, r.objs.LastListener, &last)
+	r.tcpMu.Lock() // b is tcpBuf: decode before a sampler reads again
+	defer r.tcpMu.Unlock()
+	b, found, err := r.readTCPLocked(r.tcp, inUse, r.objs.LastListener, &last)
 	if err != nil {
 		return nil, err
 	}
@@ -134,12 +140,6 @@ func (r *Reader) Queues(inUse int, fn func(inode, acceptQueue uint32)) (int, err
 	return int(n), nil
 }
 
-func (r *Reader) readTCP(it *link.Iter, inUse int, lastVar *ebpf.Variable, last any) ([]byte, bool, error) {
-	r.tcpMu.Lock()
-	defer r.tcpMu.Unlock()
-	return r.readTCPLocked(it, inUse, lastVar, last)
-}
-
 // readTCPLocked runs one of the iter/tcp programs with stop_after set; found
 // says the program ended the read at the last socket and left its record
 // in lastVar.
@@ -156,10 +156,11 @@ func (r *Reader) readTCPLocked(it *link.Iter, inUse int, lastVar *ebpf.Variable,
 	if err := r.objs.QueueListeners.Set(uint32(0)); err != nil {
 		return nil, false, fmt.Errorf("bpfiter: resetting queue_listeners: %w", err)
 	}
-	b, err := read(it)
+	b, err := read(it, r.tcpBuf[:0])
 	if err != nil {
 		return nil, false, fmt.Errorf("reading iter/tcp: %w", err)
 	}
+	r.tcpBuf = b
 	var set uint32
 	if err := r.objs.LastSet.Get(&set); err != nil {
 		return nil, false, fmt.Errorf("bpfiter: reading last_set: %w", err)
@@ -182,17 +183,17 @@ func (r *Reader) Owners() (Owners, error) {
 	if err := r.objs.LastPid.Set(uint32(0)); err != nil {
 		return Owners{}, fmt.Errorf("bpfiter: resetting last_pid: %w", err)
 	}
-	b, err := read(r.task)
+	b, err := read(r.task, nil)
 	if err != nil {
 		return Owners{}, fmt.Errorf("reading iter/task_file: %w", err)
 	}
 	return DecodeOwners(b)
 }
 
-// read runs an iterator to its end. iter/tcp ends with EAGAIN when its
-// program stops it (a program returning 1, bpf_iter_run_prog()): that is
-// the end of the listeners, not an error.
-func read(it *link.Iter) ([]byte, error) {
+// read runs an iterator to its end, appending to buf (nil: a new one).
+// iter/tcp ends with EAGAIN when its program stops it (a program returning
+// 1, bpf_iter_run_prog()): that is the end of the listeners, not an error.
+func read(it *link.Iter, buf []byte) ([]byte, error) {
 	rc, err := it.Open()
 	if err != nil {
 		return nil, err
@@ -200,7 +201,9 @@ func read(it *link.Iter) ([]byte, error) {
 	defer rc.Close()
 	// Read straight into the buffer: a read returns at most what the
 	// kernel's seq buffer holds (bpf_seq_read(), 8 pages), so grow ahead.
-	buf := make([]byte, 0, 256<<10)
+	if buf == nil {
+		buf = make([]byte, 0, 256<<10)
+	}
 	for {
 		if cap(buf)-len(buf) < 64<<10 {
 			buf = slices.Grow(buf, cap(buf))

@@ -43,3 +43,6 @@ func (*QueueReader) Read(func(inode, acceptQueue uint32)) (int, bool, error) {
 
 // Close does nothing.
 func (*QueueReader) Close() error { return nil }
+
+// Skipped is 0: nothing is read here.
+func (*QueueReader) Skipped() uint64 { return 0 }

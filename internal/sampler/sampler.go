@@ -51,6 +51,10 @@ type Stats struct {
 	Errors     uint64        // failed namespace reads, and namespaces that could not be opened
 	Namespaces int           // watched now
 	Listeners  int           // seen in the last round
+	// Quiet counts namespace reads skipped because no TCP accept queue
+	// could have grown since one found them all empty (the iterator
+	// path: collect.QueueReader).
+	Quiet uint64
 }
 
 // Sampler keeps the peak accept queue of every listener in the namespaces
@@ -173,8 +177,10 @@ func (s *Sampler) Sample() error {
 	var errs []error
 	listeners := 0
 	for inode, ns := range s.nss {
+		before := ns.q.Skipped()
 		n, err := ns.sample()
 		listeners += n
+		s.stats.Quiet += ns.q.Skipped() - before
 		if err != nil {
 			s.stats.Errors++
 			errs = append(errs, fmt.Errorf("sampling namespace %s: %w", ns.name, err))

@@ -283,3 +283,70 @@ func TestUnixBurstShowsInPeak(t *testing.T) {
 		t.Errorf("queue now %d, peak %d; want 0 and backlog+1 = 4 (peaks %v)", cur.AcceptQueue, p, peaks)
 	}
 }
+
+// TestQuietWakes: with the iterator, idle listeners whose queues are all
+// empty are not read again until a connection could have queued; the
+// first round after clients arrive sees their queue, and a queue that
+// stays non-empty is read every round.
+func TestQuietWakes(t *testing.T) {
+	testutil.RequireRoot(t)
+	if source, why := collect.Source(); source != collect.SourceBPF {
+		t.Skipf("BPF iterators do not load here: %s", why)
+	}
+	ns := newNS(t)
+	l := listen(t, ns, 8)
+	listen(t, ns, 8)
+	s := New(Options{})
+	defer s.Close()
+	if err := s.SetTargets([]collect.Target{target(ns)}); err != nil {
+		t.Fatal(err)
+	}
+	sample := func(n int) {
+		t.Helper()
+		for range n {
+			if err := s.Sample(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	sample(4) // read, read again with the counters still, then quiet
+	if q := s.Stats().Quiet; q < 1 {
+		t.Fatalf("4 rounds over idle listeners: %d skipped, want at least 1", q)
+	}
+	s.Take()
+
+	c, err := ns.Dial(netip.AddrPortFrom(l.Addr, l.Port), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cur := waitQueue(t, ns, l.Port, 3)
+	quiet := s.Stats().Quiet
+	sample(1)
+	if got := s.Take()[Key{cur.Netns, cur.Inode}]; got != 3 {
+		t.Fatalf("the round after 3 clients queued: peak %d, want 3", got)
+	}
+	sample(3)
+	if q := s.Stats().Quiet; q != quiet {
+		t.Errorf("%d rounds skipped while a queue held 3", q-quiet)
+	}
+	if got := s.Take()[Key{cur.Netns, cur.Inode}]; got != 3 {
+		t.Errorf("queue still 3: peak %d", got)
+	}
+
+	fds, err := l.AcceptN(3)
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitQueue(t, ns, l.Port, 0)
+	sample(4)
+	if q := s.Stats().Quiet; q == quiet {
+		t.Error("accepted and idle again: no round skipped")
+	}
+	if peaks := s.Take(); len(peaks) != 0 {
+		t.Errorf("peaks %v after the queue emptied, want none", peaks)
+	}
+}
