@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -66,6 +66,10 @@ type Exporter struct {
 
 	active, maxActive atomic.Int32 // collections under way, for tests
 
+	// texts are the label texts of the last collection's series, reused
+	// by the next one for the series it shares with it (labelTexts).
+	texts map[uint32]*seriesText
+
 	// names are the namespace names of the last collection, by inode
 	// (NetnsName).
 	names atomic.Pointer[map[uint64]string]
@@ -96,12 +100,25 @@ type result struct {
 	omitted     uint64
 	collections uint64
 	sampler     *sampler.Stats
-	families    []*dto.MetricFamily
+	// small are the families without the five per-listener ones, built
+	// at each collection; all of them are built once asked for (all).
+	small   []*dto.MetricFamily
+	allOnce sync.Once
+	full    []*dto.MetricFamily
+}
+
+// all returns every family of the collection, built on first use: the
+// text format writes the per-listener families without them (text.go);
+// Collect, Gather and other formats need them. Shared: read only.
+func (r *result) all() []*dto.MetricFamily {
+	r.allOnce.Do(func() { r.full = r.build() })
+	return r.full
 }
 
 // series is one listener series: one socket.
 type series struct {
 	key                                  seriesKey
+	text                                 *seriesText
 	workload                             *snapshot.Workload
 	address, port, family, inode         string
 	acceptQueue, peak, backlog, synQueue uint32
@@ -152,7 +169,7 @@ func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect runs a collection, or joins the one under way, and sends it.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
-	for _, f := range e.flight.do(e.collectOnce).families {
+	for _, f := range e.flight.do(e.collectOnce).all() {
 		desc := metricByName[f.GetName()].desc
 		for _, m := range f.Metric {
 			ch <- wrapped{desc, m}
@@ -164,7 +181,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 // metric families as Collect sends them, without a registry's per-sample
 // checks: serve's fast path (Handler). The families are shared: read only.
 func (e *Exporter) Gather() ([]*dto.MetricFamily, error) {
-	return e.flight.do(e.collectOnce).families, nil
+	return e.flight.do(e.collectOnce).all(), nil
 }
 
 // collectOnce takes one snapshot and the peaks since the previous one.
@@ -266,6 +283,7 @@ func (e *Exporter) collectOnce() *result {
 		e.omitted += uint64(len(r.listeners) - m)
 		r.listeners = r.listeners[:m] // collect sorts fullest first
 	}
+	e.texts = labelTexts(r.listeners, e.texts)
 	sortByLabels(r.listeners)
 	e.logChanges(failed)
 
@@ -280,7 +298,7 @@ func (e *Exporter) collectOnce() *result {
 		r.errors[SourceSampler] = st.Errors
 	}
 	r.omitted, r.collections = e.omitted, e.collections
-	r.families = r.build()
+	r.small = r.buildFamilies(false)
 	return r
 }
 
@@ -340,7 +358,10 @@ func buildSeries(snap *snapshot.Snapshot, peaks map[sampler.Key]uint32) []series
 		names[ns.Inode] = ns.Name
 	}
 	out := make([]series, 0, len(snap.Listeners))
-	index := make(map[seriesKey]int, len(snap.Listeners))
+	// Series by socket inode, which tells them apart but for the same
+	// socket read twice; by their whole key only when an inode repeats.
+	byInode := make(map[uint32]int, len(snap.Listeners))
+	var byKey map[seriesKey]int
 	for i := range snap.Listeners {
 		l := &snap.Listeners[i]
 		s := series{
@@ -362,14 +383,20 @@ func buildSeries(snap *snapshot.Snapshot, peaks map[sampler.Key]uint32) []series
 		if l.Drops != nil {
 			s.drops, s.hasDrops = *l.Drops, true
 		}
-		j, ok := index[s.key]
+		j, ok := byInode[l.Inode]
+		if ok && out[j].key != s.key {
+			j, ok = byKey[s.key]
+		}
 		if !ok {
-			s.family = l.Family
-			s.inode = strconv.FormatUint(uint64(l.Inode), 10)
-			if !l.IsUnix() {
-				s.address, s.port = l.Address.String(), strconv.Itoa(int(l.Port))
+			s.family = l.Family // its labels' strings: labelTexts
+			if _, taken := byInode[l.Inode]; !taken {
+				byInode[l.Inode] = len(out)
+			} else {
+				if byKey == nil {
+					byKey = make(map[seriesKey]int)
+				}
+				byKey[s.key] = len(out)
 			}
-			index[s.key] = len(out)
 			out = append(out, s)
 			continue
 		}

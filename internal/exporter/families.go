@@ -16,7 +16,12 @@ import (
 // skip the registry's per-sample checks, which at 10,000 listeners cost
 // more than the collection itself (docs/performance.md); they are
 // consistent by construction: label names sorted, label sets unique.
-func (r *result) build() []*dto.MetricFamily {
+func (r *result) build() []*dto.MetricFamily { return r.buildFamilies(true) }
+
+// buildFamilies is build; without listeners it leaves out the five
+// per-listener families (listenerMetrics), which the text format writes
+// directly (text.go).
+func (r *result) buildFamilies(listeners bool) []*dto.MetricFamily {
 	fams := make(map[*metric]*dto.MetricFamily)
 	family := func(m *metric) *dto.MetricFamily {
 		f := fams[m]
@@ -27,12 +32,16 @@ func (r *result) build() []*dto.MetricFamily {
 		}
 		return f
 	}
-	for _, m := range []*metric{mAcceptQueue, mAcceptQueuePeak, mBacklog, mSynQueue, mDrops} {
-		family(m).Metric = make([]*dto.Metric, 0, len(r.listeners))
+	if listeners {
+		for _, m := range listenerMetrics {
+			family(m).Metric = make([]*dto.Metric, 0, len(r.listeners))
+		}
 	}
 	seen := make(map[snapshot.Workload]bool)
 	for i := range r.listeners {
-		r.listeners[i].add(family)
+		if listeners {
+			r.listeners[i].add(family)
+		}
 		if w := r.listeners[i].workload; w != nil && !seen[*w] {
 			seen[*w] = true
 			add(family(mWorkloadInfo), 1, w.Container, w.ContainerID, w.Namespace, w.Node, w.Pod, w.PodUID, w.Runtime)
@@ -161,22 +170,10 @@ func compareLabels(a, b *dto.Metric) int {
 	return cmp.Compare(len(a.Label), len(b.Label))
 }
 
-// sortByLabels orders series as compareLabels orders their samples.
+// sortByLabels orders series as compareLabels orders their samples, by the
+// sort keys that labelTexts gave them.
 func sortByLabels(ss []series) {
-	slices.SortFunc(ss, func(a, b series) int {
-		return cmp.Or(
-			strings.Compare(a.address, b.address),
-			strings.Compare(a.key.container, b.key.container),
-			strings.Compare(a.family, b.family),
-			strings.Compare(a.key.namespace, b.key.namespace),
-			strings.Compare(a.key.netns, b.key.netns),
-			strings.Compare(a.key.path, b.key.path),
-			strings.Compare(a.key.pod, b.key.pod),
-			strings.Compare(a.port, b.port),
-			strings.Compare(a.key.process, b.key.process),
-			strings.Compare(a.inode, b.inode),
-		)
-	})
+	slices.SortFunc(ss, func(a, b series) int { return strings.Compare(a.text.sortKey, b.text.sortKey) })
 }
 
 // wrapped is a built sample handed to a registry through Collect.

@@ -23,6 +23,7 @@ func Families(snap *snapshot.Snapshot, peaks map[snapshot.ListenerKey]uint32) []
 		sp[sampler.Key{Netns: k.Netns, Inode: k.Inode}] = v
 	}
 	r := &result{listeners: buildSeries(snap, sp), namespaces: snap.Namespaces}
+	labelTexts(r.listeners, nil)
 	sortByLabels(r.listeners)
 	fams := r.build()
 	out := fams[:0]

@@ -1,0 +1,163 @@
+package exporter
+
+import (
+	"bufio"
+	"strconv"
+	"strings"
+
+	"github.com/backlog-dev/backlog/internal/snapshot"
+)
+
+// The text exposition of the five per-listener families, written directly:
+// at 10,000 listeners they are 50,000 of a scrape's samples, and through
+// dto.Metric and expfmt they cost more than the collection
+// (docs/performance.md). The bytes are those expfmt.MetricFamilyToText
+// writes for the same samples (TestTextEqualsExpfmt).
+
+// listenerMetrics are the families with one sample per listener series.
+var listenerMetrics = []*metric{mAcceptQueue, mAcceptQueuePeak, mBacklog, mSynQueue, mDrops}
+
+// seriesText is what a series writes the same at every scrape while its
+// labels do not change, which is a socket's whole life: the label block
+// of its samples and the key that orders them.
+type seriesText struct {
+	key textKey
+	// The label values that are not strings in the key.
+	address, port, inode string
+	// labels is `{address="…",…,socket_inode="…"}`, escaped as the text
+	// format wants label values.
+	labels string
+	// sortKey orders series as compareLabels orders their samples: each
+	// label value in listenerLabels order, a NUL in a value written as
+	// NUL 0xff and each value ended by NUL NUL, so that comparing keys
+	// as strings compares the values one by one.
+	sortKey string
+}
+
+// textKey identifies a series' labels: the key and the family, the only
+// label not derived from it.
+type textKey struct {
+	seriesKey
+	family string
+}
+
+// labelTexts gives every series its seriesText and the label values
+// address, port and inode, from last (the previous collection's, by socket
+// inode) when it had the same labels, and returns them for the next
+// collection: only the values are written anew at each scrape.
+func labelTexts(ss []series, last map[uint32]*seriesText) map[uint32]*seriesText {
+	next := make(map[uint32]*seriesText, len(ss))
+	var labels, key strings.Builder
+	for i := range ss {
+		s := &ss[i]
+		k := textKey{s.key, s.family}
+		t := last[k.inode]
+		if t == nil || t.key != k {
+			t = &seriesText{key: k, inode: strconv.FormatUint(uint64(k.inode), 10)}
+			if s.family != snapshot.FamilyUnix {
+				t.address, t.port = k.address.String(), strconv.Itoa(int(k.port))
+			}
+			values := [...]string{t.address, s.key.container, s.family, s.key.namespace, s.key.netns, s.key.path, s.key.pod, t.port, s.key.process, t.inode}
+			labels.Reset()
+			key.Reset()
+			sep := byte('{')
+			for j, v := range values {
+				labels.WriteByte(sep)
+				sep = ','
+				labels.WriteString(listenerLabels[j])
+				labels.WriteString(`="`)
+				labelEscaper.WriteString(&labels, v)
+				labels.WriteByte('"')
+				sortKeyEscaper.WriteString(&key, v)
+				key.WriteString("\x00\x00")
+			}
+			labels.WriteByte('}')
+			t.labels, t.sortKey = labels.String(), key.String()
+		}
+		s.text = t
+		s.address, s.port, s.inode = t.address, t.port, t.inode
+		next[k.inode] = t
+	}
+	return next
+}
+
+var (
+	// As expfmt escapes label values and help texts.
+	labelEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
+	helpEscaper  = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+
+	sortKeyEscaper = strings.NewReplacer("\x00", "\x00\xff")
+)
+
+// textHeader is a family's HELP and TYPE lines.
+func textHeader(m *metric) string {
+	typ := " gauge\n"
+	if m.typ == counter {
+		typ = " counter\n"
+	}
+	return "# HELP " + m.name + " " + helpEscaper.Replace(m.help) + "\n# TYPE " + m.name + typ
+}
+
+var textHeaders = func() map[*metric]string {
+	h := make(map[*metric]string, len(listenerMetrics))
+	for _, m := range listenerMetrics {
+		h[m] = textHeader(m)
+	}
+	return h
+}()
+
+// value is the series' sample in family m; false when it has none there
+// (a SYN queue or drops the kernel did not report).
+func (s *series) value(m *metric) (float64, bool) {
+	switch m {
+	case mAcceptQueue:
+		return float64(s.acceptQueue), true
+	case mAcceptQueuePeak:
+		return float64(s.peak), true
+	case mBacklog:
+		return float64(s.backlog), true
+	case mSynQueue:
+		return float64(s.synQueue), s.hasSyn
+	case mDrops:
+		return float64(s.drops), s.hasDrops
+	}
+	return 0, false
+}
+
+// hasListenerFamily tells whether family m has a sample: a family without
+// one is left out, as build leaves it out.
+func (r *result) hasListenerFamily(m *metric) bool {
+	for i := range r.listeners {
+		if _, ok := r.listeners[i].value(m); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// writeListenerText writes family m of the listener series, values as
+// they are in this collection. num is scratch space, returned for reuse.
+func (r *result) writeListenerText(w *bufio.Writer, m *metric, num []byte) []byte {
+	w.WriteString(textHeaders[m])
+	for i := range r.listeners {
+		s := &r.listeners[i]
+		v, ok := s.value(m)
+		if !ok {
+			continue
+		}
+		w.WriteString(m.name)
+		w.WriteString(s.text.labels)
+		num = append(appendValue(append(num[:0], ' '), v), '\n')
+		w.Write(num)
+	}
+	return num
+}
+
+// appendValue appends v as expfmt writes a sample value: the shortest
+// 'g' form, which for integers below 1e6 is their decimal digits.
+func appendValue(b []byte, v float64) []byte {
+	if v >= 0 && v < 1e6 && v == float64(uint64(v)) {
+		return strconv.AppendUint(b, uint64(v), 10)
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
+}
