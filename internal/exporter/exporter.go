@@ -283,8 +283,9 @@ func (e *Exporter) collectOnce() *result {
 		e.omitted += uint64(len(r.listeners) - m)
 		r.listeners = r.listeners[:m] // collect sorts fullest first
 	}
-	e.texts = labelTexts(r.listeners, e.texts)
-	sortByLabels(r.listeners)
+	var known bool
+	e.texts, known = labelTexts(r.listeners, e.texts)
+	sortByLabels(r.listeners, known)
 	e.logChanges(failed)
 
 	r.duration = time.Since(start)

@@ -171,9 +171,18 @@ func compareLabels(a, b *dto.Metric) int {
 }
 
 // sortByLabels orders series as compareLabels orders their samples, by the
-// sort keys that labelTexts gave them.
-func sortByLabels(ss []series) {
-	slices.SortFunc(ss, func(a, b series) int { return strings.Compare(a.text.sortKey, b.text.sortKey) })
+// sort keys that labelTexts gave them; known: every series was in the
+// previous collection, whose order (the ranks) is then theirs too, as
+// their labels are the same.
+func sortByLabels(ss []series, known bool) {
+	if known {
+		slices.SortFunc(ss, func(a, b series) int { return cmp.Compare(a.text.rank, b.text.rank) })
+	} else {
+		slices.SortFunc(ss, func(a, b series) int { return strings.Compare(a.text.sortKey, b.text.sortKey) })
+	}
+	for i := range ss {
+		ss[i].text.rank = i
+	}
 }
 
 // wrapped is a built sample handed to a registry through Collect.

@@ -32,6 +32,9 @@ type seriesText struct {
 	// NUL 0xff and each value ended by NUL NUL, so that comparing keys
 	// as strings compares the values one by one.
 	sortKey string
+	// rank is the series' place in the last collection that had it,
+	// sorted; written by the collection only (sortByLabels).
+	rank int
 }
 
 // textKey identifies a series' labels: the key and the family, the only
@@ -44,15 +47,18 @@ type textKey struct {
 // labelTexts gives every series its seriesText and the label values
 // address, port and inode, from last (the previous collection's, by socket
 // inode) when it had the same labels, and returns them for the next
-// collection: only the values are written anew at each scrape.
-func labelTexts(ss []series, last map[uint32]*seriesText) map[uint32]*seriesText {
-	next := make(map[uint32]*seriesText, len(ss))
+// collection: only the values are written anew at each scrape. known
+// tells whether every series was in last.
+func labelTexts(ss []series, last map[uint32]*seriesText) (next map[uint32]*seriesText, known bool) {
+	next = make(map[uint32]*seriesText, len(ss))
+	known = true
 	var labels, key strings.Builder
 	for i := range ss {
 		s := &ss[i]
 		k := textKey{s.key, s.family}
 		t := last[k.inode]
 		if t == nil || t.key != k {
+			known = false
 			t = &seriesText{key: k, inode: strconv.FormatUint(uint64(k.inode), 10)}
 			if s.family != snapshot.FamilyUnix {
 				t.address, t.port = k.address.String(), strconv.Itoa(int(k.port))
@@ -78,7 +84,7 @@ func labelTexts(ss []series, last map[uint32]*seriesText) map[uint32]*seriesText
 		s.address, s.port, s.inode = t.address, t.port, t.inode
 		next[k.inode] = t
 	}
-	return next
+	return next, known
 }
 
 var (

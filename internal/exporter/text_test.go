@@ -47,31 +47,36 @@ func TestTextEqualsExpfmt(t *testing.T) {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector())
 		h := Handler(slog.New(slog.DiscardHandler), 0, e, reg).(*handler)
-		g := h.shared.gather()
-		all, err := h.shared.merge(g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, format := range []expfmt.Format{
-			expfmt.NewFormat(expfmt.TypeTextPlain),
-			expfmt.Negotiate(http.Header{"Accept": {"text/plain;version=1.0.0;escaping=allow-utf-8"}}),
-			expfmt.Negotiate(http.Header{"Accept": {"text/plain;version=0.0.4;escaping=underscores"}}),
-		} {
-			var want, got bytes.Buffer
-			enc := expfmt.NewEncoder(&want, format)
-			for _, mf := range all {
-				if err := enc.Encode(mf); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := h.writeText(&got, format, g, nil); err != nil {
+		// The second collection sorts by the first one's order (ranks),
+		// its listeners given in the reverse order.
+		for round := range 2 {
+			slices.Reverse(snap.Listeners)
+			g := h.shared.gather()
+			all, err := h.shared.merge(g)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if got.String() != want.String() {
-				t.Errorf("%d listeners, %s: direct text differs from expfmt's:\n%s", len(snap.Listeners), format, lineDiff(want.String(), got.String()))
-			}
-			if len(snap.Listeners) > 0 && !strings.Contains(got.String(), "backlog_listener_accept_queue{") {
-				t.Errorf("no listener series in:\n%s", got.String())
+			for _, format := range []expfmt.Format{
+				expfmt.NewFormat(expfmt.TypeTextPlain),
+				expfmt.Negotiate(http.Header{"Accept": {"text/plain;version=1.0.0;escaping=allow-utf-8"}}),
+				expfmt.Negotiate(http.Header{"Accept": {"text/plain;version=0.0.4;escaping=underscores"}}),
+			} {
+				var want, got bytes.Buffer
+				enc := expfmt.NewEncoder(&want, format)
+				for _, mf := range all {
+					if err := enc.Encode(mf); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := h.writeText(&got, format, g, nil); err != nil {
+					t.Fatal(err)
+				}
+				if got.String() != want.String() {
+					t.Errorf("%d listeners, collection %d, %s: direct text differs from expfmt's:\n%s", len(snap.Listeners), round+1, format, lineDiff(want.String(), got.String()))
+				}
+				if len(snap.Listeners) > 0 && !strings.Contains(got.String(), "backlog_listener_accept_queue{") {
+					t.Errorf("no listener series in:\n%s", got.String())
+				}
 			}
 		}
 	}
@@ -180,9 +185,12 @@ func TestHandlerAsPromhttp(t *testing.T) {
 func TestLabelTextsReused(t *testing.T) {
 	snap := awkward()
 	ss := buildSeries(snap, nil)
-	first := labelTexts(ss, nil)
+	first, _ := labelTexts(ss, nil)
 	again := buildSeries(snap, nil)
-	second := labelTexts(again[1:], first)
+	second, known := labelTexts(again[1:], first)
+	if !known {
+		t.Error("series of the last collection not known")
+	}
 	if len(second) != len(again)-1 {
 		t.Fatalf("%d texts kept for %d series", len(second), len(again)-1)
 	}
@@ -199,7 +207,10 @@ func TestLabelTextsReused(t *testing.T) {
 	}
 	// A socket whose owner changed: same inode, new labels.
 	again[1].key.process = "other"
-	third := labelTexts(again[1:], second)
+	third, known := labelTexts(again[1:], second)
+	if known {
+		t.Error("a series with new labels is known")
+	}
 	if again[1].text == ss[1].text || !strings.Contains(third[again[1].key.inode].labels, `process="other"`) {
 		t.Errorf("new labels of a socket not written: %q", again[1].text.labels)
 	}
