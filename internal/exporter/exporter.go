@@ -153,7 +153,8 @@ func New(opts Options) *Exporter {
 		opts.OwnersMaxAge = DefaultOwnersMaxAge
 	}
 	e := &Exporter{opts: opts, owners: &collect.OwnerCache{MaxAge: opts.OwnersMaxAge},
-		errors: make(map[string]uint64), failing: make(map[failure]bool), lastNote: opts.Note}
+		errors: make(map[string]uint64), failing: make(map[failure]bool), lastNote: opts.Note,
+		texts: make(map[uint32]*seriesText)}
 	for _, s := range sources {
 		e.errors[s] = 0 // every source from the start, so rate() works at once
 	}
@@ -283,9 +284,8 @@ func (e *Exporter) collectOnce() *result {
 		e.omitted += uint64(len(r.listeners) - m)
 		r.listeners = r.listeners[:m] // collect sorts fullest first
 	}
-	var known bool
-	e.texts, known = labelTexts(r.listeners, e.texts)
-	sortByLabels(r.listeners, known)
+	known := labelTexts(r.listeners, e.texts, e.collections)
+	r.listeners = sortByLabels(r.listeners, known)
 	e.logChanges(failed)
 
 	r.duration = time.Since(start)

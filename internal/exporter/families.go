@@ -173,16 +173,24 @@ func compareLabels(a, b *dto.Metric) int {
 // sortByLabels orders series as compareLabels orders their samples, by the
 // sort keys that labelTexts gave them; known: every series was in the
 // previous collection, whose order (the ranks) is then theirs too, as
-// their labels are the same.
-func sortByLabels(ss []series, known bool) {
+// their labels are the same. A series is large: the order is found on
+// indexes, then each series copied once, into the slice returned.
+func sortByLabels(ss []series, known bool) []series {
+	order := make([]int32, len(ss))
+	for i := range order {
+		order[i] = int32(i)
+	}
 	if known {
-		slices.SortFunc(ss, func(a, b series) int { return cmp.Compare(a.text.rank, b.text.rank) })
+		slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(ss[a].text.rank, ss[b].text.rank) })
 	} else {
-		slices.SortFunc(ss, func(a, b series) int { return strings.Compare(a.text.sortKey, b.text.sortKey) })
+		slices.SortFunc(order, func(a, b int32) int { return strings.Compare(ss[a].text.sortKey, ss[b].text.sortKey) })
 	}
-	for i := range ss {
-		ss[i].text.rank = i
+	sorted := make([]series, len(ss))
+	for i, j := range order {
+		sorted[i] = ss[j]
+		sorted[i].text.rank = i
 	}
+	return sorted
 }
 
 // wrapped is a built sample handed to a registry through Collect.

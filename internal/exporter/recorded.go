@@ -23,8 +23,8 @@ func Families(snap *snapshot.Snapshot, peaks map[snapshot.ListenerKey]uint32) []
 		sp[sampler.Key{Netns: k.Netns, Inode: k.Inode}] = v
 	}
 	r := &result{listeners: buildSeries(snap, sp), namespaces: snap.Namespaces}
-	labelTexts(r.listeners, nil)
-	sortByLabels(r.listeners, false)
+	labelTexts(r.listeners, make(map[uint32]*seriesText), 1)
+	r.listeners = sortByLabels(r.listeners, false)
 	fams := r.build()
 	out := fams[:0]
 	for _, f := range fams {

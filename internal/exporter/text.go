@@ -33,8 +33,10 @@ type seriesText struct {
 	// as strings compares the values one by one.
 	sortKey string
 	// rank is the series' place in the last collection that had it,
-	// sorted; written by the collection only (sortByLabels).
+	// sorted; seen that collection's number. Written by collections
+	// only (sortByLabels, labelTexts).
 	rank int
+	seen uint64
 }
 
 // textKey identifies a series' labels: the key and the family, the only
@@ -45,18 +47,17 @@ type textKey struct {
 }
 
 // labelTexts gives every series its seriesText and the label values
-// address, port and inode, from last (the previous collection's, by socket
-// inode) when it had the same labels, and returns them for the next
-// collection: only the values are written anew at each scrape. known
-// tells whether every series was in last.
-func labelTexts(ss []series, last map[uint32]*seriesText) (next map[uint32]*seriesText, known bool) {
-	next = make(map[uint32]*seriesText, len(ss))
+// address, port and inode, from texts (the previous collection's, by socket
+// inode) when it had the same labels; it leaves in texts those of this
+// collection, whose number is n: only the values are written anew at each
+// scrape. known tells whether every series was in the previous one.
+func labelTexts(ss []series, texts map[uint32]*seriesText, n uint64) (known bool) {
 	known = true
 	var labels, key strings.Builder
 	for i := range ss {
 		s := &ss[i]
 		k := textKey{s.key, s.family}
-		t := last[k.inode]
+		t := texts[k.inode]
 		if t == nil || t.key != k {
 			known = false
 			t = &seriesText{key: k, inode: strconv.FormatUint(uint64(k.inode), 10)}
@@ -80,11 +81,18 @@ func labelTexts(ss []series, last map[uint32]*seriesText) (next map[uint32]*seri
 			labels.WriteByte('}')
 			t.labels, t.sortKey = labels.String(), key.String()
 		}
-		s.text = t
+		s.text, t.seen = t, n
 		s.address, s.port, s.inode = t.address, t.port, t.inode
-		next[k.inode] = t
+		texts[k.inode] = t
 	}
-	return next, known
+	if len(texts) > len(ss) {
+		for inode, t := range texts {
+			if t.seen != n {
+				delete(texts, inode) // gone, or its socket's labels changed
+			}
+		}
+	}
+	return known
 }
 
 var (

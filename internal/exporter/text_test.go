@@ -185,14 +185,15 @@ func TestHandlerAsPromhttp(t *testing.T) {
 func TestLabelTextsReused(t *testing.T) {
 	snap := awkward()
 	ss := buildSeries(snap, nil)
-	first, _ := labelTexts(ss, nil)
+	texts := make(map[uint32]*seriesText)
+	labelTexts(ss, texts, 1)
 	again := buildSeries(snap, nil)
-	second, known := labelTexts(again[1:], first)
+	known := labelTexts(again[1:], texts, 2)
 	if !known {
 		t.Error("series of the last collection not known")
 	}
-	if len(second) != len(again)-1 {
-		t.Fatalf("%d texts kept for %d series", len(second), len(again)-1)
+	if len(texts) != len(again)-1 {
+		t.Fatalf("%d texts kept for %d series", len(texts), len(again)-1)
 	}
 	for i := range again[1:] {
 		if again[i+1].text != ss[i+1].text {
@@ -202,63 +203,15 @@ func TestLabelTextsReused(t *testing.T) {
 			t.Errorf("series %d: label values %q %q, were %q %q", i+1, again[i+1].inode, again[i+1].address, ss[i+1].inode, ss[i+1].address)
 		}
 	}
-	if _, ok := second[ss[0].key.inode]; ok {
+	if _, ok := texts[ss[0].key.inode]; ok {
 		t.Errorf("a series gone is remembered")
 	}
 	// A socket whose owner changed: same inode, new labels.
 	again[1].key.process = "other"
-	third, known := labelTexts(again[1:], second)
-	if known {
+	if labelTexts(again[1:], texts, 3) {
 		t.Error("a series with new labels is known")
 	}
-	if again[1].text == ss[1].text || !strings.Contains(third[again[1].key.inode].labels, `process="other"`) {
+	if again[1].text == ss[1].text || !strings.Contains(texts[again[1].key.inode].labels, `process="other"`) {
 		t.Errorf("new labels of a socket not written: %q", again[1].text.labels)
-	}
-}
-
-// discard is a ResponseWriter that counts what it is sent.
-type discard struct {
-	h http.Header
-	n int64
-}
-
-func (d *discard) Header() http.Header         { return d.h }
-func (d *discard) Write(b []byte) (int, error) { d.n += int64(len(b)); return len(b), nil }
-func (d *discard) WriteHeader(int)             {}
-
-// BenchmarkHandler10000 times a scrape of 10,000 listeners (a collection
-// faked, the rest as serve runs it: series, label texts, sorting,
-// encoding, compression) with serve's handler and, as the reference, with
-// promhttp over the same gatherer: building every sample as dto.Metric and
-// encoding it with expfmt, gzip at its default level (docs/performance.md).
-func BenchmarkHandler10000(b *testing.B) {
-	snap := &snapshot.Snapshot{Namespaces: []snapshot.Namespace{{Inode: 1, Name: "bl-bench-1234-1",
-		Sysctls: snapshot.Sysctls{Somaxconn: ptr[int64](4096)}, Counters: snapshot.Counters{ListenOverflows: ptr[uint64](7)}}}}
-	for i := range 10000 {
-		l := listener(1, "127.0.0.1", uint16(10000+i), uint32(100000+i), uint32(i%3), 128, uint64(i%7), "fixture")
-		l.SynQueue = ptr[uint32](0)
-		snap.Listeners = append(snap.Listeners, l)
-	}
-	e := fake(snap, nil, Options{})
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector())
-	ours := Handler(slog.New(slog.DiscardHandler), 0, e, reg)
-	theirs := promhttp.HandlerFor(ours.(*handler).shared, promhttp.HandlerOpts{})
-	for _, c := range []struct {
-		name     string
-		h        http.Handler
-		encoding string
-	}{{"gzip", ours, "gzip"}, {"identity", ours, "identity"}, {"promhttp-gzip", theirs, "gzip"}, {"promhttp-identity", theirs, "identity"}} {
-		b.Run(c.name, func(b *testing.B) {
-			req := httptest.NewRequest("GET", "/metrics", nil)
-			req.Header.Set("Accept-Encoding", c.encoding)
-			var size int64
-			for b.Loop() {
-				w := &discard{h: http.Header{}}
-				c.h.ServeHTTP(w, req)
-				size = w.n
-			}
-			b.ReportMetric(float64(size)/1e6, "MB/scrape")
-		})
 	}
 }
