@@ -285,7 +285,7 @@ func (e *Exporter) collectOnce() *result {
 		r.listeners = r.listeners[:m] // collect sorts fullest first
 	}
 	known := labelTexts(r.listeners, e.texts, e.collections)
-	r.listeners = sortByLabels(r.listeners, known)
+	sortByLabels(r.listeners, known)
 	e.logChanges(failed)
 
 	r.duration = time.Since(start)

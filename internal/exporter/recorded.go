@@ -24,7 +24,7 @@ func Families(snap *snapshot.Snapshot, peaks map[snapshot.ListenerKey]uint32) []
 	}
 	r := &result{listeners: buildSeries(snap, sp), namespaces: snap.Namespaces}
 	labelTexts(r.listeners, make(map[uint32]*seriesText), 1)
-	r.listeners = sortByLabels(r.listeners, false)
+	sortByLabels(r.listeners, false)
 	fams := r.build()
 	out := fams[:0]
 	for _, f := range fams {
