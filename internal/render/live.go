@@ -64,7 +64,9 @@ type Live struct {
 	err       error
 	notes     string
 
-	rows []snapshot.ListenerDelta // sorted and filtered
+	// rows point into delta.Listeners, sorted and filtered: at 10,000
+	// listeners copying the rows at every frame cost more than sorting.
+	rows []*snapshot.ListenerDelta
 
 	// status, when set, replaces the refresh interval in the title: the
 	// replay's time cursor.
@@ -114,11 +116,13 @@ func (m *Live) record(d snapshot.Delta) {
 	for _, l := range d.Listeners {
 		k := l.Key()
 		seen[k] = true
-		h := append(m.history[k], l.AcceptQueuePeak)
-		if len(h) > historyLen {
-			h = h[len(h)-historyLen:]
+		h := m.history[k]
+		if len(h) == historyLen { // shift in place: no new array per frame
+			copy(h, h[1:])
+			h[len(h)-1] = l.AcceptQueuePeak
+			continue
 		}
-		m.history[k] = h
+		m.history[k] = append(h, l.AcceptQueuePeak)
 	}
 	for k := range m.history {
 		if !seen[k] {
@@ -200,10 +204,11 @@ func (m *Live) pageRows() int { return max(1, m.height-headerRows-footerRows) }
 
 // layout sorts and filters the rows and keeps the cursor on screen.
 func (m *Live) layout() {
-	rows := make([]snapshot.ListenerDelta, 0, len(m.delta.Listeners))
+	rows := make([]*snapshot.ListenerDelta, 0, len(m.delta.Listeners))
 	f := strings.ToLower(m.filter)
-	for _, l := range m.delta.Listeners {
-		if f == "" || strings.Contains(strings.ToLower(m.rowText(&l)), f) {
+	for i := range m.delta.Listeners {
+		l := &m.delta.Listeners[i]
+		if f == "" || strings.Contains(strings.ToLower(m.rowText(l)), f) {
 			rows = append(rows, l)
 		}
 	}
@@ -239,12 +244,12 @@ func dropRate(l *snapshot.ListenerDelta) float64 {
 	return *l.DropsPerSecond
 }
 
-func (m *Live) less(a, b snapshot.ListenerDelta) int {
-	tie := cmp.Or(cmp.Compare(peakFill(&b), peakFill(&a)), cmp.Compare(dropRate(&b), dropRate(&a)),
+func (m *Live) less(a, b *snapshot.ListenerDelta) int {
+	tie := cmp.Or(cmp.Compare(peakFill(b), peakFill(a)), cmp.Compare(dropRate(b), dropRate(a)),
 		cmp.Compare(a.Port, b.Port), cmp.Compare(a.Inode, b.Inode))
 	switch m.sortBy {
 	case "drops":
-		return cmp.Or(cmp.Compare(dropRate(&b), dropRate(&a)), tie)
+		return cmp.Or(cmp.Compare(dropRate(b), dropRate(a)), tie)
 	case "syn":
 		return cmp.Or(cmp.Compare(b.SynQueueLen(), a.SynQueueLen()), tie)
 	case "port":
@@ -307,7 +312,7 @@ func (m *Live) View() string {
 		page--
 	}
 	for i := m.offset; i < len(m.rows) && i < m.offset+page; i++ {
-		l := &m.rows[i]
+		l := m.rows[i]
 		s := truncate(cols.row(l, m.names[l.Netns], m.history[l.Key()]), m.width)
 		switch {
 		case i == m.cursor:

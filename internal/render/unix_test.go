@@ -58,8 +58,8 @@ func TestLiveUnix(t *testing.T) {
 	if !strings.Contains(v, "…ctory/php8.2-fpm.sock") || !strings.Contains(v, "php-fpm8.2(900)") {
 		t.Errorf("view:\n%s", v)
 	}
-	if !strings.Contains(m.rowText(&m.rows[0]), "/run/some/long/directory/php8.2-fpm.sock") &&
-		!strings.Contains(m.rowText(&m.rows[1]), "/run/some/long/directory/php8.2-fpm.sock") {
+	if !strings.Contains(m.rowText(m.rows[0]), "/run/some/long/directory/php8.2-fpm.sock") &&
+		!strings.Contains(m.rowText(m.rows[1]), "/run/some/long/directory/php8.2-fpm.sock") {
 		t.Error("the filter text lacks the path")
 	}
 }

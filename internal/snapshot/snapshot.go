@@ -396,11 +396,25 @@ func SortFullest(ls []Listener) {
 		}
 		return cmp.Compare(x.i, y.i)
 	})
-	sorted := make([]Listener, len(ls))
-	for i, k := range keys {
-		sorted[i] = ls[k.i]
+	// Move the listeners along the permutation's cycles, in place: a
+	// sorted copy was a new 2 MB at every refresh of 10,000 listeners.
+	for start := range keys {
+		if keys[start].i < 0 {
+			continue
+		}
+		tmp := ls[start]
+		j := start
+		for {
+			from := keys[j].i
+			keys[j].i = -1 // placed
+			if from == start {
+				ls[j] = tmp
+				break
+			}
+			ls[j] = ls[from]
+			j = from
+		}
 	}
-	copy(ls, sorted)
 }
 
 func deref(p *uint64) uint64 {
