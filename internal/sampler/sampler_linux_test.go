@@ -154,20 +154,34 @@ func TestFollowsTargets(t *testing.T) {
 }
 
 // BenchmarkSample10000 times one sample of a namespace with 10,000
-// listeners, the cost Run pays every interval, with the BPF iterator
-// (where it loads) and with sock_diag.
+// listeners, the cost Run pays every interval: with the BPF iterator
+// (where it loads) while every queue is empty and no client arrives
+// (bpf_iter-idle: the read is skipped, collect.QueueReader), with the
+// iterator while one queue holds a client (bpf_iter: every round reads),
+// and with sock_diag.
 func BenchmarkSample10000(b *testing.B) {
 	ns := newNS(b)
-	for range 10000 {
-		listen(b, ns, 128)
-	}
-	for _, noBPF := range []bool{false, true} {
-		name := "bpf_iter"
-		if noBPF {
-			name = "sock_diag"
+	var first *lab.Listener
+	for i := range 10000 {
+		l := listen(b, ns, 128)
+		if i == 0 {
+			first = l
 		}
-		b.Run(name, func(b *testing.B) {
-			s := New(Options{NoBPF: noBPF})
+	}
+	for _, v := range []struct {
+		name   string
+		noBPF  bool
+		client bool
+	}{{"bpf_iter-idle", false, false}, {"bpf_iter", false, true}, {"sock_diag", true, true}} {
+		b.Run(v.name, func(b *testing.B) {
+			if v.client {
+				c, err := ns.Dial(netip.AddrPortFrom(first.Addr, first.Port), 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+			}
+			s := New(Options{NoBPF: v.noBPF})
 			defer s.Close()
 			if err := s.SetTargets([]collect.Target{target(ns)}); err != nil {
 				b.Fatal(err)
@@ -177,9 +191,11 @@ func BenchmarkSample10000(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			if n := s.Stats().Listeners; n != 10000 {
-				b.Fatalf("saw %d listeners", n)
+			st := s.Stats()
+			if st.Listeners != 10000 {
+				b.Fatalf("saw %d listeners", st.Listeners)
 			}
+			b.ReportMetric(float64(st.Quiet)/float64(st.Samples), "skipped/op")
 		})
 	}
 }
