@@ -4,9 +4,11 @@
 # asks (gzip), after a first scrape that fills the owner cache. Prints
 # hyperfine's times, serve's CPU per scrape (its user+system time over the
 # scrapes, less the sampler's over as long a time without scrapes) and the
-# collection's own time. BASELINE=/path/to/backlog (another build) serves
-# the same state beside it; then the scrapes of both alternate (alternate.py,
-# RUNS rounds, default 30) and the ratio is printed.
+# collection's own time. hyperfine's times include starting curl (tens of
+# ms of CPU on this machine); curl's time_total is the scrape alone.
+# BASELINE=/path/to/backlog (another build) serves the same state beside
+# it; then the scrapes of both alternate, RUNS rounds (default 30), and
+# the ratio of their time_total medians is printed.
 source "$(dirname "$0")/lib.sh"
 runs=${RUNS:-30}
 start_fixture -namespaces 1 -listeners 10000 -established 50000 -prefix bl-bench-serve
@@ -32,11 +34,16 @@ serve "$out/backlog"
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 hyperfine --warmup 3 --runs "$runs" --export-json "$out/serve.json" \
 	"curl -sf -H 'Accept-Encoding: gzip' -o /dev/null $url"
-# serve's CPU per scrape: scrapes back to back, then as long without.
+# The scrape as Prometheus sees it (curl's time_total: connect to last
+# byte, without starting curl) and serve's CPU per scrape: scrapes back to
+# back, then as long without.
 tick=$(getconf CLK_TCK)
 c0=$(cpu "$serve") t0=$(date +%s.%N)
-for _ in $(seq "$runs"); do curl -sf -H 'Accept-Encoding: gzip' -o /dev/null "$url"; done
+for _ in $(seq "$runs"); do
+	curl -sf -H 'Accept-Encoding: gzip' -o /dev/null -w '%{time_total}\n' "$url"
+done >"$out/times"
 c1=$(cpu "$serve") t1=$(date +%s.%N)
+python3 -c 'import statistics as s,sys; t=[float(l)*1000 for l in open(sys.argv[1])]; print("scrape (time_total): median %.1f ms, mean %.1f, min %.1f, max %.1f, %d scrapes" % (s.median(t), s.mean(t), min(t), max(t), len(t)))' "$out/times"
 sleep "$(echo "$t1 - $t0" | bc)"
 c2=$(cpu "$serve")
 echo "serve CPU: $(echo "scale=1; ( ($c1 - $c0) - ($c2 - $c1) ) * 1000 / $tick / $runs" | bc) ms a scrape" \
@@ -48,8 +55,16 @@ echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -n "${BASELINE:-}" ]; then
 	ours=$url
 	serve "$BASELINE"
-	python3 bench/alternate.py "$runs" \
-		"curl -sf -H 'Accept-Encoding: gzip' -o /dev/null $ours" \
-		"curl -sf -H 'Accept-Encoding: gzip' -o /dev/null $url"
-	echo "(the last is BASELINE; load: $(cut -d' ' -f1-3 /proc/loadavg))"
+	for _ in $(seq "$runs"); do # in turn, so that load falls on both alike
+		for u in "$ours" "$url"; do
+			curl -sf -H 'Accept-Encoding: gzip' -o /dev/null -w '%{time_total} ' "$u"
+		done
+		echo
+	done >"$out/pairs"
+	python3 -c '
+import statistics as s, sys
+rows = [[float(x) * 1000 for x in l.split()] for l in open(sys.argv[1])]
+a, b = [r[0] for r in rows], [r[1] for r in rows]
+print("in turn, %d rounds: this build median %.1f ms (min %.1f), BASELINE median %.1f ms (min %.1f); ratio of medians %.2f" % (len(rows), s.median(a), min(a), s.median(b), min(b), s.median(a) / s.median(b)))' "$out/pairs"
+	echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
