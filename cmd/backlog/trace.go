@@ -150,7 +150,8 @@ func runTrace(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return json.NewEncoder(stdout).Encode(traceSummary{Summary: summaryJSON{
 			Duration: time.Since(start), Programs: tr.Programs(), Listeners: stats, Counters: counters,
 			Unix: finder.summary(), NoAcceptWait: *noWait,
-			AckHook: tr.AckHook(), AcceptHook: tr.AcceptHook(), MemberHook: tr.MemberHook(), MissingStages: tr.Missing(),
+			AckHook: tr.AckHook(), AcceptHook: tr.AcceptHook(), MemberHook: tr.MemberHook(), UnixHook: tr.UnixHook(),
+			MissingStages: tr.Missing(),
 		}})
 	}
 	if err := textSummary(stdout, time.Since(start), stats, counters, *noWait, tr.Missing()); err != nil {
@@ -235,6 +236,9 @@ type summaryJSON struct {
 	// (tcp_conn_request, exact) or drops (the one member whose sk_drops
 	// rose, or that meets the drop condition; otherwise counted ambiguous).
 	MemberHook string `json:"member_hook,omitempty"`
+	// UnixHook is what caught UNIX connects refused by connect(2): fexit
+	// (__sys_connect) or sys_exit; absent with --no-unix.
+	UnixHook string `json:"unix_hook,omitempty"`
 	// MissingStages this kernel cannot trace: their counts are absent,
 	// not zero.
 	MissingStages []trace.MissingStage `json:"missing_stages,omitempty"`

@@ -122,6 +122,7 @@ func TestTraceCLIUnix(t *testing.T) {
 				Path    string `json:"path"`
 				Refused int    `json:"refused"`
 			} `json:"unix_refused"`
+			UnixHook string `json:"unix_hook"`
 		} `json:"summary"`
 	}
 	for line := range lines {
@@ -155,6 +156,12 @@ func TestTraceCLIUnix(t *testing.T) {
 	}
 	if got != 7 || app != 7 {
 		t.Errorf("%d lines, summary %+v; want 7 refusals of %s", got, summary.Summary.Unix, l.Name)
+	}
+	// The refusals come from fexit wherever trampolines load, as accept
+	// waits do (docs/kernels.md's row for this kernel), else from the
+	// system call hooks.
+	if want := kernelsTable(t, "accept wait hook"); want != "" && summary.Summary.UnixHook != want {
+		t.Errorf("unix_hook %q; docs/kernels.md's accept wait hook for this kernel is %q, and UNIX refusals use the same kind", summary.Summary.UnixHook, want)
 	}
 }
 

@@ -162,11 +162,14 @@ const (
 	bpfMapWaits                      = "waits"
 	bpfMapWantNetns                  = "want_netns"
 	bpfMapWantPorts                  = "want_ports"
+	bpfProgFentrySysListen           = "fentry_sys_listen"
+	bpfProgFentrySysListenSocket     = "fentry_sys_listen_socket"
 	bpfProgFentryTcpConnRequest      = "fentry_tcp_conn_request"
 	bpfProgFentryTcpV4SynRecvSock    = "fentry_tcp_v4_syn_recv_sock"
 	bpfProgFentryTcpV6SynRecvSock    = "fentry_tcp_v6_syn_recv_sock"
 	bpfProgFexitInetCskAccept        = "fexit_inet_csk_accept"
 	bpfProgFexitInetCskAcceptArg     = "fexit_inet_csk_accept_arg"
+	bpfProgFexitSysConnect           = "fexit_sys_connect"
 	bpfProgFexitTcpV4SynRecvSock     = "fexit_tcp_v4_syn_recv_sock"
 	bpfProgFexitTcpV4SynRecvSockInit = "fexit_tcp_v4_syn_recv_sock_init"
 	bpfProgFexitTcpV6SynRecvSock     = "fexit_tcp_v6_syn_recv_sock"
@@ -190,12 +193,13 @@ const (
 	bpfVarAcceptWait                 = "accept_wait"
 	bpfVarFilterNetns                = "filter_netns"
 	bpfVarFilterPorts                = "filter_ports"
+	bpfVarListenAtEnter              = "listen_at_enter"
 	bpfVarNrAccept                   = "nr_accept"
 	bpfVarNrAccept4                  = "nr_accept4"
 	bpfVarNrConnect                  = "nr_connect"
 	bpfVarNrListen                   = "nr_listen"
 	bpfVarSynqFullAtBacklog          = "synq_full_at_backlog"
-	bpfVarUnixRefused                = "unix_refused"
+	bpfVarUnixAtSyscalls             = "unix_at_syscalls"
 	bpfVarUnusedEvent                = "unused_event"
 	bpfVarUnusedUnixEvent            = "unused_unix_event"
 )
@@ -242,11 +246,14 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
+	FentrySysListen           *ebpf.ProgramSpec `ebpf:"fentry_sys_listen"`
+	FentrySysListenSocket     *ebpf.ProgramSpec `ebpf:"fentry_sys_listen_socket"`
 	FentryTcpConnRequest      *ebpf.ProgramSpec `ebpf:"fentry_tcp_conn_request"`
 	FentryTcpV4SynRecvSock    *ebpf.ProgramSpec `ebpf:"fentry_tcp_v4_syn_recv_sock"`
 	FentryTcpV6SynRecvSock    *ebpf.ProgramSpec `ebpf:"fentry_tcp_v6_syn_recv_sock"`
 	FexitInetCskAccept        *ebpf.ProgramSpec `ebpf:"fexit_inet_csk_accept"`
 	FexitInetCskAcceptArg     *ebpf.ProgramSpec `ebpf:"fexit_inet_csk_accept_arg"`
+	FexitSysConnect           *ebpf.ProgramSpec `ebpf:"fexit_sys_connect"`
 	FexitTcpV4SynRecvSock     *ebpf.ProgramSpec `ebpf:"fexit_tcp_v4_syn_recv_sock"`
 	FexitTcpV4SynRecvSockInit *ebpf.ProgramSpec `ebpf:"fexit_tcp_v4_syn_recv_sock_init"`
 	FexitTcpV6SynRecvSock     *ebpf.ProgramSpec `ebpf:"fexit_tcp_v6_syn_recv_sock"`
@@ -298,12 +305,13 @@ type bpfVariableSpecs struct {
 	AcceptWait        *ebpf.VariableSpec `ebpf:"accept_wait"`
 	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPorts       *ebpf.VariableSpec `ebpf:"filter_ports"`
+	ListenAtEnter     *ebpf.VariableSpec `ebpf:"listen_at_enter"`
 	NrAccept          *ebpf.VariableSpec `ebpf:"nr_accept"`
 	NrAccept4         *ebpf.VariableSpec `ebpf:"nr_accept4"`
 	NrConnect         *ebpf.VariableSpec `ebpf:"nr_connect"`
 	NrListen          *ebpf.VariableSpec `ebpf:"nr_listen"`
 	SynqFullAtBacklog *ebpf.VariableSpec `ebpf:"synq_full_at_backlog"`
-	UnixRefused       *ebpf.VariableSpec `ebpf:"unix_refused"`
+	UnixAtSyscalls    *ebpf.VariableSpec `ebpf:"unix_at_syscalls"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedUnixEvent   *ebpf.VariableSpec `ebpf:"unused_unix_event"`
 }
@@ -375,12 +383,13 @@ type bpfVariables struct {
 	AcceptWait        *ebpf.Variable `ebpf:"accept_wait"`
 	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPorts       *ebpf.Variable `ebpf:"filter_ports"`
+	ListenAtEnter     *ebpf.Variable `ebpf:"listen_at_enter"`
 	NrAccept          *ebpf.Variable `ebpf:"nr_accept"`
 	NrAccept4         *ebpf.Variable `ebpf:"nr_accept4"`
 	NrConnect         *ebpf.Variable `ebpf:"nr_connect"`
 	NrListen          *ebpf.Variable `ebpf:"nr_listen"`
 	SynqFullAtBacklog *ebpf.Variable `ebpf:"synq_full_at_backlog"`
-	UnixRefused       *ebpf.Variable `ebpf:"unix_refused"`
+	UnixAtSyscalls    *ebpf.Variable `ebpf:"unix_at_syscalls"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
 	UnusedUnixEvent   *ebpf.Variable `ebpf:"unused_unix_event"`
 }
@@ -389,11 +398,14 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
+	FentrySysListen           *ebpf.Program `ebpf:"fentry_sys_listen"`
+	FentrySysListenSocket     *ebpf.Program `ebpf:"fentry_sys_listen_socket"`
 	FentryTcpConnRequest      *ebpf.Program `ebpf:"fentry_tcp_conn_request"`
 	FentryTcpV4SynRecvSock    *ebpf.Program `ebpf:"fentry_tcp_v4_syn_recv_sock"`
 	FentryTcpV6SynRecvSock    *ebpf.Program `ebpf:"fentry_tcp_v6_syn_recv_sock"`
 	FexitInetCskAccept        *ebpf.Program `ebpf:"fexit_inet_csk_accept"`
 	FexitInetCskAcceptArg     *ebpf.Program `ebpf:"fexit_inet_csk_accept_arg"`
+	FexitSysConnect           *ebpf.Program `ebpf:"fexit_sys_connect"`
 	FexitTcpV4SynRecvSock     *ebpf.Program `ebpf:"fexit_tcp_v4_syn_recv_sock"`
 	FexitTcpV4SynRecvSockInit *ebpf.Program `ebpf:"fexit_tcp_v4_syn_recv_sock_init"`
 	FexitTcpV6SynRecvSock     *ebpf.Program `ebpf:"fexit_tcp_v6_syn_recv_sock"`
@@ -417,11 +429,14 @@ type bpfPrograms struct {
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.FentrySysListen,
+		p.FentrySysListenSocket,
 		p.FentryTcpConnRequest,
 		p.FentryTcpV4SynRecvSock,
 		p.FentryTcpV6SynRecvSock,
 		p.FexitInetCskAccept,
 		p.FexitInetCskAcceptArg,
+		p.FexitSysConnect,
 		p.FexitTcpV4SynRecvSock,
 		p.FexitTcpV4SynRecvSockInit,
 		p.FexitTcpV6SynRecvSock,

@@ -196,9 +196,24 @@ func TestIOUringAccept(t *testing.T) {
 
 // TestRequestedBacklog: the trace reads the backlog a listener asked
 // listen(2) for, which the kernel keeps only capped at somaxconn
-// (listen(100000) → 4096, __sys_listen()).
+// (listen(100000) → 4096, __sys_listen()). With --no-unix it still does
+// where trampolines load (fentry on listen's function); where they are
+// refused the value is absent, never made up.
 func TestRequestedBacklog(t *testing.T) {
-	rec := startTracer(t, Options{})
+	for _, noUnix := range []bool{false, true} {
+		t.Run(fmt.Sprintf("no-unix=%v", noUnix), func(t *testing.T) {
+			rec := startTracer(t, Options{NoUnix: noUnix})
+			defer rec.stop()
+			var want int64 = 100000
+			if noUnix && rec.AcceptHook() != "fexit" {
+				want = 0 // no trampolines: no hook on listen(2) without the system call's
+			}
+			requestedBacklog(t, rec, want)
+		})
+	}
+}
+
+func requestedBacklog(t *testing.T, rec *recorder, want int64) {
 	ns, err := lab.NewNamespace("btrace-req")
 	if err != nil {
 		t.Fatal(err)
@@ -235,8 +250,11 @@ func TestRequestedBacklog(t *testing.T) {
 	}
 	for _, s := range stats {
 		if s.Inode == ino {
-			if s.RequestedBacklog == nil || *s.RequestedBacklog != 100000 {
-				t.Errorf("requested backlog %v, want 100000", s.RequestedBacklog)
+			switch {
+			case want == 0 && s.RequestedBacklog != nil:
+				t.Errorf("requested backlog %d without a hook on listen(2), want it absent", *s.RequestedBacklog)
+			case want != 0 && (s.RequestedBacklog == nil || *s.RequestedBacklog != want):
+				t.Errorf("requested backlog %v, want %d", s.RequestedBacklog, want)
 			}
 			return
 		}

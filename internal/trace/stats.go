@@ -33,8 +33,9 @@ type ListenerStats struct {
 	AcceptWait Histogram        `json:"accept_wait"`
 	// RequestedBacklog is the backlog argument of the listen(2) call that
 	// opened the socket, when the trace saw that call (it ran while
-	// tracing, and UNIX refusals were traced: the hook on system call
-	// entry reads it). The kernel keeps only min(it, somaxconn). Negative
+	// tracing; fentry on listen's function reads it where trampolines
+	// load, else the hook on system call entry, which only runs when UNIX
+	// refusals are traced). The kernel keeps only min(it, somaxconn). Negative
 	// means "the most allowed".
 	RequestedBacklog *int64 `json:"requested_backlog,omitempty"`
 }

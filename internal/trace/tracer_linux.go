@@ -82,6 +82,9 @@ type Tracer struct {
 	acceptHook string
 	// acceptLimit says what the sys_exit hook cannot see; "" with fexit.
 	acceptLimit string
+	// unixHook takes UNIX connects refused by connect(2): "fexit"
+	// (__sys_connect) or "sys_exit"; "" with NoUnix.
+	unixHook string
 	// memberHook tells a SYN's SO_REUSEPORT member: "fentry"
 	// (tcp_conn_request, exact) or "drops" (the only member whose sk_drops
 	// rose, or the only one meeting the drop condition, else ambiguous).
@@ -189,6 +192,11 @@ var (
 	// Accept waits on every accept path (Linux 6.10 changed the arguments).
 	acceptHook    = hook{name: "inet_csk_accept", btf: "fexit_inet_csk_accept", exit: true}
 	acceptArgHook = hook{name: "inet_csk_accept", btf: "fexit_inet_csk_accept_arg", exit: true}
+	// UNIX connects refused, and listen(2)'s backlog, without a hook on
+	// every system call.
+	unixConnectHook  = hook{name: "__sys_connect", btf: "fexit_sys_connect", exit: true}
+	listenSocketHook = hook{name: "__sys_listen_socket", btf: "fentry_sys_listen_socket", entry: true}
+	listenHook       = hook{name: "__sys_listen", btf: "fentry_sys_listen", entry: true}
 )
 
 type mapObjects struct {
@@ -262,6 +270,10 @@ func (t *Tracer) AcceptHook() string { return t.acceptHook }
 // ("" when every accept path is seen).
 func (t *Tracer) AcceptLimit() string { return t.acceptLimit }
 
+// UnixHook says what catches UNIX connects refused: "fexit", "sys_exit",
+// or "" when they are left out.
+func (t *Tracer) UnixHook() string { return t.unixHook }
+
 // MemberHook says how a SYN's SO_REUSEPORT member is told: "fentry"
 // (exactly, from tcp_conn_request()) or "drops" (the only member of the
 // group whose sk_drops rose since this CPU last looked, or else the only
@@ -319,7 +331,8 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec) error {
 		set("nr_accept4", uint64(unix.SYS_ACCEPT4)),
 		set("nr_connect", uint64(unix.SYS_CONNECT)),
 		set("nr_listen", uint64(unix.SYS_LISTEN)),
-		set("unix_refused", !t.opts.NoUnix),
+		set("unix_at_syscalls", !t.opts.NoUnix),
+		set("listen_at_enter", true),
 		set("synq_full_at_backlog", t.synqFullAtBacklog()),
 	)
 }
@@ -358,8 +371,17 @@ func (t *Tracer) loadAndAttach(spec *ebpf.CollectionSpec) error {
 		}
 	}
 	btf := t.programs == ProgramsTpBtf
-	if !t.opts.NoUnix {
-		if err := t.attachHook(spec, sysEnterHook, btf); err != nil {
+	// listen(2)'s backlog: fentry where trampolines load, else the entry
+	// of every system call, which UNIX connects may need anyway.
+	listenAtEnter := t.attachListen(spec) != nil
+	unixAtSyscalls := !t.opts.NoUnix && t.unixHook == "sys_exit"
+	if unixAtSyscalls || listenAtEnter && !t.opts.NoUnix {
+		err := errors.Join(spec.Variables["listen_at_enter"].Set(listenAtEnter),
+			spec.Variables["unix_at_syscalls"].Set(unixAtSyscalls))
+		if err == nil {
+			err = t.attachHook(spec, sysEnterHook, btf)
+		}
+		if err != nil && unixAtSyscalls {
 			// The rest of the trace stands without it.
 			t.warnings = append(t.warnings, fmt.Sprintf("UNIX connects refused with EAGAIN are not visible: %v", err))
 		}
@@ -388,10 +410,16 @@ func (t *Tracer) attachCore(spec *ebpf.CollectionSpec, btf bool) error {
 	if !t.opts.NoAcceptWait {
 		t.attachAccept(spec)
 	}
+	t.unixHook = ""
+	if !t.opts.NoUnix {
+		t.attachUnix(spec)
+	}
 	// The hook on every system call's exit: only when something needs it.
-	if t.acceptHook == "sys_exit" || !t.opts.NoUnix {
-		if err := spec.Variables["accept_at_exit"].Set(t.acceptHook == "sys_exit"); err != nil {
-			return fmt.Errorf("trace: setting accept_at_exit: %w (rebuild the eBPF object with go generate)", err)
+	if t.acceptHook == "sys_exit" || t.unixHook == "sys_exit" {
+		err := errors.Join(spec.Variables["accept_at_exit"].Set(t.acceptHook == "sys_exit"),
+			spec.Variables["unix_at_syscalls"].Set(t.unixHook == "sys_exit"))
+		if err != nil {
+			return fmt.Errorf("trace: setting the system call hooks' variables: %w (rebuild the eBPF object with go generate)", err)
 		}
 		if err := t.attachHook(spec, sysExitHook, btf); err != nil {
 			t.closeLinks()
@@ -423,6 +451,29 @@ func (t *Tracer) attachAccept(spec *ebpf.CollectionSpec) {
 	}
 	t.acceptLimit = "accept waits come from accept(2) and accept4(2) only, io_uring accepts are not seen " +
 		"(this kernel refused fexit on inet_csk_accept: " + why + ")"
+}
+
+// attachUnix takes UNIX connects refused with EAGAIN from fexit of
+// __sys_connect(), connect(2)'s body, and falls back to the system call's
+// entry and exit where trampolines are refused.
+func (t *Tracer) attachUnix(spec *ebpf.CollectionSpec) {
+	if funcParams("__sys_connect") == 3 && t.attachHook(spec, unixConnectHook, true) == nil {
+		t.unixHook = "fexit"
+		return
+	}
+	t.unixHook = "sys_exit"
+}
+
+// attachListen reads listen(2)'s backlog at __sys_listen_socket() (Linux
+// 6.11+; io_uring's listen too) or __sys_listen() with fentry.
+func (t *Tracer) attachListen(spec *ebpf.CollectionSpec) error {
+	h := listenHook
+	if funcParams("__sys_listen_socket") == 2 {
+		h = listenSocketHook
+	} else if funcParams("__sys_listen") != 2 {
+		return errors.New("neither __sys_listen_socket nor __sys_listen in this kernel's BTF")
+	}
+	return t.attachHook(spec, h, true)
 }
 
 // funcParams is the number of parameters of kernel function name in the

@@ -84,7 +84,8 @@ volatile const u64 nr_accept = 43;   // __NR_accept, x86_64
 volatile const u64 nr_accept4 = 288; // __NR_accept4, x86_64
 volatile const u64 nr_connect = 42;  // __NR_connect, x86_64
 volatile const u64 nr_listen = 50;   // __NR_listen, x86_64
-volatile const bool unix_refused = true; // report UNIX connects refused with EAGAIN
+volatile const bool unix_at_syscalls = true; // UNIX connects refused with EAGAIN, from sys_enter/sys_exit
+volatile const bool listen_at_enter = true;  // listen(2)'s backlog, from sys_enter
 // inet_csk_reqsk_queue_is_full() was qlen >= backlog until upstream
 // 3479c7549fb1 (v6.13, backported to stable in 2025), qlen > backlog since.
 // User space probes which rule this kernel has.
@@ -1367,26 +1368,19 @@ static __always_inline int on_connect_enter(u64 fd, u64 addr, u64 addrlen)
 	return 0;
 }
 
-// on_connect_exit runs when connect(2) returned ret. Only a UNIX stream or
-// seqpacket connect to a full listener fails with EAGAIN: at once when
-// non-blocking, after SO_SNDTIMEO when blocking (unix_stream_connect()).
-static __always_inline int on_connect_exit(struct file **fds, long ret)
+// listen(2)'s backlog, from its entry to the listener's CLOSE→LISTEN in
+// the same thread.
+static __always_inline int on_listen_enter(s32 backlog)
 {
 	u64 id = bpf_get_current_pid_tgid();
-	struct connect_args *ap = bpf_map_lookup_elem(&connecting, &id);
-	if (!ap)
-		return 0;
-	struct connect_args a = *ap;
-	bpf_map_delete_elem(&connecting, &id);
-	if (ret != -EAGAIN || a.fd >= (1 << 20))
-		return 0;
-	struct file *f = NULL;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[a.fd]) || !f)
-		return 0;
-	struct socket *sock = BPF_CORE_READ(f, private_data);
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) != AF_UNIX)
-		return 0;
+	bpf_map_update_elem(&listen_args, &id, &backlog, BPF_ANY);
+	return 0;
+}
+
+// unix_refused reports a UNIX connect on socket sk refused with EAGAIN,
+// to the name at user address addr of addrlen bytes.
+static __always_inline int unix_refused(const struct sock *sk, u64 addr, u64 addrlen)
+{
 	u32 netns = sk_netns(sk);
 	if (filter_netns && !bpf_map_lookup_elem(&want_netns, &netns))
 		return 0;
@@ -1395,6 +1389,7 @@ static __always_inline int on_connect_exit(struct file **fds, long ret)
 		count(COUNT_LOST);
 		return 0;
 	}
+	u64 id = bpf_get_current_pid_tgid();
 	e->ts_ns = bpf_ktime_get_ns();
 	e->pid = id >> 32;
 	e->tid = (u32)id;
@@ -1404,15 +1399,73 @@ static __always_inline int on_connect_exit(struct file **fds, long ret)
 	__builtin_memset(e->path, 0, sizeof(e->path));
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	// sun_path follows the 2-byte family; the caller's length says how much.
-	u64 n = a.addrlen > 2 ? a.addrlen - 2 : 0;
+	u64 n = addrlen > 2 ? addrlen - 2 : 0;
 	if (n > UNIX_PATH)
 		n = UNIX_PATH;
 	e->namelen = n;
 	n &= 127; // for the verifier: n <= UNIX_PATH already
 	if (n > 0 && n <= UNIX_PATH)
-		bpf_probe_read_user(e->path, n, (void *)(a.addr + 2));
+		bpf_probe_read_user(e->path, n, (void *)(addr + 2));
 	bpf_ringbuf_submit(e, 0);
 	return 0;
+}
+
+// connect_refused: connect(2) on descriptor fd of table fds, to the name at
+// user address addr, returned -EAGAIN. Only a UNIX stream or seqpacket
+// connect to a full listener fails so: at once when non-blocking, after
+// SO_SNDTIMEO when blocking (unix_stream_connect()).
+static __always_inline int connect_refused(struct file **fds, u64 fd, u64 addr, u64 addrlen)
+{
+	if (fd >= (1 << 20))
+		return 0;
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) != AF_UNIX)
+		return 0;
+	return unix_refused(sk, addr, addrlen);
+}
+
+// on_connect_exit runs when a system call connect(2) returned ret.
+static __always_inline int on_connect_exit(struct file **fds, long ret)
+{
+	u64 id = bpf_get_current_pid_tgid();
+	struct connect_args *ap = bpf_map_lookup_elem(&connecting, &id);
+	if (!ap)
+		return 0;
+	struct connect_args a = *ap;
+	bpf_map_delete_elem(&connecting, &id);
+	if (ret != -EAGAIN)
+		return 0;
+	return connect_refused(fds, a.fd, a.addr, a.addrlen);
+}
+
+// Where trampolines load, connect(2) itself: __sys_connect() is its body
+// (io_uring's connect calls __sys_connect_file(): left out, as with the
+// system call hooks). No system call hook is needed then.
+SEC("fexit/__sys_connect")
+int BPF_PROG(fexit_sys_connect, int fd, void *uaddr, int addrlen, int ret)
+{
+	if (ret != -EAGAIN)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	return connect_refused(BPF_CORE_READ(task, files, fdt, fd), fd, (u64)uaddr, addrlen);
+}
+
+// listen(2)'s backlog where trampolines load: __sys_listen_socket() (Linux
+// 6.11+, also io_uring's listen), else __sys_listen().
+SEC("fentry/__sys_listen_socket")
+int BPF_PROG(fentry_sys_listen_socket, struct socket *sock, int backlog)
+{
+	return on_listen_enter(backlog);
+}
+
+SEC("fentry/__sys_listen")
+int BPF_PROG(fentry_sys_listen, int fd, int backlog)
+{
+	return on_listen_enter(backlog);
 }
 
 // Every system call of every task passes here: test the number first.
@@ -1422,7 +1475,7 @@ int BPF_PROG(tp_btf_sys_exit, struct pt_regs *regs, long ret)
 	u64 nr = regs->orig_ax;
 	// Not bpf_get_current_task_btf(): it came in Linux 5.11.
 	struct task_struct *task;
-	if (nr == nr_connect && unix_refused) {
+	if (nr == nr_connect && unix_at_syscalls) {
 		task = (struct task_struct *)bpf_get_current_task();
 		return on_connect_exit(BPF_CORE_READ(task, files, fdt, fd), ret);
 	}
@@ -1437,7 +1490,7 @@ int BPF_PROG(raw_tp_sys_exit, struct pt_regs *regs, long ret)
 {
 	u64 nr = BPF_CORE_READ(regs, orig_ax);
 	struct task_struct *task;
-	if (nr == nr_connect && unix_refused) {
+	if (nr == nr_connect && unix_at_syscalls) {
 		task = (struct task_struct *)bpf_get_current_task();
 		return on_connect_exit(BPF_CORE_READ(task, files, fdt, fd), ret);
 	}
@@ -1447,21 +1500,12 @@ int BPF_PROG(raw_tp_sys_exit, struct pt_regs *regs, long ret)
 	return on_accept_exit(BPF_CORE_READ(task, files, fdt, fd), BPF_CORE_READ(regs, di), ret);
 }
 
-// listen(2)'s backlog, from its entry to the listener's CLOSE→LISTEN in
-// the same thread.
-static __always_inline int on_listen_enter(s32 backlog)
-{
-	u64 id = bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&listen_args, &id, &backlog, BPF_ANY);
-	return 0;
-}
-
 SEC("tp_btf/sys_enter")
 int BPF_PROG(tp_btf_sys_enter, struct pt_regs *regs, long nr)
 {
-	if (nr == nr_listen)
+	if (nr == nr_listen && listen_at_enter)
 		return on_listen_enter(regs->si);
-	if (nr != nr_connect || !unix_refused)
+	if (nr != nr_connect || !unix_at_syscalls)
 		return 0;
 	return on_connect_enter(regs->di, regs->si, regs->dx);
 }
@@ -1469,9 +1513,9 @@ int BPF_PROG(tp_btf_sys_enter, struct pt_regs *regs, long nr)
 SEC("raw_tp/sys_enter")
 int BPF_PROG(raw_tp_sys_enter, struct pt_regs *regs, long nr)
 {
-	if (nr == nr_listen)
+	if (nr == nr_listen && listen_at_enter)
 		return on_listen_enter(BPF_CORE_READ(regs, si));
-	if (nr != nr_connect || !unix_refused)
+	if (nr != nr_connect || !unix_at_syscalls)
 		return 0;
 	return on_connect_enter(BPF_CORE_READ(regs, di), BPF_CORE_READ(regs, si), BPF_CORE_READ(regs, dx));
 }
