@@ -83,7 +83,7 @@ type Tracer struct {
 	// acceptLimit says what the sys_exit hook cannot see; "" with fexit.
 	acceptLimit string
 	// unixHook takes UNIX connects refused by connect(2): "fexit"
-	// (__sys_connect) or "sys_exit"; "" with NoUnix.
+	// (__x64_sys_connect) or "sys_exit"; "" with NoUnix.
 	unixHook string
 	// memberHook tells a SYN's SO_REUSEPORT member: "fentry"
 	// (tcp_conn_request, exact) or "drops" (the only member whose sk_drops
@@ -194,9 +194,8 @@ var (
 	acceptArgHook = hook{name: "inet_csk_accept", btf: "fexit_inet_csk_accept_arg", exit: true}
 	// UNIX connects refused, and listen(2)'s backlog, without a hook on
 	// every system call.
-	unixConnectHook  = hook{name: "__sys_connect", btf: "fexit_sys_connect", exit: true}
-	listenSocketHook = hook{name: "__sys_listen_socket", btf: "fentry_sys_listen_socket", entry: true}
-	listenHook       = hook{name: "__sys_listen", btf: "fentry_sys_listen", entry: true}
+	unixConnectHook = hook{name: "__x64_sys_connect", btf: "fexit_x64_sys_connect", exit: true}
+	listenHook      = hook{name: "__x64_sys_listen", btf: "fentry_x64_sys_listen", entry: true}
 )
 
 type mapObjects struct {
@@ -454,26 +453,20 @@ func (t *Tracer) attachAccept(spec *ebpf.CollectionSpec) {
 }
 
 // attachUnix takes UNIX connects refused with EAGAIN from fexit of
-// __sys_connect(), connect(2)'s body, and falls back to the system call's
-// entry and exit where trampolines are refused.
+// connect(2)'s entry point, and falls back to the hooks on every system
+// call's entry and exit where trampolines are refused.
 func (t *Tracer) attachUnix(spec *ebpf.CollectionSpec) {
-	if funcParams("__sys_connect") == 3 && t.attachHook(spec, unixConnectHook, true) == nil {
+	if t.attachHook(spec, unixConnectHook, true) == nil {
 		t.unixHook = "fexit"
 		return
 	}
 	t.unixHook = "sys_exit"
 }
 
-// attachListen reads listen(2)'s backlog at __sys_listen_socket() (Linux
-// 6.11+; io_uring's listen too) or __sys_listen() with fentry.
+// attachListen reads listen(2)'s backlog argument with fentry on its
+// entry point.
 func (t *Tracer) attachListen(spec *ebpf.CollectionSpec) error {
-	h := listenHook
-	if funcParams("__sys_listen_socket") == 2 {
-		h = listenSocketHook
-	} else if funcParams("__sys_listen") != 2 {
-		return errors.New("neither __sys_listen_socket nor __sys_listen in this kernel's BTF")
-	}
-	return t.attachHook(spec, h, true)
+	return t.attachHook(spec, listenHook, true)
 }
 
 // funcParams is the number of parameters of kernel function name in the

@@ -1442,30 +1442,25 @@ static __always_inline int on_connect_exit(struct file **fds, long ret)
 	return connect_refused(fds, a.fd, a.addr, a.addrlen);
 }
 
-// Where trampolines load, connect(2) itself: __sys_connect() is its body
-// (io_uring's connect calls __sys_connect_file(): left out, as with the
-// system call hooks). No system call hook is needed then.
-SEC("fexit/__sys_connect")
-int BPF_PROG(fexit_sys_connect, int fd, void *uaddr, int addrlen, int ret)
+// Where trampolines load, connect(2) and listen(2) themselves: the x86-64
+// system call entry points, which the system call table calls and so are
+// never inlined (__sys_listen_socket() can be: in Debian's 6.12 a program
+// on it did not run for listen(2)). io_uring's connect calls
+// __sys_connect_file(), not these: left out, as with the system call
+// hooks. No hook on every system call is needed then.
+SEC("fexit/__x64_sys_connect")
+int BPF_PROG(fexit_x64_sys_connect, const struct pt_regs *regs, long ret)
 {
 	if (ret != -EAGAIN)
 		return 0;
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	return connect_refused(BPF_CORE_READ(task, files, fdt, fd), fd, (u64)uaddr, addrlen);
+	return connect_refused(BPF_CORE_READ(task, files, fdt, fd), regs->di, regs->si, regs->dx);
 }
 
-// listen(2)'s backlog where trampolines load: __sys_listen_socket() (Linux
-// 6.11+, also io_uring's listen), else __sys_listen().
-SEC("fentry/__sys_listen_socket")
-int BPF_PROG(fentry_sys_listen_socket, struct socket *sock, int backlog)
+SEC("fentry/__x64_sys_listen")
+int BPF_PROG(fentry_x64_sys_listen, const struct pt_regs *regs)
 {
-	return on_listen_enter(backlog);
-}
-
-SEC("fentry/__sys_listen")
-int BPF_PROG(fentry_sys_listen, int fd, int backlog)
-{
-	return on_listen_enter(backlog);
+	return on_listen_enter(regs->si);
 }
 
 // Every system call of every task passes here: test the number first.
