@@ -237,7 +237,7 @@ type summaryJSON struct {
 	// rose, or that meets the drop condition; otherwise counted ambiguous).
 	MemberHook string `json:"member_hook,omitempty"`
 	// UnixHook is what caught UNIX connects refused by connect(2): fexit
-	// (__x64_sys_connect) or sys_exit; absent with --no-unix.
+	// (connect(2)'s entry point or body) or sys_exit; absent with --no-unix.
 	UnixHook string `json:"unix_hook,omitempty"`
 	// MissingStages this kernel cannot trace: their counts are absent,
 	// not zero.

@@ -162,12 +162,14 @@ const (
 	bpfMapWaits                      = "waits"
 	bpfMapWantNetns                  = "want_netns"
 	bpfMapWantPorts                  = "want_ports"
+	bpfProgFentrySysListen           = "fentry_sys_listen"
 	bpfProgFentryTcpConnRequest      = "fentry_tcp_conn_request"
 	bpfProgFentryTcpV4SynRecvSock    = "fentry_tcp_v4_syn_recv_sock"
 	bpfProgFentryTcpV6SynRecvSock    = "fentry_tcp_v6_syn_recv_sock"
 	bpfProgFentryX64SysListen        = "fentry_x64_sys_listen"
 	bpfProgFexitInetCskAccept        = "fexit_inet_csk_accept"
 	bpfProgFexitInetCskAcceptArg     = "fexit_inet_csk_accept_arg"
+	bpfProgFexitSysConnect           = "fexit_sys_connect"
 	bpfProgFexitTcpV4SynRecvSock     = "fexit_tcp_v4_syn_recv_sock"
 	bpfProgFexitTcpV4SynRecvSockInit = "fexit_tcp_v4_syn_recv_sock_init"
 	bpfProgFexitTcpV6SynRecvSock     = "fexit_tcp_v6_syn_recv_sock"
@@ -245,12 +247,14 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
+	FentrySysListen           *ebpf.ProgramSpec `ebpf:"fentry_sys_listen"`
 	FentryTcpConnRequest      *ebpf.ProgramSpec `ebpf:"fentry_tcp_conn_request"`
 	FentryTcpV4SynRecvSock    *ebpf.ProgramSpec `ebpf:"fentry_tcp_v4_syn_recv_sock"`
 	FentryTcpV6SynRecvSock    *ebpf.ProgramSpec `ebpf:"fentry_tcp_v6_syn_recv_sock"`
 	FentryX64SysListen        *ebpf.ProgramSpec `ebpf:"fentry_x64_sys_listen"`
 	FexitInetCskAccept        *ebpf.ProgramSpec `ebpf:"fexit_inet_csk_accept"`
 	FexitInetCskAcceptArg     *ebpf.ProgramSpec `ebpf:"fexit_inet_csk_accept_arg"`
+	FexitSysConnect           *ebpf.ProgramSpec `ebpf:"fexit_sys_connect"`
 	FexitTcpV4SynRecvSock     *ebpf.ProgramSpec `ebpf:"fexit_tcp_v4_syn_recv_sock"`
 	FexitTcpV4SynRecvSockInit *ebpf.ProgramSpec `ebpf:"fexit_tcp_v4_syn_recv_sock_init"`
 	FexitTcpV6SynRecvSock     *ebpf.ProgramSpec `ebpf:"fexit_tcp_v6_syn_recv_sock"`
@@ -396,12 +400,14 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
+	FentrySysListen           *ebpf.Program `ebpf:"fentry_sys_listen"`
 	FentryTcpConnRequest      *ebpf.Program `ebpf:"fentry_tcp_conn_request"`
 	FentryTcpV4SynRecvSock    *ebpf.Program `ebpf:"fentry_tcp_v4_syn_recv_sock"`
 	FentryTcpV6SynRecvSock    *ebpf.Program `ebpf:"fentry_tcp_v6_syn_recv_sock"`
 	FentryX64SysListen        *ebpf.Program `ebpf:"fentry_x64_sys_listen"`
 	FexitInetCskAccept        *ebpf.Program `ebpf:"fexit_inet_csk_accept"`
 	FexitInetCskAcceptArg     *ebpf.Program `ebpf:"fexit_inet_csk_accept_arg"`
+	FexitSysConnect           *ebpf.Program `ebpf:"fexit_sys_connect"`
 	FexitTcpV4SynRecvSock     *ebpf.Program `ebpf:"fexit_tcp_v4_syn_recv_sock"`
 	FexitTcpV4SynRecvSockInit *ebpf.Program `ebpf:"fexit_tcp_v4_syn_recv_sock_init"`
 	FexitTcpV6SynRecvSock     *ebpf.Program `ebpf:"fexit_tcp_v6_syn_recv_sock"`
@@ -426,12 +432,14 @@ type bpfPrograms struct {
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.FentrySysListen,
 		p.FentryTcpConnRequest,
 		p.FentryTcpV4SynRecvSock,
 		p.FentryTcpV6SynRecvSock,
 		p.FentryX64SysListen,
 		p.FexitInetCskAccept,
 		p.FexitInetCskAcceptArg,
+		p.FexitSysConnect,
 		p.FexitTcpV4SynRecvSock,
 		p.FexitTcpV4SynRecvSockInit,
 		p.FexitTcpV6SynRecvSock,

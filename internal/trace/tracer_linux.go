@@ -83,7 +83,7 @@ type Tracer struct {
 	// acceptLimit says what the sys_exit hook cannot see; "" with fexit.
 	acceptLimit string
 	// unixHook takes UNIX connects refused by connect(2): "fexit"
-	// (__x64_sys_connect) or "sys_exit"; "" with NoUnix.
+	// (__x64_sys_connect or __sys_connect) or "sys_exit"; "" with NoUnix.
 	unixHook string
 	// memberHook tells a SYN's SO_REUSEPORT member: "fentry"
 	// (tcp_conn_request, exact) or "drops" (the only member whose sk_drops
@@ -194,8 +194,15 @@ var (
 	acceptArgHook = hook{name: "inet_csk_accept", btf: "fexit_inet_csk_accept_arg", exit: true}
 	// UNIX connects refused, and listen(2)'s backlog, without a hook on
 	// every system call.
-	unixConnectHook = hook{name: "__x64_sys_connect", btf: "fexit_x64_sys_connect", exit: true}
-	listenHook      = hook{name: "__x64_sys_listen", btf: "fentry_x64_sys_listen", entry: true}
+	// The first of each that this kernel's BTF has.
+	unixConnectHooks = []hook{
+		{name: "__x64_sys_connect", btf: "fexit_x64_sys_connect", exit: true},
+		{name: "__sys_connect", btf: "fexit_sys_connect", exit: true},
+	}
+	listenHooks = []hook{
+		{name: "__x64_sys_listen", btf: "fentry_x64_sys_listen", entry: true},
+		{name: "__sys_listen", btf: "fentry_sys_listen", entry: true},
+	}
 )
 
 type mapObjects struct {
@@ -453,10 +460,10 @@ func (t *Tracer) attachAccept(spec *ebpf.CollectionSpec) {
 }
 
 // attachUnix takes UNIX connects refused with EAGAIN from fexit of
-// connect(2)'s entry point, and falls back to the hooks on every system
-// call's entry and exit where trampolines are refused.
+// connect(2)'s entry point or body, and falls back to the hooks on every
+// system call's entry and exit where trampolines are refused.
 func (t *Tracer) attachUnix(spec *ebpf.CollectionSpec) {
-	if t.attachHook(spec, unixConnectHook, true) == nil {
+	if t.attachFirst(spec, unixConnectHooks) == nil {
 		t.unixHook = "fexit"
 		return
 	}
@@ -464,9 +471,24 @@ func (t *Tracer) attachUnix(spec *ebpf.CollectionSpec) {
 }
 
 // attachListen reads listen(2)'s backlog argument with fentry on its
-// entry point.
+// entry point or body.
 func (t *Tracer) attachListen(spec *ebpf.CollectionSpec) error {
-	return t.attachHook(spec, listenHook, true)
+	return t.attachFirst(spec, listenHooks)
+}
+
+// attachFirst attaches the first of hooks whose function this kernel's
+// BTF has.
+func (t *Tracer) attachFirst(spec *ebpf.CollectionSpec, hooks []hook) error {
+	err := errors.New("none of the functions is in this kernel's BTF")
+	for _, h := range hooks {
+		if funcParams(h.name) < 0 {
+			continue
+		}
+		if err = t.attachHook(spec, h, true); err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // funcParams is the number of parameters of kernel function name in the

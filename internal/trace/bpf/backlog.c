@@ -1444,10 +1444,11 @@ static __always_inline int on_connect_exit(struct file **fds, long ret)
 
 // Where trampolines load, connect(2) and listen(2) themselves: the x86-64
 // system call entry points, which the system call table calls and so are
-// never inlined (__sys_listen_socket() can be: in Debian's 6.12 a program
-// on it did not run for listen(2)). io_uring's connect calls
-// __sys_connect_file(), not these: left out, as with the system call
-// hooks. No hook on every system call is needed then.
+// never inlined, where the kernel's BTF has them (Debian's 5.10 has not),
+// else __sys_connect() and __sys_listen(). Not __sys_listen_socket(): in
+// Debian's 6.12 a program on it did not run for listen(2). io_uring's
+// connect calls __sys_connect_file(), none of these: left out, as with
+// the system call hooks. No hook on every system call is needed then.
 SEC("fexit/__x64_sys_connect")
 int BPF_PROG(fexit_x64_sys_connect, const struct pt_regs *regs, long ret)
 {
@@ -1457,10 +1458,25 @@ int BPF_PROG(fexit_x64_sys_connect, const struct pt_regs *regs, long ret)
 	return connect_refused(BPF_CORE_READ(task, files, fdt, fd), regs->di, regs->si, regs->dx);
 }
 
+SEC("fexit/__sys_connect")
+int BPF_PROG(fexit_sys_connect, int fd, void *uaddr, int addrlen, int ret)
+{
+	if (ret != -EAGAIN)
+		return 0;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	return connect_refused(BPF_CORE_READ(task, files, fdt, fd), fd, (u64)uaddr, addrlen);
+}
+
 SEC("fentry/__x64_sys_listen")
 int BPF_PROG(fentry_x64_sys_listen, const struct pt_regs *regs)
 {
 	return on_listen_enter(regs->si);
+}
+
+SEC("fentry/__sys_listen")
+int BPF_PROG(fentry_sys_listen, int fd, int backlog)
+{
+	return on_listen_enter(backlog);
 }
 
 // Every system call of every task passes here: test the number first.
