@@ -194,7 +194,7 @@ var (
 	acceptArgHook = hook{name: "inet_csk_accept", btf: "fexit_inet_csk_accept_arg", exit: true}
 	// UNIX connects refused, and listen(2)'s backlog, without a hook on
 	// every system call.
-	// The first of each that this kernel's BTF has.
+	// The first of each that loads and attaches.
 	unixConnectHooks = []hook{
 		{name: "__x64_sys_connect", btf: "fexit_x64_sys_connect", exit: true},
 		{name: "__sys_connect", btf: "fexit_sys_connect", exit: true},
@@ -476,8 +476,8 @@ func (t *Tracer) attachListen(spec *ebpf.CollectionSpec) error {
 	return t.attachFirst(spec, listenHooks)
 }
 
-// attachFirst attaches the first of hooks whose function this kernel's
-// BTF has.
+// attachFirst attaches the first of hooks that loads and attaches on this
+// kernel.
 func (t *Tracer) attachFirst(spec *ebpf.CollectionSpec, hooks []hook) error {
 	err := errors.New("none of the functions is in this kernel's BTF")
 	for _, h := range hooks {

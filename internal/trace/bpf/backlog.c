@@ -1444,8 +1444,8 @@ static __always_inline int on_connect_exit(struct file **fds, long ret)
 
 // Where trampolines load, connect(2) and listen(2) themselves: the x86-64
 // system call entry points, which the system call table calls and so are
-// never inlined, where the kernel's BTF has them (Debian's 5.10 has not),
-// else __sys_connect() and __sys_listen(). Not __sys_listen_socket(): in
+// never inlined, else (Debian's 5.10 and 6.1 refuse programs on those)
+// __sys_connect() and __sys_listen(). Not __sys_listen_socket(): in
 // Debian's 6.12 a program on it did not run for listen(2). io_uring's
 // connect calls __sys_connect_file(), none of these: left out, as with
 // the system call hooks. No hook on every system call is needed then.
