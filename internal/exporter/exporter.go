@@ -69,6 +69,7 @@ type Exporter struct {
 	// texts are the label texts of the last collection's series, reused
 	// by the next one for the series it shares with it (labelTexts).
 	texts map[uint32]*seriesText
+	segs  segmentCache
 
 	// names are the namespace names of the last collection, by inode
 	// (NetnsName).
@@ -105,6 +106,11 @@ type result struct {
 	small   []*dto.MetricFamily
 	allOnce sync.Once
 	full    []*dto.MetricFamily
+	// The per-listener families compressed, made on the first gzip
+	// scrape of the collection (segments).
+	segCache *segmentCache
+	segOnce  sync.Once
+	segs     map[*metric][]*segment
 }
 
 // all returns every family of the collection, built on first use: the
@@ -233,7 +239,7 @@ func (e *Exporter) collectOnce() *result {
 	if e.opts.Sampler != nil {
 		peaks = e.opts.Sampler.Take()
 	}
-	r := &result{}
+	r := &result{segCache: &e.segs}
 	if err != nil {
 		for range max(1, len(opts.Targets)) {
 			fail(SourceNamespace, "", err)

@@ -88,6 +88,13 @@ func (z *gzipWriter) send(last bool) {
 	} else {
 		go b.compress(last)
 	}
+	z.drain(last)
+}
+
+// drain writes out the blocks compressed, in order; all of them if last,
+// else waiting for the oldest only while more than there are CPUs are
+// under way.
+func (z *gzipWriter) drain(last bool) {
 	for len(z.queue) > 0 {
 		head := z.queue[0]
 		if len(z.queue) <= runtime.GOMAXPROCS(0) && !last {
@@ -135,6 +142,86 @@ func (z *gzipWriter) writeOut(b *gzipBlock) {
 		}
 	}
 	_, z.err = z.w.Write(b.out)
+}
+
+// writeDeflated writes a deflate stream compressed before (deflateSegment):
+// n bytes whose CRC-32 is crc. What was written before it goes first, in
+// a block of its own.
+func (z *gzipWriter) writeDeflated(out []byte, crc uint32, n int) {
+	if z.err != nil || n == 0 {
+		return
+	}
+	if len(z.block) > 0 {
+		z.send(false)
+	}
+	b := &gzipBlock{out: out, done: make(chan struct{})}
+	close(b.done)
+	z.crc = crc32Combine(z.crc, crc, n)
+	z.size += uint32(n)
+	z.queue = append(z.queue, b)
+	z.drain(false)
+}
+
+// deflateSegment compresses text as a deflate stream that writeDeflated
+// can put anywhere in a gzipWriter's: ended by a sync flush, not final.
+func deflateSegment(text []byte) (out []byte, crc uint32) {
+	var buf bytes.Buffer
+	buf.Grow(len(text)/8 + 64)
+	d := deflaters.Get().(*flate.Writer)
+	d.Reset(&buf)
+	d.Write(text) // to a bytes.Buffer: no error
+	d.Flush()
+	deflaters.Put(d)
+	return buf.Bytes(), crc32.ChecksumIEEE(text)
+}
+
+// crc32Combine is the CRC-32 of A followed by B from theirs and B's
+// length, as zlib's crc32_combine(): appending len2 zero bytes to A is a
+// linear map over GF(2), applied by squaring its matrix.
+func crc32Combine(crc1, crc2 uint32, len2 int) uint32 {
+	if len2 <= 0 {
+		return crc1
+	}
+	var even, odd [32]uint32
+	odd[0] = crc32.IEEE // one zero bit
+	for n, row := 1, uint32(1); n < 32; n, row = n+1, row<<1 {
+		odd[n] = row
+	}
+	gf2Square(&even, &odd) // two zero bits
+	gf2Square(&odd, &even) // four
+	for {
+		gf2Square(&even, &odd) // one zero byte, then more at each turn
+		if len2&1 != 0 {
+			crc1 = gf2Times(&even, crc1)
+		}
+		if len2 >>= 1; len2 == 0 {
+			break
+		}
+		gf2Square(&odd, &even)
+		if len2&1 != 0 {
+			crc1 = gf2Times(&odd, crc1)
+		}
+		if len2 >>= 1; len2 == 0 {
+			break
+		}
+	}
+	return crc1 ^ crc2
+}
+
+func gf2Times(mat *[32]uint32, vec uint32) uint32 {
+	var sum uint32
+	for i := 0; vec != 0; i, vec = i+1, vec>>1 {
+		if vec&1 != 0 {
+			sum ^= mat[i]
+		}
+	}
+	return sum
+}
+
+func gf2Square(square, mat *[32]uint32) {
+	for n := range mat {
+		square[n] = gf2Times(mat, mat[n])
+	}
 }
 
 // Close compresses what is left, writes every block and the trailer.

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -77,5 +78,54 @@ func TestGzipWriterError(t *testing.T) {
 		if len(z.queue) != 0 {
 			t.Errorf("failing after %d bytes: %d blocks left", after, len(z.queue))
 		}
+	}
+}
+
+// TestCRC32Combine: the combined CRC is the CRC of the two parts joined.
+func TestCRC32Combine(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, n := range [][2]int{{0, 0}, {0, 5}, {5, 0}, {1, 1}, {100, 3}, {3, 100000}, {gzipBlockSize, 12345}} {
+		a, b := make([]byte, n[0]), make([]byte, n[1])
+		for i := range a {
+			a[i] = byte(rng.IntN(256))
+		}
+		for i := range b {
+			b[i] = byte(rng.IntN(256))
+		}
+		if got, want := crc32Combine(crc32.ChecksumIEEE(a), crc32.ChecksumIEEE(b), len(b)), crc32.ChecksumIEEE(append(a, b...)); got != want {
+			t.Errorf("lengths %v: %08x, want %08x", n, got, want)
+		}
+	}
+}
+
+// TestGzipWriterDeflated: segments compressed before, written between
+// text, read back as one stream.
+func TestGzipWriterDeflated(t *testing.T) {
+	var want []byte
+	var out bytes.Buffer
+	z := newGzipWriter(&out)
+	for i := range 40 {
+		text := bytes.Repeat([]byte(fmt.Sprintf("segment %d\n", i)), i*(gzipBlockSize/200))
+		if i%3 == 0 {
+			z.Write(text)
+		} else {
+			seg, crc := deflateSegment(text)
+			z.writeDeflated(seg, crc, len(text))
+		}
+		want = append(want, text...)
+	}
+	if err := z.Close(); err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(&out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read back %d bytes, want %d", len(got), len(want))
 	}
 }

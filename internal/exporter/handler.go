@@ -195,7 +195,7 @@ func (h *handler) ServeHTTP(rsp http.ResponseWriter, req *http.Request) {
 		gz = newGzipWriter(rsp)
 		out = gz
 	}
-	err := h.writeText(out, format, g, only)
+	err := h.writeText(out, gz, format, g, only)
 	if gz != nil {
 		err = cmp.Or(err, gz.Close())
 	}
@@ -207,8 +207,9 @@ func (h *handler) ServeHTTP(rsp http.ResponseWriter, req *http.Request) {
 // writeText writes g in a text format, the families in name order: the
 // per-listener ones directly (text.go), the others with expfmt. only, if
 // not nil, are the families to write. A family expfmt refuses is logged
-// and left out, as promhttp does with ContinueOnError.
-func (h *handler) writeText(out io.Writer, format expfmt.Format, g gathered, only map[string]bool) error {
+// and left out, as promhttp does with ContinueOnError. With gz (out
+// itself), the per-listener families go as compressed segments.
+func (h *handler) writeText(out io.Writer, gz *gzipWriter, format expfmt.Format, g gathered, only map[string]bool) error {
 	type part struct {
 		name string
 		mf   *dto.MetricFamily // nil: the per-listener family m
@@ -239,7 +240,14 @@ func (h *handler) writeText(out io.Writer, format expfmt.Format, g gathered, onl
 		if only != nil && !only[p.name] {
 			continue
 		}
-		if p.mf == nil {
+		if p.mf == nil && gz != nil {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+			for _, seg := range g.res.segments(p.m) {
+				gz.writeDeflated(seg.out, seg.crc, seg.n)
+			}
+		} else if p.mf == nil {
 			num = g.res.writeListenerText(bw, p.m, num)
 		} else if err := enc.Encode(p.mf); err != nil {
 			h.errorLog.Println("error encoding and sending metric family:", err)

@@ -2,8 +2,10 @@ package exporter
 
 import (
 	"bufio"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/backlog-dev/backlog/internal/snapshot"
 )
@@ -174,4 +176,129 @@ func appendValue(b []byte, v float64) []byte {
 		return strconv.AppendUint(b, uint64(v), 10)
 	}
 	return strconv.AppendFloat(b, v, 'g', -1, 64)
+}
+
+// segmentSeries is how many series a compressed segment of a listener
+// family holds: ~150 KB of text. Each is compressed alone, so the body is
+// ~5 % larger than one stream's (0.36 MB against 0.345 MB at 10,000
+// listeners), and a value that changes costs one segment's compression.
+const segmentSeries = 512
+
+// segment is the compressed text of family m's samples for the series
+// [i*segmentSeries, (i+1)*segmentSeries) of a collection, the first after
+// the family's HELP and TYPE: kept while the next collection has the same
+// series there with the same values, which for idle listeners is every
+// collection. Immutable once made.
+type segment struct {
+	key   segmentKey
+	texts []*seriesText
+	vals  []float64 // -1: no sample
+	out   []byte
+	crc   uint32
+	n     int
+}
+
+type segmentKey struct {
+	m *metric
+	i int
+}
+
+// segmentCache holds the last collection's segments, for the next one.
+type segmentCache struct {
+	mu   sync.Mutex
+	last map[segmentKey]*segment
+}
+
+// segments returns the compressed segments of family m, made once per
+// collection, taken from the previous one where series and values are
+// the same: values are those of this collection either way.
+func (r *result) segments(m *metric) []*segment {
+	r.segOnce.Do(r.makeSegments)
+	return r.segs[m]
+}
+
+func (r *result) makeSegments() {
+	c := r.segCache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r.segs = make(map[*metric][]*segment)
+	next := make(map[segmentKey]*segment)
+	var todo []*segment
+	for _, m := range listenerMetrics {
+		if !r.hasListenerFamily(m) {
+			continue
+		}
+		for i := 0; i*segmentSeries < len(r.listeners); i++ {
+			ss := r.listeners[i*segmentSeries : min((i+1)*segmentSeries, len(r.listeners))]
+			k := segmentKey{m, i}
+			seg := c.last[k]
+			if seg == nil || !seg.holds(ss) {
+				seg = &segment{key: k, texts: make([]*seriesText, len(ss)), vals: make([]float64, len(ss))}
+				for j := range ss {
+					seg.texts[j], seg.vals[j] = ss[j].text, sampleOf(&ss[j], m)
+				}
+				todo = append(todo, seg)
+			}
+			next[k] = seg
+			r.segs[m] = append(r.segs[m], seg)
+		}
+	}
+	// Only what changed is compressed, on every CPU.
+	var wg sync.WaitGroup
+	work := make(chan *segment)
+	for range min(len(todo), runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			var text []byte
+			for seg := range work {
+				text = seg.appendText(text[:0])
+				seg.n = len(text)
+				seg.out, seg.crc = deflateSegment(text)
+			}
+		})
+	}
+	for _, seg := range todo {
+		work <- seg
+	}
+	close(work)
+	wg.Wait()
+	c.last = next
+}
+
+// sampleOf is the series' value in family m, -1 when it has none there.
+func sampleOf(s *series, m *metric) float64 {
+	if v, ok := s.value(m); ok {
+		return v
+	}
+	return -1
+}
+
+// holds tells whether seg is the segment of these series: the same series
+// (their texts) with the same values.
+func (seg *segment) holds(ss []series) bool {
+	if len(ss) != len(seg.texts) {
+		return false
+	}
+	for j := range ss {
+		if ss[j].text != seg.texts[j] || sampleOf(&ss[j], seg.key.m) != seg.vals[j] {
+			return false
+		}
+	}
+	return true
+}
+
+// appendText appends the segment's samples as writeListenerText writes
+// them, after the family's HELP and TYPE in its first segment.
+func (seg *segment) appendText(b []byte) []byte {
+	m := seg.key.m
+	if seg.key.i == 0 {
+		b = append(b, textHeaders[m]...)
+	}
+	for j, t := range seg.texts {
+		if v := seg.vals[j]; v >= 0 {
+			b = append(b, m.name...)
+			b = append(b, t.labels...)
+			b = append(appendValue(append(b, ' '), v), '\n')
+		}
+	}
+	return b
 }

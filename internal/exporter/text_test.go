@@ -68,7 +68,7 @@ func TestTextEqualsExpfmt(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				if err := h.writeText(&got, format, g, nil); err != nil {
+				if err := h.writeText(&got, nil, format, g, nil); err != nil {
 					t.Fatal(err)
 				}
 				if got.String() != want.String() {
@@ -213,5 +213,97 @@ func TestLabelTextsReused(t *testing.T) {
 	}
 	if again[1].text == ss[1].text || !strings.Contains(texts[again[1].key.inode].labels, `process="other"`) {
 		t.Errorf("new labels of a socket not written: %q", again[1].text.labels)
+	}
+}
+
+// TestGzipSegments: with gzip, the per-listener families go as segments
+// compressed at an earlier scrape where nothing changed in them; what the
+// client reads is still this scrape's text, the same as uncompressed,
+// through new listeners, values, owners and listeners gone.
+func TestGzipSegments(t *testing.T) {
+	snap := &snapshot.Snapshot{Namespaces: []snapshot.Namespace{{Inode: 1, Name: "host"}}}
+	for i := range 3*segmentSeries - 100 {
+		snap.Listeners = append(snap.Listeners, listener(1, "127.0.0.1", uint16(10000+i), uint32(1000+i), 0, 128, 0, "idle"))
+	}
+	e := fake(snap, nil, Options{})
+	h := Handler(slog.New(slog.DiscardHandler), 0, e)
+	scrape := func(encoding string) (string, http.Header) {
+		req := httptest.NewRequest("GET", "/metrics", nil)
+		req.Header.Set("Accept-Encoding", encoding)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		body := io.Reader(rec.Body)
+		if rec.Header().Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(rec.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body = zr
+		}
+		b, err := io.ReadAll(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b), rec.Header()
+	}
+	var last map[*metric][]*segment
+	for step, change := range []func(){
+		func() {},
+		func() {}, // nothing changed: every segment kept
+		func() { snap.Listeners[700].AcceptQueue = 5 },
+		func() { snap.Listeners[3].Processes[0].Comm = "other" },
+		func() { snap.Listeners = slices.Delete(snap.Listeners, 10, 11) },
+		func() {
+			snap.Listeners = append(snap.Listeners, listener(1, "::1", 443, 99, 1, 10, 2, "new"))
+			snap.Listeners[5].Drops = nil
+		},
+	} {
+		change()
+		zipped, hdr := scrape("gzip")
+		if hdr.Get("Content-Encoding") != "gzip" {
+			t.Fatal("not compressed")
+		}
+		plain, _ := scrape("identity")
+		drop := func(s string) string { // differ from one collection to the next
+			var keep []string
+			for _, l := range strings.Split(s, "\n") {
+				if !strings.HasPrefix(l, "backlog_scrape_duration_seconds ") && !strings.HasPrefix(l, "backlog_collections_total ") {
+					keep = append(keep, l)
+				}
+			}
+			return strings.Join(keep, "\n")
+		}
+		if drop(zipped) != drop(plain) {
+			t.Fatalf("step %d: gzip text differs from plain:\n%s", step, lineDiff(drop(plain), drop(zipped)))
+		}
+		e.segs.mu.Lock() // the segments of the last gzip scrape
+		segs := make(map[*metric][]*segment)
+		for k, s := range e.segs.last {
+			segs[k.m] = append(segs[k.m], s)
+		}
+		e.segs.mu.Unlock()
+		if step == 1 {
+			for m, ss := range segs {
+				for _, s := range ss {
+					if !slices.Contains(last[m], s) {
+						t.Errorf("step %d: a segment of %s made again with nothing changed", step, m.name)
+					}
+				}
+			}
+		}
+		if step == 2 {
+			made := 0
+			for m, ss := range segs {
+				for _, s := range ss {
+					if !slices.Contains(last[m], s) {
+						made++
+					}
+				}
+			}
+			if made != 2 { // the queue and its peak
+				t.Errorf("step %d: %d segments made for one value changed, want 2", step, made)
+			}
+		}
+		last = segs
 	}
 }
