@@ -14,7 +14,9 @@ import (
 // at 10,000 listeners they are 50,000 of a scrape's samples, and through
 // dto.Metric and expfmt they cost more than the collection
 // (docs/performance.md). The bytes are those expfmt.MetricFamilyToText
-// writes for the same samples (TestTextEqualsExpfmt).
+// writes for the same samples (TestTextEqualsExpfmt). With gzip they go as
+// compressed segments kept while their series and values do not change
+// (segment; TestGzipSegments).
 
 // listenerMetrics are the families with one sample per listener series.
 var listenerMetrics = []*metric{mAcceptQueue, mAcceptQueuePeak, mBacklog, mSynQueue, mDrops}
