@@ -4,6 +4,7 @@ package trace
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +33,48 @@ func BenchmarkConnectAccept(b *testing.B) {
 	b.Run("traced-no-unix", func(b *testing.B) { traced(b, ns, Options{NoUnix: true}) })
 	b.Run("traced-no-accept-wait", func(b *testing.B) { traced(b, ns, Options{NoAcceptWait: true}) })
 	b.Run("traced-no-accept-wait-no-unix", func(b *testing.B) { traced(b, ns, Options{NoAcceptWait: true, NoUnix: true}) })
+}
+
+// BenchmarkConnectAcceptRatio alternates the bare loop and the traced one
+// (default options) round by round, b.N connections each, and reports the
+// median of the rounds' CPU ratios: load that comes and goes (an emulated
+// guest, other work on the host) falls on both halves of a round alike,
+// where the sub-benchmarks above run minutes apart. The tracer is loaded
+// anew for each round.
+//
+//	go test -run XXX -bench ConnectAcceptRatio -benchtime 2000x ./internal/trace
+func BenchmarkConnectAcceptRatio(b *testing.B) {
+	testutil.RequireRoot(b)
+	ns, err := lab.NewNamespace("btrace-ratio")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ns.Close()
+	const rounds = 9
+	var ratios []float64
+	var hook string
+	for range rounds {
+		connectAccept(b, ns)
+		bare := lastCPU
+		tr, err := New(Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		hook = tr.AcceptHook() + "/" + tr.UnixHook()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { tr.Run(ctx, nil); close(done) }()
+		connectAccept(b, ns)
+		cancel()
+		<-done
+		tr.Close()
+		ratios = append(ratios, lastCPU/bare)
+	}
+	slices.Sort(ratios)
+	b.ReportMetric(ratios[rounds/2], "median-cpu-ratio")
+	b.ReportMetric(ratios[0], "min-cpu-ratio")
+	b.ReportMetric(ratios[rounds-1], "max-cpu-ratio")
+	b.Logf("accept/unix hooks %s; traced/bare CPU per connection, sorted: %.3f", hook, ratios)
 }
 
 func traced(b *testing.B, ns *lab.Namespace, opts Options) {
