@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -247,7 +248,12 @@ func TestReplaySynflood(t *testing.T) {
 	})
 	// The SYN queue recorded in the window is what ss saw at its start:
 	// the kernel's limit (backlog+1, or backlog without upstream
-	// 3479c7549fb1), which the clients' 60 SYNs filled.
+	// 3479c7549fb1), which the clients' 60 SYNs filled. The limit is
+	// tested without a lock (tcp_conn_request() reads qlen, the request
+	// is counted later in inet_csk_reqsk_queue_hash_add()), so SYNs that
+	// the scenario and keepArriving send from two CPUs at once can each
+	// pass it: up to one request more per other CPU (the 5.10 guest held
+	// 17 for its limit of 16 once).
 	limit, err := lab.SynQueueLimit(16)
 	if err != nil {
 		t.Fatal(err)
@@ -264,8 +270,10 @@ func TestReplaySynflood(t *testing.T) {
 			}
 		}
 	}
-	if int(syn) != limit || ssAtStart != limit {
-		t.Errorf("recorded SYN queue %d, ss syn-recv %d at the window's start; the kernel holds %d for backlog 16", syn, ssAtStart, limit)
+	over := runtime.NumCPU() - 1
+	if int(syn) < limit || int(syn) > limit+over || ssAtStart < limit || ssAtStart > limit+over {
+		t.Errorf("recorded SYN queue %d, ss syn-recv %d at the window's start; the kernel holds %d for backlog 16 (%d more with %d CPUs)",
+			syn, ssAtStart, limit, over, over+1)
 	}
 }
 
