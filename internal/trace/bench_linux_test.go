@@ -56,18 +56,7 @@ func BenchmarkConnectAcceptRatio(b *testing.B) {
 	for range rounds {
 		connectAccept(b, ns)
 		bare := lastCPU
-		tr, err := New(Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		hook = tr.AcceptHook() + "/" + tr.UnixHook()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { tr.Run(ctx, nil); close(done) }()
-		connectAccept(b, ns)
-		cancel()
-		<-done
-		tr.Close()
+		hook = traced(b, ns, Options{})
 		ratios = append(ratios, lastCPU/bare)
 	}
 	slices.Sort(ratios)
@@ -77,11 +66,14 @@ func BenchmarkConnectAcceptRatio(b *testing.B) {
 	b.Logf("accept/unix hooks %s; traced/bare CPU per connection, sorted: %.3f", hook, ratios)
 }
 
-func traced(b *testing.B, ns *lab.Namespace, opts Options) {
+// traced runs the loop under a tracer with opts and returns its accept and
+// UNIX hooks.
+func traced(b *testing.B, ns *lab.Namespace, opts Options) (hooks string) {
 	tr, err := New(opts)
 	if err != nil {
 		b.Fatal(err)
 	}
+	hooks = tr.AcceptHook() + "/" + tr.UnixHook()
 	defer tr.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -99,6 +91,7 @@ func traced(b *testing.B, ns *lab.Namespace, opts Options) {
 	if !opts.NoAcceptWait && n < uint64(b.N) {
 		b.Errorf("tracer saw %d accepts of %d", n, b.N)
 	}
+	return hooks
 }
 
 var lastCPU float64
