@@ -41,7 +41,11 @@ func Check() error {
 // Reader holds the loaded iterators. Its methods may be called from
 // several goroutines; reads of the owners iterator are serialized.
 type Reader struct {
-	objs              iterObjects
+	objs iterObjects
+	// coll holds the global variables' map when loadLean loaded the
+	// programs; lean says it did.
+	coll              *ebpf.Collection
+	lean              bool
 	tcp, task, queues *link.Iter
 
 	mu    sync.Mutex // owners pass: last_pid
@@ -59,10 +63,18 @@ func Open() (*Reader, error) {
 		return nil, err
 	}
 	r := &Reader{}
-	if err := loadIterObjects(&r.objs, nil); err != nil {
-		return nil, fmt.Errorf("%w: loading the iterators: %w", ErrNotSupported, err)
-	}
 	var err error
+	if r.coll, err = loadLean(&r.objs); err == nil {
+		r.lean = true
+	} else {
+		// What the lean loader could not do (a BTF it cannot read, a
+		// program it does not link), cilium/ebpf does, at its cost.
+		r.objs.Close()
+		r.objs = iterObjects{}
+		if err := loadIterObjects(&r.objs, nil); err != nil {
+			return nil, fmt.Errorf("%w: loading the iterators: %w", ErrNotSupported, err)
+		}
+	}
 	if r.tcp, err = link.AttachIter(link.IterOptions{Program: r.objs.Listeners}); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("%w: iter/tcp (Linux 5.9+): %w", ErrNotSupported, err)
@@ -89,7 +101,11 @@ func (r *Reader) Close() error {
 	if r.queues != nil {
 		r.queues.Close()
 	}
-	return r.objs.Close()
+	err := r.objs.Close()
+	if r.coll != nil {
+		r.coll.Close()
+	}
+	return err
 }
 
 // Listeners returns the TCP listeners of the network namespace of the

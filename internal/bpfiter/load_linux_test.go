@@ -1,0 +1,98 @@
+//go:build amd64
+
+package bpfiter
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/backlog-dev/backlog/internal/testutil"
+)
+
+// TestOpenIsLean: on every kernel of the matrix the iterators load without
+// cilium/ebpf decoding the whole kernel BTF (the fallback is for kernels
+// whose BTF kernelTypes cannot read).
+func TestOpenIsLean(t *testing.T) {
+	r := open(t)
+	if !r.lean {
+		_, err := loadLean(&iterObjects{})
+		t.Fatalf("the iterators were loaded by cilium/ebpf's path: the lean loader said: %v", err)
+	}
+}
+
+// TestLeanRelocatesAsCilium: relocated against the structs kernelTypes
+// decodes, every CO-RE relocation of every program comes out as against
+// the whole kernel BTF cilium/ebpf decodes, and the attach points have the
+// ids cilium/ebpf finds.
+func TestLeanRelocatesAsCilium(t *testing.T) {
+	testutil.RequireRoot(t) // /sys/kernel/btf/vmlinux is readable by root only on some kernels
+	spec, err := loadIter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := btf.LoadKernelSpec()
+	if errors.Is(err, btf.ErrNotSupported) {
+		t.Skip("no kernel BTF")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	lean, ids, err := leanKernelTypes(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noLocal := func(btf.Type) (btf.TypeID, error) { return 0, errors.New("no local type ids") }
+	for name, ps := range spec.Programs {
+		var fn *btf.Func
+		if err := full.TypeByName("bpf_iter_"+ps.AttachTo, &fn); err != nil {
+			t.Fatal(err)
+		}
+		want, err := full.TypeID(fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ids["bpf_iter_"+ps.AttachTo]; got != want {
+			t.Errorf("%s: bpf_iter_%s has id %d, cilium/ebpf says %d", name, ps.AttachTo, got, want)
+		}
+		var relos []*btf.CORERelocation
+		for it := ps.Instructions.Iterate(); it.Next(); {
+			if r := btf.CORERelocationMetadata(it.Ins); r != nil {
+				relos = append(relos, r)
+			}
+		}
+		if len(relos) == 0 {
+			t.Fatalf("%s: no CO-RE relocations: nothing compared", name)
+		}
+		wantFix, err := btf.CORERelocate(relos, []*btf.Spec{full}, ps.ByteOrder, noLocal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gotFix, err := btf.CORERelocate(relos, []*btf.Spec{lean}, ps.ByteOrder, noLocal)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for i := range relos {
+			if g, w := fmt.Sprint(gotFix[i]), fmt.Sprint(wantFix[i]); g != w {
+				t.Errorf("%s: %s: lean %s, cilium/ebpf %s", name, relos[i], g, w)
+			}
+		}
+		t.Logf("%s: %d relocations equal", name, len(relos))
+	}
+}
+
+// BenchmarkOpenLean is BenchmarkOpen's load alone by the lean loader.
+func BenchmarkOpenLean(b *testing.B) {
+	testutil.RequireRoot(b)
+	for b.Loop() {
+		var objs iterObjects
+		coll, err := loadLean(&objs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		objs.Close()
+		coll.Close()
+	}
+}
