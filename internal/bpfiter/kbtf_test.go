@@ -9,14 +9,15 @@ import (
 	"github.com/cilium/ebpf/btf"
 )
 
-// rawBTF marshals types as a kernel would write them.
+// rawBTF marshals types as a recent kernel writes them (signed enums,
+// whatever kernel runs the test).
 func rawBTF(t testing.TB, types ...btf.Type) []byte {
 	t.Helper()
 	b, err := btf.NewBuilder(types, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := b.Marshal(nil, btf.KernelMarshalOptions())
+	raw, err := b.Marshal(nil, &btf.MarshalOptions{Order: binary.LittleEndian, PreventNoTypeFound: true})
 	if err != nil {
 		t.Fatal(err)
 	}
