@@ -5,7 +5,6 @@
 package bpfiter
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -38,17 +37,8 @@ type Listener struct {
 	FastOpenQueue uint32
 }
 
-// Owner is a process holding a socket.
-type Owner struct {
-	PID  int // thread-group id
-	Comm string
-}
-
 // Owners is what one iter/task_file pass found.
 type Owners struct {
-	// ByInode maps each listening socket's inode to its holders, once per
-	// process, in the order the iterator met them.
-	ByInode map[uint32][]Owner
 	// Held has, for each process holding a listening socket, the
 	// descriptors holding them (descriptor -> inode) and its epoll
 	// instances, whose fdinfo says which sockets the process waits on.
@@ -58,6 +48,18 @@ type Owners struct {
 	// visited (this kernel's task iterators skip some, pid 1 among them):
 	// walk its /proc/PID/fd instead.
 	Seen map[int]struct{}
+}
+
+// Holds reports whether a process holds the socket with inode ino.
+func (o Owners) Holds(ino uint32) bool {
+	for _, h := range o.Held {
+		for _, i := range h.FDs {
+			if i == ino {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Held is one process's descriptors that matter.
@@ -87,11 +89,14 @@ const (
 )
 
 // DecodeListeners decodes what iter/tcp wrote: whole records only.
-func DecodeListeners(b []byte) ([]Listener, error) {
+func DecodeListeners(b []byte) ([]Listener, error) { return appendListeners(nil, b) }
+
+// appendListeners decodes b's listener records onto ls.
+func appendListeners(ls []Listener, b []byte) ([]Listener, error) {
 	if len(b)%listenerSize != 0 {
 		return nil, fmt.Errorf("%w: %d bytes is not a whole number of %d-byte listener records", ErrShort, len(b), listenerSize)
 	}
-	ls := make([]Listener, 0, len(b)/listenerSize)
+	ls = slices.Grow(ls, len(b)/listenerSize)
 	for ; len(b) > 0; b = b[listenerSize:] {
 		ne := binary.NativeEndian
 		l := Listener{
@@ -143,11 +148,6 @@ const (
 // none of them. It filters o's maps in place (most of them are wanted:
 // copying them cost more than the decoding) and returns o.
 func (o Owners) Keep(want map[uint32]struct{}) Owners {
-	for ino := range o.ByInode {
-		if _, ok := want[ino]; !ok {
-			delete(o.ByInode, ino)
-		}
-	}
 	for pid, h := range o.Held {
 		for fd, ino := range h.FDs {
 			if _, ok := want[ino]; !ok {
@@ -165,61 +165,73 @@ func (o Owners) Keep(want map[uint32]struct{}) Owners {
 // visited, per descriptor holding a listening socket, and per epoll
 // instance.
 func DecodeOwners(b []byte) (Owners, error) {
+	var d ownersDecoder
+	if err := d.add(b); err != nil {
+		return Owners{}, err
+	}
+	return d.finish()
+}
+
+// ownersDecoder decodes iter/task_file's records as they are read.
+type ownersDecoder struct {
+	held    map[int]*Held
+	seen    map[int]struct{}
+	lastPID int
+}
+
+// add decodes whole records.
+func (d *ownersDecoder) add(b []byte) error {
 	if len(b)%ownerSize != 0 {
-		return Owners{}, fmt.Errorf("%w: %d bytes is not a whole number of %d-byte owner records", ErrShort, len(b), ownerSize)
+		return fmt.Errorf("%w: %d bytes is not a whole number of %d-byte owner records", ErrShort, len(b), ownerSize)
 	}
-	// Sized ahead: growing them record by record was most of the decoding.
-	var visited, sockets int
-	for r := b; len(r) > 0; r = r[ownerSize:] {
-		switch binary.NativeEndian.Uint32(r[12:]) {
-		case kindVisited:
-			visited++
-		case kindSocket:
-			sockets++
-		}
+	if d.held == nil {
+		d.held, d.seen = make(map[int]*Held), make(map[int]struct{}, 256)
 	}
-	o := Owners{ByInode: make(map[uint32][]Owner, sockets), Held: make(map[int]*Held), Seen: make(map[int]struct{}, visited)}
-	epolls := make(map[int][]int)
+	ne := binary.NativeEndian
+	var h *Held // the holder of the last socket: records come process by process
 	for ; len(b) > 0; b = b[ownerSize:] {
-		ne := binary.NativeEndian
 		pid := int(ne.Uint32(b[0:]))
 		inode, fd, kind := ne.Uint32(b[4:]), int(ne.Uint32(b[8:])), ne.Uint32(b[12:])
-		comm := b[16:32]
-		if i := bytes.IndexByte(comm, 0); i >= 0 {
-			comm = comm[:i]
-		}
 		// Any record says the process was visited: its own record may
 		// have been dropped with a later one when the read's buffer
 		// filled (bpf/iter.c).
-		o.Seen[pid] = struct{}{}
+		if pid != d.lastPID {
+			d.seen[pid], d.lastPID, h = struct{}{}, pid, nil
+		}
 		switch kind {
 		case kindVisited:
 			continue
-		case kindEpoll:
-			if !slices.Contains(epolls[pid], fd) {
-				epolls[pid] = append(epolls[pid], fd)
+		case kindEpoll, kindSocket:
+		default:
+			return fmt.Errorf("bpfiter: owner record of kind %d", kind)
+		}
+		if h == nil {
+			if h = d.held[pid]; h == nil {
+				h = &Held{FDs: make(map[int]uint32)}
+				d.held[pid] = h
+			}
+		}
+		if kind == kindEpoll {
+			if !slices.Contains(h.Epolls, fd) {
+				h.Epolls = append(h.Epolls, fd)
 			}
 			continue
-		case kindSocket:
-		default:
-			return o, fmt.Errorf("bpfiter: owner record of kind %d", kind)
-		}
-		h := o.Held[pid]
-		if h == nil {
-			h = &Held{FDs: make(map[int]uint32)}
-			o.Held[pid] = h
 		}
 		h.FDs[fd] = inode
-		dup := false
-		for _, p := range o.ByInode[inode] {
-			dup = dup || p.PID == pid
-		}
-		if !dup {
-			o.ByInode[inode] = append(o.ByInode[inode], Owner{PID: pid, Comm: string(comm)})
+	}
+	return nil
+}
+
+// finish returns what was decoded: processes holding only epoll
+// instances hold no socket and are left out.
+func (d *ownersDecoder) finish() (Owners, error) {
+	if d.held == nil {
+		d.held, d.seen = make(map[int]*Held), make(map[int]struct{})
+	}
+	for pid, h := range d.held {
+		if len(h.FDs) == 0 {
+			delete(d.held, pid)
 		}
 	}
-	for pid, h := range o.Held {
-		h.Epolls = epolls[pid]
-	}
-	return o, nil
+	return Owners{Held: d.held, Seen: d.seen}, nil
 }

@@ -74,12 +74,11 @@ func TestDecodeOwners(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(o.Seen) != 2 || len(o.ByInode) != 1 {
+	if len(o.Seen) != 2 || len(o.Held) != 2 || !o.Holds(99) || o.Holds(98) {
 		t.Fatalf("got %+v", o)
 	}
-	want := []Owner{{10, "nginx"}, {11, "a-very-long-comm"}}
-	if got := o.ByInode[99]; len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
-		t.Errorf("owners of 99: %+v, want %+v", got, want)
+	if h := o.Held[10]; h == nil || len(h.FDs) != 1 || h.FDs[3+99%7] != 99 || len(h.Epolls) != 0 {
+		t.Errorf("held by 10: %+v", o.Held[10])
 	}
 	if h := o.Held[11]; h == nil || h.FDs[3+99%7] != 99 || len(h.Epolls) != 1 || h.Epolls[0] != 9 {
 		t.Errorf("held by 11: %+v", o.Held[11])
@@ -93,8 +92,11 @@ func TestDecodeOwners(t *testing.T) {
 	if _, ok := o.Seen[12]; err != nil || !ok {
 		t.Errorf("process 12 not seen (%v): %+v", err, o.Seen)
 	}
+	if !o.Holds(98) {
+		t.Errorf("98 not held: %+v", o.Held)
+	}
 	k := o.Keep(map[uint32]struct{}{99: {}})
-	if len(k.ByInode) != 1 || len(k.ByInode[99]) != 2 || len(k.Held) != 2 || k.Held[12] != nil || len(k.Seen) != 3 {
+	if !k.Holds(99) || k.Holds(98) || len(k.Held) != 2 || k.Held[12] != nil || len(k.Seen) != 3 {
 		t.Errorf("Keep(99): %+v", k)
 	}
 }
@@ -117,7 +119,7 @@ func FuzzDecodeOwners(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		o, err := DecodeOwners(b)
 		n := len(b) / ownerSize
-		if err == nil && (len(o.Seen) > n || len(o.ByInode) > n || len(o.Held) > n) {
+		if err == nil && (len(o.Seen) > n || len(o.Held) > n) {
 			t.Errorf("more entries than records")
 		}
 	})

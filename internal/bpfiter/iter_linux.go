@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -51,8 +50,7 @@ type Reader struct {
 	mu    sync.Mutex // owners pass: last_pid
 	tcpMu sync.Mutex // listeners and queues: stop_after, last_*, tcpBuf
 	// tcpBuf is the iter/tcp reads' buffer, kept: a sampler reads ten
-	// times a second, and a fresh 256 KiB each time was zeroed, faulted
-	// in and collected again each time.
+	// times a second.
 	tcpBuf []byte
 }
 
@@ -118,16 +116,21 @@ func (r *Reader) Close() error {
 // again after the read: if it changed, read again with 0.
 func (r *Reader) Listeners(inUse int) ([]Listener, error) {
 	var last [listenerSize]byte
-	r.tcpMu.Lock() // b is tcpBuf: decode before a sampler reads again
+	r.tcpMu.Lock()
 	defer r.tcpMu.Unlock()
-	b, found, err := r.readTCPLocked(r.tcp, inUse, r.objs.LastListener, &last)
+	var ls []Listener
+	found, err := r.readTCPLocked(r.tcp, inUse, listenerSize, r.objs.LastListener, &last, func(b []byte) error {
+		var err error
+		ls, err = appendListeners(ls, b)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
 	if found {
-		b = append(b, last[:]...)
+		return appendListeners(ls, last[:])
 	}
-	return DecodeListeners(b)
+	return ls, nil
 }
 
 // Queues calls fn with the inode and accept-queue length of each TCP
@@ -139,15 +142,16 @@ func (r *Reader) Queues(inUse int, fn func(inode, acceptQueue uint32)) (int, err
 	var last [queueSize]byte
 	r.tcpMu.Lock()
 	defer r.tcpMu.Unlock()
-	b, found, err := r.readTCPLocked(r.queues, inUse, r.objs.LastQueue, &last)
+	found, err := r.readTCPLocked(r.queues, inUse, queueSize, r.objs.LastQueue, &last, func(b []byte) error {
+		return DecodeQueues(b, fn)
+	})
 	if err != nil {
 		return 0, err
 	}
 	if found && binary.NativeEndian.Uint32(last[4:]) != 0 {
-		b = append(b, last[:]...)
-	}
-	if err := DecodeQueues(b, fn); err != nil {
-		return 0, err
+		if err := DecodeQueues(last[:], fn); err != nil {
+			return 0, err
+		}
 	}
 	var n uint32
 	if err := r.objs.QueueListeners.Get(&n); err != nil {
@@ -156,38 +160,39 @@ func (r *Reader) Queues(inUse int, fn func(inode, acceptQueue uint32)) (int, err
 	return int(n), nil
 }
 
-// readTCPLocked runs one of the iter/tcp programs with stop_after set; found
-// says the program ended the read at the last socket and left its record
-// in lastVar.
-func (r *Reader) readTCPLocked(it *link.Iter, inUse int, lastVar *ebpf.Variable, last any) ([]byte, bool, error) {
+// readTCPLocked runs one of the iter/tcp programs with stop_after set,
+// handing its records of size rec to fn; found says the program ended the
+// read at the last socket and left its record in lastVar.
+func (r *Reader) readTCPLocked(it *link.Iter, inUse, rec int, lastVar *ebpf.Variable, last any, fn func([]byte) error) (bool, error) {
 	if inUse < 0 || inUse > math.MaxUint32 {
 		inUse = 0
 	}
 	if err := r.objs.StopAfter.Set(uint32(inUse)); err != nil {
-		return nil, false, fmt.Errorf("bpfiter: setting stop_after: %w", err)
+		return false, fmt.Errorf("bpfiter: setting stop_after: %w", err)
 	}
 	if err := r.objs.LastSet.Set(uint32(0)); err != nil {
-		return nil, false, fmt.Errorf("bpfiter: resetting last_set: %w", err)
+		return false, fmt.Errorf("bpfiter: resetting last_set: %w", err)
 	}
 	if err := r.objs.QueueListeners.Set(uint32(0)); err != nil {
-		return nil, false, fmt.Errorf("bpfiter: resetting queue_listeners: %w", err)
+		return false, fmt.Errorf("bpfiter: resetting queue_listeners: %w", err)
 	}
-	b, err := read(it, r.tcpBuf[:0])
-	if err != nil {
-		return nil, false, fmt.Errorf("reading iter/tcp: %w", err)
+	if r.tcpBuf == nil {
+		r.tcpBuf = make([]byte, readSize)
 	}
-	r.tcpBuf = b
+	if err := readRecords(it, r.tcpBuf, rec, fn); err != nil {
+		return false, fmt.Errorf("reading iter/tcp: %w", err)
+	}
 	var set uint32
 	if err := r.objs.LastSet.Get(&set); err != nil {
-		return nil, false, fmt.Errorf("bpfiter: reading last_set: %w", err)
+		return false, fmt.Errorf("bpfiter: reading last_set: %w", err)
 	}
 	if set == 0 {
-		return b, false, nil
+		return false, nil
 	}
 	if err := lastVar.Get(last); err != nil {
-		return nil, false, fmt.Errorf("bpfiter: reading the last listener: %w", err)
+		return false, fmt.Errorf("bpfiter: reading the last listener: %w", err)
 	}
-	return b, true, nil
+	return true, nil
 }
 
 // Owners finds the processes holding listening sockets (TCP and UNIX), in
@@ -199,38 +204,52 @@ func (r *Reader) Owners() (Owners, error) {
 	if err := r.objs.LastPid.Set(uint32(0)); err != nil {
 		return Owners{}, fmt.Errorf("bpfiter: resetting last_pid: %w", err)
 	}
-	b, err := read(r.task, nil)
-	if err != nil {
+	var d ownersDecoder
+	if err := readRecords(r.task, make([]byte, readSize), ownerSize, d.add); err != nil {
 		return Owners{}, fmt.Errorf("reading iter/task_file: %w", err)
 	}
-	return DecodeOwners(b)
+	return d.finish()
 }
 
-// read runs an iterator to its end, appending to buf (nil: a new one).
-// iter/tcp ends with EAGAIN when its program stops it (a program returning
-// 1, bpf_iter_run_prog()): that is the end of the listeners, not an error.
-func read(it *link.Iter, buf []byte) ([]byte, error) {
+// readSize is the buffer an iterator is read through: a read returns at
+// most what the kernel's seq buffer holds (bpf_seq_read(), 8 pages), and
+// records are decoded as they come, so neither a buffer the size of all
+// records nor its growing (fresh pages, each a page fault) is needed.
+const readSize = 64 << 10
+
+// readRecords runs an iterator to its end, handing fn whole records of
+// size rec as they are read through buf. iter/tcp ends with EAGAIN when
+// its program stops it (a program returning 1, bpf_iter_run_prog()): that
+// is the end of the listeners, not an error.
+func readRecords(it *link.Iter, buf []byte, rec int, fn func([]byte) error) error {
 	rc, err := it.Open()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rc.Close()
-	// Read straight into the buffer: a read returns at most what the
-	// kernel's seq buffer holds (bpf_seq_read(), 8 pages), so grow ahead.
-	if buf == nil {
-		buf = make([]byte, 0, 256<<10)
-	}
+	return records(rc, buf, rec, fn)
+}
+
+// records is readRecords' loop, for any reader.
+func records(rc io.Reader, buf []byte, rec int, fn func([]byte) error) error {
+	held := 0 // bytes of a record cut by the last read
 	for {
-		if cap(buf)-len(buf) < 64<<10 {
-			buf = slices.Grow(buf, cap(buf))
+		n, err := rc.Read(buf[held:])
+		held += n
+		if whole := held - held%rec; whole > 0 {
+			if err := fn(buf[:whole]); err != nil {
+				return err
+			}
+			held = copy(buf, buf[whole:held])
 		}
-		n, err := rc.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
 		switch {
 		case errors.Is(err, unix.EAGAIN), err == io.EOF, err == nil && n == 0:
-			return buf, nil
+			if held != 0 {
+				return fmt.Errorf("%w: the read ended inside a record (%d bytes)", ErrShort, held)
+			}
+			return nil
 		case err != nil:
-			return nil, err
+			return err
 		}
 	}
 }

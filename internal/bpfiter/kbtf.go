@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cilium/ebpf/btf"
 )
@@ -77,6 +78,17 @@ func kernelTypes(raw []byte, structs, funcs []string) (*btf.Spec, map[string]btf
 	for _, f := range funcs {
 		wantFunc[f] = true
 	}
+	// Most named types are functions, and all the functions wanted share a
+	// prefix (bpf_iter_): testing it first spares a look-up a function.
+	prefix := ""
+	for i, f := range funcs {
+		if i == 0 {
+			prefix = f
+		}
+		for !strings.HasPrefix(f, prefix) {
+			prefix = prefix[:len(prefix)-1]
+		}
+	}
 	var roots []uint32
 	ids := make(map[string]btf.TypeID)
 	for i, off := range k.offsets {
@@ -85,7 +97,11 @@ func kernelTypes(raw []byte, structs, funcs []string) (*btf.Spec, map[string]btf
 		if kind != kindStruct && kind != kindUnion && kind != kindFunc {
 			continue
 		}
-		name, err := k.name(binary.LittleEndian.Uint32(k.types[off:]))
+		nameOff := binary.LittleEndian.Uint32(k.types[off:])
+		if kind == kindFunc && (len(funcs) == 0 || uint64(nameOff) < uint64(len(k.strings)) && !bytes.HasPrefix(k.strings[nameOff:], []byte(prefix))) {
+			continue
+		}
+		name, err := k.name(nameOff)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -3,11 +3,14 @@
 package bpfiter
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"testing"
+	"testing/iotest"
 
 	"github.com/cilium/ebpf/btf"
+	"golang.org/x/sys/unix"
 
 	"github.com/backlog-dev/backlog/internal/testutil"
 )
@@ -94,5 +97,44 @@ func BenchmarkOpenLean(b *testing.B) {
 		}
 		objs.Close()
 		coll.Close()
+	}
+}
+
+// BenchmarkLeanKernelTypes is the BTF half of the lean load.
+func BenchmarkLeanKernelTypes(b *testing.B) {
+	testutil.RequireRoot(b)
+	spec, err := loadIter()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, _, err := leanKernelTypes(spec); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestRecordsCut: records cut between reads are put together; a read that
+// ends inside one is ErrShort; EAGAIN ends a read without error.
+func TestRecordsCut(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789ab"), 50) // 50 records of 12 bytes
+	var got []byte
+	err := records(iotest.OneByteReader(bytes.NewReader(data)), make([]byte, 40), 12, func(b []byte) error {
+		if len(b)%12 != 0 {
+			t.Errorf("fn got %d bytes", len(b))
+		}
+		got = append(got, b...)
+		return nil
+	})
+	if err != nil || !bytes.Equal(got, data) {
+		t.Errorf("got %d bytes (%v), want %d", len(got), err, len(data))
+	}
+	err = records(bytes.NewReader(data[:30]), make([]byte, 64), 12, func([]byte) error { return nil })
+	if !errors.Is(err, ErrShort) {
+		t.Errorf("a cut record: %v", err)
+	}
+	err = records(iotest.ErrReader(unix.EAGAIN), make([]byte, 64), 12, func([]byte) error { return nil })
+	if err != nil {
+		t.Errorf("EAGAIN: %v", err)
 	}
 }

@@ -213,7 +213,11 @@ func Collect(ctx context.Context, opts Options) (*snapshot.Snapshot, error) {
 		for _, l := range r.ls {
 			seen[l.Inode] = struct{}{}
 		}
-		snap.Listeners = append(snap.Listeners, filterAddresses(r.ls, opts.Ports, opts.Paths)...)
+		if ls := filterAddresses(r.ls, opts.Ports, opts.Paths); snap.Listeners == nil {
+			snap.Listeners = ls // not a copy: 2 MB at 10,000 listeners
+		} else {
+			snap.Listeners = append(snap.Listeners, ls...)
+		}
 	}
 	if noUnixDiag {
 		snap.Warnings = append(snap.Warnings, fmt.Sprintf("%s: %v", unixUnknown, ErrNoUnixDiag))

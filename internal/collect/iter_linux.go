@@ -49,9 +49,14 @@ func iterListeners(r *bpfiter.Reader, nsInode uint64) ([]snapshot.Listener, erro
 	if err != nil {
 		return nil, err
 	}
-	ls := make([]snapshot.Listener, len(bls))
+	// Room for the namespace's UNIX listeners, appended next: growing a
+	// slice of 10,000 listeners copies 2 MB.
+	ls := make([]snapshot.Listener, len(bls), len(bls)+64)
+	// What the listeners' pointers point to, in three allocations rather
+	// than three per listener.
+	drops, syns, v6only := make([]uint64, len(bls)), make([]uint32, len(bls)), make([]bool, len(bls))
 	for i, b := range bls {
-		drops, syn := uint64(b.Drops), b.SynQueue
+		drops[i], syns[i] = uint64(b.Drops), b.SynQueue
 		l := snapshot.Listener{
 			Netns:         nsInode,
 			Family:        snapshot.FamilyInet,
@@ -60,13 +65,13 @@ func iterListeners(r *bpfiter.Reader, nsInode uint64) ([]snapshot.Listener, erro
 			Inode:         b.Inode,
 			AcceptQueue:   b.AcceptQueue,
 			Backlog:       b.Backlog,
-			SynQueue:      &syn, // the member's own icsk_accept_queue.qlen
+			SynQueue:      &syns[i], // the member's own icsk_accept_queue.qlen
 			FastOpenQueue: b.FastOpenQueue,
-			Drops:         &drops,
+			Drops:         &drops[i],
 		}
 		if b.IPv6 {
-			v6only := b.V6Only
-			l.Family, l.V6Only = snapshot.FamilyInet6, &v6only
+			v6only[i] = b.V6Only
+			l.Family, l.V6Only = snapshot.FamilyInet6, &v6only[i]
 		}
 		ls[i] = l
 	}

@@ -3,6 +3,7 @@
 package render
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,12 +24,23 @@ const DropsHelp = "DROPS is the listener's sk_drops, in packets, not refused cli
 // compact on one line otherwise (a pipe or file), where the indenting
 // encoder cost several times the collection itself at 10,000 listeners.
 // The content is the same.
-func JSON(w io.Writer, s *snapshot.Snapshot) error {
-	enc := json.NewEncoder(w)
-	if isTerminal(w) {
-		enc.SetIndent("", "  ")
+func JSON(w io.Writer, s *snapshot.Snapshot) error { return writeJSON(w, s, isTerminal(w)) }
+
+// writeJSON writes what json.Encoder writes, with SetIndent("", "  ") when
+// indent.
+func writeJSON(w io.Writer, s *snapshot.Snapshot, indent bool) error {
+	if !indent {
+		return s.EncodeJSON(w)
 	}
-	return enc.Encode(s)
+	var b, ind bytes.Buffer
+	if err := s.EncodeJSON(&b); err != nil {
+		return err
+	}
+	if err := json.Indent(&ind, b.Bytes(), "", "  "); err != nil {
+		return err
+	}
+	_, err := w.Write(ind.Bytes())
+	return err
 }
 
 // Table writes one block per namespace: its listeners, fullest first, then
