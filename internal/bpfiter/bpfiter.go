@@ -96,7 +96,6 @@ func appendListeners(ls []Listener, b []byte) ([]Listener, error) {
 	if len(b)%listenerSize != 0 {
 		return nil, fmt.Errorf("%w: %d bytes is not a whole number of %d-byte listener records", ErrShort, len(b), listenerSize)
 	}
-	ls = slices.Grow(ls, len(b)/listenerSize)
 	for ; len(b) > 0; b = b[listenerSize:] {
 		ne := binary.NativeEndian
 		l := Listener{

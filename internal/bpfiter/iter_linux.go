@@ -3,6 +3,7 @@
 package bpfiter
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -118,17 +119,25 @@ func (r *Reader) Listeners(inUse int) ([]Listener, error) {
 	var last [listenerSize]byte
 	r.tcpMu.Lock()
 	defer r.tcpMu.Unlock()
-	var ls []Listener
+	// The records, then the listeners in one slice of the right size:
+	// growing the slice as records came touched five times its size.
+	var chunks [][]byte
+	n := 0
 	found, err := r.readTCPLocked(r.tcp, inUse, listenerSize, r.objs.LastListener, &last, func(b []byte) error {
-		var err error
-		ls, err = appendListeners(ls, b)
-		return err
+		chunks, n = append(chunks, bytes.Clone(b)), n+len(b)
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	if found {
-		return appendListeners(ls, last[:])
+		chunks, n = append(chunks, last[:]), n+len(last)
+	}
+	ls := make([]Listener, 0, n/listenerSize)
+	for _, c := range chunks {
+		if ls, err = appendListeners(ls, c); err != nil {
+			return nil, err
+		}
 	}
 	return ls, nil
 }

@@ -55,11 +55,16 @@ const (
 // loader then leaves the work to cilium/ebpf.
 var errBTF = errors.New("bpfiter: kernel BTF")
 
-// kernelBTF is a raw BTF blob with the offset of each type's record.
+// kernelBTF is a raw BTF blob with the offset of every markEvery-th
+// type's record: all of them would be 600 KB of fresh memory, 150 page
+// faults, to find the few thousand types decoded.
 type kernelBTF struct {
 	types, strings []byte
-	offsets        []uint32 // offsets[id-1]: type id's record in types
+	marks          []uint32 // marks[i]: the record of type id i*markEvery+1
+	count          int      // types
 }
+
+const markEvery = 32
 
 // kernelTypes decodes, from the raw BTF raw, the structs and unions named
 // in structs (with everything they embed; pointers become void pointers)
@@ -91,29 +96,32 @@ func kernelTypes(raw []byte, structs, funcs []string) (*btf.Spec, map[string]btf
 	}
 	var roots []uint32
 	ids := make(map[string]btf.TypeID)
-	for i, off := range k.offsets {
-		info := binary.LittleEndian.Uint32(k.types[off+4:])
-		kind := info >> 24 & 0x1f
+	err = k.walk(func(id uint32, rec []byte) error {
+		kind := binary.LittleEndian.Uint32(rec[4:]) >> 24 & 0x1f
 		if kind != kindStruct && kind != kindUnion && kind != kindFunc {
-			continue
+			return nil
 		}
-		nameOff := binary.LittleEndian.Uint32(k.types[off:])
+		nameOff := binary.LittleEndian.Uint32(rec)
 		if kind == kindFunc && (len(funcs) == 0 || uint64(nameOff) < uint64(len(k.strings)) && !bytes.HasPrefix(k.strings[nameOff:], []byte(prefix))) {
-			continue
+			return nil
 		}
 		name, err := k.name(nameOff)
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
 		switch {
 		case kind == kindFunc && wantFunc[string(name)]:
 			if _, dup := ids[string(name)]; dup {
-				return nil, nil, fmt.Errorf("%w: two functions named %s", errBTF, name)
+				return fmt.Errorf("%w: two functions named %s", errBTF, name)
 			}
-			ids[string(name)] = btf.TypeID(i + 1)
+			ids[string(name)] = btf.TypeID(id)
 		case kind != kindFunc && wantStruct[string(name)]:
-			roots = append(roots, uint32(i+1))
+			roots = append(roots, id)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	d := decoder{k: k, done: make(map[uint32]btf.Type)}
 	types := make([]btf.Type, 0, len(roots))
@@ -135,9 +143,9 @@ func kernelTypes(raw []byte, structs, funcs []string) (*btf.Spec, map[string]btf
 	return spec, ids, nil
 }
 
-// parseBTF checks the header and finds where each type's record starts.
-// The kernel writes its BTF in the machine's byte order; this package
-// builds for amd64 only (little endian).
+// parseBTF checks the header and finds the type and string sections. The
+// kernel writes its BTF in the machine's byte order; this package builds
+// for amd64 only (little endian).
 func parseBTF(raw []byte) (*kernelBTF, error) {
 	le := binary.LittleEndian
 	if len(raw) < btfHeaderSize || le.Uint16(raw) != btfMagic {
@@ -150,24 +158,62 @@ func parseBTF(raw []byte) (*kernelBTF, error) {
 	if uint64(hdrLen) < btfHeaderSize || uint64(typeOff)+uint64(typeLen) > uint64(len(body)) || uint64(strOff)+uint64(strLen) > uint64(len(body)) {
 		return nil, fmt.Errorf("%w: sections past the end (%d bytes)", errBTF, len(raw))
 	}
-	k := &kernelBTF{types: body[typeOff : typeOff+typeLen], strings: body[strOff : strOff+strLen]}
-	k.offsets = make([]uint32, 0, len(k.types)/16) // ~24 bytes a type
+	return &kernelBTF{types: body[typeOff : typeOff+typeLen], strings: body[strOff : strOff+strLen]}, nil
+}
+
+// walk visits every type record in order, checking its length, and marks
+// where every markEvery-th starts (for record).
+func (k *kernelBTF) walk(visit func(id uint32, rec []byte) error) error {
+	k.marks, k.count = k.marks[:0], 0
 	for off := 0; off < len(k.types); {
-		if len(k.types)-off < btfTypeSize {
-			return nil, fmt.Errorf("%w: type record cut at byte %d", errBTF, off)
+		rec, err := recordAt(k.types, off)
+		if err != nil {
+			return err
 		}
-		info := le.Uint32(k.types[off+4:])
-		n, err := extraSize(info>>24&0x1f, int(info&0xffff))
+		if k.count%markEvery == 0 {
+			k.marks = append(k.marks, uint32(off))
+		}
+		k.count++
+		if err := visit(uint32(k.count), rec); err != nil {
+			return err
+		}
+		off += len(rec)
+	}
+	return nil
+}
+
+// recordAt is the whole type record at off.
+func recordAt(types []byte, off int) ([]byte, error) {
+	if len(types)-off < btfTypeSize {
+		return nil, fmt.Errorf("%w: type record cut at byte %d", errBTF, off)
+	}
+	info := binary.LittleEndian.Uint32(types[off+4:])
+	n, err := extraSize(info>>24&0x1f, int(info&0xffff))
+	if err != nil {
+		return nil, err
+	}
+	if len(types)-off-btfTypeSize < n {
+		return nil, fmt.Errorf("%w: type record cut at byte %d", errBTF, off)
+	}
+	return types[off : off+btfTypeSize+n], nil
+}
+
+// record is type id's record, found from the last mark before it (walk
+// first).
+func (k *kernelBTF) record(id uint32) ([]byte, error) {
+	if id == 0 || uint64(id) > uint64(k.count) {
+		return nil, fmt.Errorf("%w: type id %d past the last (%d)", errBTF, id, k.count)
+	}
+	i := int(id - 1)
+	off := int(k.marks[i/markEvery])
+	for range i % markEvery {
+		rec, err := recordAt(k.types, off)
 		if err != nil {
 			return nil, err
 		}
-		if len(k.types)-off-btfTypeSize < n {
-			return nil, fmt.Errorf("%w: type record cut at byte %d", errBTF, off)
-		}
-		k.offsets = append(k.offsets, uint32(off))
-		off += btfTypeSize + n
+		off += len(rec)
 	}
-	return k, nil
+	return recordAt(k.types, off)
 }
 
 // extraSize is the size of what follows a struct btf_type of this kind
@@ -232,15 +278,15 @@ func (d *decoder) decode(id uint32) (btf.Type, error) {
 	if t, ok := d.done[id]; ok {
 		return t, nil
 	}
-	if uint64(id) > uint64(len(d.k.offsets)) {
-		return nil, fmt.Errorf("%w: type id %d past the last (%d)", errBTF, id, len(d.k.offsets))
-	}
 	if d.depth++; d.depth > maxDepth {
 		return nil, fmt.Errorf("%w: type %d contains itself", errBTF, id)
 	}
 	defer func() { d.depth-- }()
 	le := binary.LittleEndian
-	rec := d.k.types[d.k.offsets[id-1]:]
+	rec, err := d.k.record(id)
+	if err != nil {
+		return nil, err
+	}
 	nameOff, info, sizeOrType := le.Uint32(rec), le.Uint32(rec[4:]), le.Uint32(rec[8:])
 	kind, vlen, kflag := info>>24&0x1f, int(info&0xffff), info>>31 == 1
 	extra := rec[btfTypeSize:]
@@ -354,10 +400,13 @@ func (d *decoder) decode(id uint32) (btf.Type, error) {
 // not. The kernel's BTF (pahole) sets kind_flag on every struct with
 // bitfields.
 func (d *decoder) legacyBitfield(id uint32, kflag bool) error {
-	if kflag || id == 0 || uint64(id) > uint64(len(d.k.offsets)) {
+	if kflag || id == 0 {
 		return nil
 	}
-	rec := d.k.types[d.k.offsets[id-1]:]
+	rec, err := d.k.record(id)
+	if err != nil {
+		return err
+	}
 	if binary.LittleEndian.Uint32(rec[4:])>>24&0x1f != kindInt {
 		return nil
 	}

@@ -103,11 +103,14 @@ func TestKernelTypesBad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, off := range k.offsets {
-		if binary.LittleEndian.Uint32(k.types[off+4:])>>24 == kindTypedef {
-			binary.LittleEndian.PutUint32(loop[btfHeaderSize+off+8:], uint32(i+1))
+	off := 0
+	k.walk(func(id uint32, rec []byte) error {
+		if binary.LittleEndian.Uint32(rec[4:])>>24 == kindTypedef {
+			binary.LittleEndian.PutUint32(loop[btfHeaderSize+off+8:], id)
 		}
-	}
+		off += len(rec)
+		return nil
+	})
 	for name, b := range map[string][]byte{
 		"typedef loop": loop,
 		"empty":        nil,
