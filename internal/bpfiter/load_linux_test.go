@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"testing/iotest"
 
@@ -137,4 +138,23 @@ func TestRecordsCut(t *testing.T) {
 	if err != nil {
 		t.Errorf("EAGAIN: %v", err)
 	}
+}
+
+// TestRelocationRoots: the roots are read from cilium/ebpf's relocations,
+// not the fallback of every struct in the object.
+func TestRelocationRoots(t *testing.T) {
+	spec, err := loadIter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, ok := relocationRoots(spec)
+	if !ok {
+		t.Fatal("no relocation roots: the lean loader decodes every struct of the object")
+	}
+	for _, want := range []string{"sock_common", "sock", "task_struct", "file", "socket_alloc"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("roots %v lack %s", names, want)
+		}
+	}
+	t.Logf("roots: %v", names)
 }

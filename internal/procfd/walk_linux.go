@@ -159,10 +159,18 @@ func walk(procRoot string, names []string, want map[uint32]struct{}, extra []Hel
 			res.Denied++
 			res.Refused = append(res.Refused, Refusal{PID: f.pid, Comm: p.Comm, Err: f.denied})
 		}
-		for _, ino := range f.inodes {
-			q := p
-			_, q.Serving = f.serving[ino]
-			res.Owners[ino] = append(res.Owners[ino], q)
+		// One allocation for the process's sockets rather than one each
+		// (a server may hold thousands); a socket's second owner appends
+		// past the capacity, into a slice of its own.
+		own := make([]snapshot.Process, len(f.inodes))
+		for i, ino := range f.inodes {
+			own[i] = p
+			_, own[i].Serving = f.serving[ino]
+			if prev := res.Owners[ino]; prev != nil {
+				res.Owners[ino] = append(prev, own[i])
+			} else {
+				res.Owners[ino] = own[i : i+1 : i+1]
+			}
 		}
 	}
 	slices.SortFunc(res.Refused, func(a, b Refusal) int { return a.PID - b.PID })
