@@ -3,7 +3,10 @@
 package procfd
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
+	"io"
 	"strconv"
 
 	"github.com/backlog-dev/backlog/internal/snapshot"
@@ -65,20 +68,38 @@ func ParseStat(b []byte) (state string, ppid int, ok bool) {
 // descriptor (ep_show_fdinfo()).
 func ParseEpollTargets(b []byte) []int {
 	var fds []int
-	for line := range bytes.SplitSeq(b, []byte("\n")) {
-		rest, ok := bytes.CutPrefix(line, []byte("tfd:"))
+	EpollTargets(bytes.NewReader(b), make([]byte, len(b)+1), func(fd int) { fds = append(fds, fd) })
+	return fds
+}
+
+// EpollTargets calls fn with each descriptor an epoll instance's fdinfo
+// read from r lists, reading through buf: a server's epoll may watch tens
+// of thousands of sockets, a megabyte of fdinfo not worth holding. A line
+// longer than buf (fdinfo's are under 100 bytes) ends the scan.
+func EpollTargets(r io.Reader, buf []byte, fn func(fd int)) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(buf, len(buf))
+	for sc.Scan() {
+		rest, ok := bytes.CutPrefix(sc.Bytes(), []byte("tfd:"))
 		if !ok {
 			continue
 		}
-		f := bytes.Fields(rest)
-		if len(f) == 0 {
+		rest = bytes.TrimLeft(rest, " \t")
+		end := 0
+		for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
+			end++
+		}
+		if end == 0 || end < len(rest) && rest[end] != ' ' && rest[end] != '\t' {
 			continue
 		}
-		if n, err := strconv.Atoi(string(f[0])); err == nil && n >= 0 {
-			fds = append(fds, n)
+		if n, err := strconv.Atoi(string(rest[:end])); err == nil {
+			fn(n)
 		}
 	}
-	return fds
+	if errors.Is(sc.Err(), bufio.ErrTooLong) {
+		return nil
+	}
+	return sc.Err()
 }
 
 // Roles fills in the Role of each owner of one socket: "master" when

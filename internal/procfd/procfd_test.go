@@ -1,7 +1,10 @@
 package procfd
 
 import (
+	"fmt"
+	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/backlog-dev/backlog/internal/snapshot"
 )
@@ -82,4 +85,19 @@ func FuzzParseStat(f *testing.F) {
 func FuzzParseEpollTargets(f *testing.F) {
 	f.Add([]byte("tfd:        6 events:       19 data: 6\n"))
 	f.Fuzz(func(t *testing.T, b []byte) { _ = ParseEpollTargets(b) })
+}
+
+// TestEpollTargetsStream: an epoll watching 10,000 sockets, read a byte at
+// a time through a buffer of 128 bytes: every target, in order.
+func TestEpollTargetsStream(t *testing.T) {
+	var in strings.Builder
+	in.WriteString("pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1057\n")
+	for fd := range 10000 {
+		fmt.Fprintf(&in, "tfd: %8d events:       19 data:       1a00000%d  pos:0 ino:%x sdev:8\n", fd, fd, 1000+fd)
+	}
+	var got []int
+	err := EpollTargets(iotest.OneByteReader(strings.NewReader(in.String())), make([]byte, 128), func(fd int) { got = append(got, fd) })
+	if err != nil || len(got) != 10000 || got[0] != 0 || got[9999] != 9999 {
+		t.Errorf("%d targets (%v), want 10000", len(got), err)
+	}
 }

@@ -194,16 +194,18 @@ type held struct {
 // watches: the sockets it waits for connections on.
 func polled(fdinfoDir string, h held) map[uint32]struct{} {
 	out := make(map[uint32]struct{})
+	buf := make([]byte, 16<<10)
 	for _, ep := range h.epolls {
-		b, err := os.ReadFile(fdinfoDir + strconv.Itoa(ep))
+		f, err := os.Open(fdinfoDir + strconv.Itoa(ep))
 		if err != nil {
 			continue
 		}
-		for _, fd := range ParseEpollTargets(b) {
+		EpollTargets(f, buf, func(fd int) {
 			if ino, ok := h.fds[fd]; ok {
 				out[ino] = struct{}{}
 			}
-		}
+		})
+		f.Close()
 	}
 	return out
 }
