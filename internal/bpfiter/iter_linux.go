@@ -70,7 +70,7 @@ func Open() (*Reader, error) {
 		// program it does not link), cilium/ebpf does, at its cost.
 		r.objs.Close()
 		r.objs = iterObjects{}
-		if err := loadIterObjects(&r.objs, nil); err != nil {
+		if err := loadCilium(&r.objs); err != nil {
 			return nil, fmt.Errorf("%w: loading the iterators: %w", ErrNotSupported, err)
 		}
 	}
@@ -78,7 +78,11 @@ func Open() (*Reader, error) {
 		r.Close()
 		return nil, fmt.Errorf("%w: iter/tcp (Linux 5.9+): %w", ErrNotSupported, err)
 	}
-	if r.task, err = link.AttachIter(link.IterOptions{Program: r.objs.Owners}); err != nil {
+	owners := r.objs.Owners
+	if owners == nil {
+		owners = r.objs.OwnersCompat
+	}
+	if r.task, err = link.AttachIter(link.IterOptions{Program: owners}); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("%w: iter/task_file (Linux 5.8+): %w", ErrNotSupported, err)
 	}
@@ -87,6 +91,36 @@ func Open() (*Reader, error) {
 		return nil, fmt.Errorf("%w: iter/tcp (Linux 5.9+): %w", ErrNotSupported, err)
 	}
 	return r, nil
+}
+
+// loadCilium loads the iterators with cilium/ebpf alone: owners, or where
+// the kernel lacks bpf_sock_from_file() (before 5.11), owners_compat.
+func loadCilium(objs *iterObjects) error {
+	spec, err := loadIter()
+	if err != nil {
+		return err
+	}
+	var o struct {
+		iterVariables
+		Listeners *ebpf.Program `ebpf:"listeners"`
+		Queues    *ebpf.Program `ebpf:"queues"`
+		Owners    *ebpf.Program `ebpf:"owners"`
+	}
+	if err := spec.LoadAndAssign(&o, nil); err == nil {
+		objs.iterVariables, objs.Listeners, objs.Queues, objs.Owners = o.iterVariables, o.Listeners, o.Queues, o.Owners
+		return nil
+	}
+	var c struct {
+		iterVariables
+		Listeners *ebpf.Program `ebpf:"listeners"`
+		Queues    *ebpf.Program `ebpf:"queues"`
+		Owners    *ebpf.Program `ebpf:"owners_compat"`
+	}
+	if err := spec.LoadAndAssign(&c, nil); err != nil {
+		return err
+	}
+	objs.iterVariables, objs.Listeners, objs.Queues, objs.OwnersCompat = c.iterVariables, c.Listeners, c.Queues, c.Owners
+	return nil
 }
 
 // Close releases the programs and links.

@@ -49,6 +49,7 @@ type iterQrec struct {
 const (
 	iterProgListeners     = "listeners"
 	iterProgOwners        = "owners"
+	iterProgOwnersCompat  = "owners_compat"
 	iterProgQueues        = "queues"
 	iterVarLastListener   = "last_listener"
 	iterVarLastPid        = "last_pid"
@@ -101,9 +102,10 @@ type iterSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type iterProgramSpecs struct {
-	Listeners *ebpf.ProgramSpec `ebpf:"listeners"`
-	Owners    *ebpf.ProgramSpec `ebpf:"owners"`
-	Queues    *ebpf.ProgramSpec `ebpf:"queues"`
+	Listeners    *ebpf.ProgramSpec `ebpf:"listeners"`
+	Owners       *ebpf.ProgramSpec `ebpf:"owners"`
+	OwnersCompat *ebpf.ProgramSpec `ebpf:"owners_compat"`
+	Queues       *ebpf.ProgramSpec `ebpf:"queues"`
 }
 
 // iterMapSpecs contains maps before they are loaded into the kernel.
@@ -168,15 +170,17 @@ type iterVariables struct {
 //
 // It can be passed to loadIterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type iterPrograms struct {
-	Listeners *ebpf.Program `ebpf:"listeners"`
-	Owners    *ebpf.Program `ebpf:"owners"`
-	Queues    *ebpf.Program `ebpf:"queues"`
+	Listeners    *ebpf.Program `ebpf:"listeners"`
+	Owners       *ebpf.Program `ebpf:"owners"`
+	OwnersCompat *ebpf.Program `ebpf:"owners_compat"`
+	Queues       *ebpf.Program `ebpf:"queues"`
 }
 
 func (p *iterPrograms) Close() error {
 	return _IterClose(
 		p.Listeners,
 		p.Owners,
+		p.OwnersCompat,
 		p.Queues,
 	)
 }

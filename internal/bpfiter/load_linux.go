@@ -46,24 +46,33 @@ func loadLean(objs *iterObjects) (*ebpf.Collection, error) {
 		coll.Close()
 		return nil, err
 	}
-	for _, p := range []struct {
-		to   **ebpf.Program
-		name string
-	}{{&objs.Listeners, iterProgListeners}, {&objs.Owners, iterProgOwners}, {&objs.Queues, iterProgQueues}} {
-		ps := progs[p.name]
+	load := func(name string) (*ebpf.Program, error) {
+		ps := progs[name]
 		if ps == nil {
-			coll.Close()
-			return nil, fmt.Errorf("bpfiter: no program %s in the object", p.name)
+			return nil, fmt.Errorf("bpfiter: no program %s in the object", name)
 		}
 		id, ok := ids["bpf_iter_"+ps.AttachTo]
 		if !ok {
-			coll.Close()
 			return nil, fmt.Errorf("%w: the kernel has no bpf_iter_%s", ErrNotSupported, ps.AttachTo)
 		}
-		if *p.to, err = loadProgram(ps, kernel, id, coll.Maps); err != nil {
-			coll.Close()
-			return nil, fmt.Errorf("program %s: %w", p.name, err)
+		p, err := loadProgram(ps, kernel, id, coll.Maps)
+		if err != nil {
+			return nil, fmt.Errorf("program %s: %w", name, err)
 		}
+		return p, nil
+	}
+	if objs.Listeners, err = load(iterProgListeners); err == nil {
+		if objs.Owners, err = load(iterProgOwners); err != nil {
+			// Before Linux 5.11 there is no bpf_sock_from_file().
+			objs.OwnersCompat, err = load(iterProgOwnersCompat)
+		}
+	}
+	if err == nil {
+		objs.Queues, err = load(iterProgQueues)
+	}
+	if err != nil {
+		coll.Close()
+		return nil, err
 	}
 	return coll, nil
 }

@@ -6,11 +6,17 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
+	"net"
+	"os"
 	"slices"
+	"strconv"
 	"testing"
 	"testing/iotest"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/backlog-dev/backlog/internal/testutil"
@@ -157,4 +163,78 @@ func TestRelocationRoots(t *testing.T) {
 		}
 	}
 	t.Logf("roots: %v", names)
+}
+
+// TestOwnersCompat: where bpf_sock_from_file() exists (5.11 on) owners
+// loads, else owners_compat; and owners_compat, loaded beside it where
+// both can, finds this process's listening sockets (TCP and UNIX) and
+// its epoll instance as owners does, and not its connected socket.
+func TestOwnersCompat(t *testing.T) {
+	r := open(t)
+	var u unix.Utsname
+	unix.Uname(&u)
+	major, minor := kernelVersion(unix.ByteSliceToString(u.Release[:]))
+	helper := major > 5 || major == 5 && minor >= 11
+	if got := r.objs.Owners != nil; got != helper || (r.objs.OwnersCompat != nil) == helper {
+		t.Fatalf("Linux %d.%d: owners loaded %v, owners_compat %v; want owners %v", major, minor, got, r.objs.OwnersCompat != nil, helper)
+	}
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	ux, err := net.Listen("unix", "@backlog-owners-compat-"+strconv.Itoa(os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ux.Close()
+	c, err := net.Dial("tcp", tcp.Addr().String()) // a connected socket: not an owner record
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mine := func(o Owners) (fds map[int]uint32, epolls int) {
+		h := o.Held[os.Getpid()]
+		if h == nil {
+			return nil, 0
+		}
+		return h.FDs, len(h.Epolls)
+	}
+	o, err := r.Owners()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFDs, wantEpolls := mine(o)
+	if len(wantFDs) < 2 || wantEpolls == 0 {
+		t.Fatalf("owners found %v and %d epoll instances here, want two listeners and Go's epoll", wantFDs, wantEpolls)
+	}
+	if !helper {
+		return // owners_compat is what ran
+	}
+	spec, err := loadIter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compat struct {
+		iterVariables
+		P *ebpf.Program `ebpf:"owners_compat"`
+	}
+	if err := spec.LoadAndAssign(&compat, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer compat.P.Close()
+	it, err := link.AttachIter(link.IterOptions{Program: compat.P})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	var d ownersDecoder
+	if err := readRecords(it, make([]byte, readSize), ownerSize, d.add); err != nil {
+		t.Fatal(err)
+	}
+	oc, _ := d.finish()
+	gotFDs, gotEpolls := mine(oc)
+	if !maps.Equal(gotFDs, wantFDs) || gotEpolls != wantEpolls {
+		t.Errorf("owners_compat found %v and %d epoll instances, owners %v and %d", gotFDs, gotEpolls, wantFDs, wantEpolls)
+	}
 }
