@@ -42,8 +42,8 @@ func Check() error {
 // several goroutines; reads of the owners iterator are serialized.
 type Reader struct {
 	objs iterObjects
-	// coll holds the global variables' map when loadLean loaded the
-	// programs; lean says it did.
+	// coll holds the global variables' map; lean says loadLean, not
+	// cilium/ebpf's own path (loadCilium), loaded the programs.
 	coll              *ebpf.Collection
 	lean              bool
 	tcp, task, queues *link.Iter
@@ -61,18 +61,23 @@ func Open() (*Reader, error) {
 	if err := Check(); err != nil {
 		return nil, err
 	}
+	r, err := attach(loadLean)
+	if err == nil {
+		r.lean = true
+		return r, nil
+	}
+	// What the lean loader could not do (a BTF it cannot read, a program
+	// it does not link), cilium/ebpf does, at its cost.
+	return attach(loadCilium)
+}
+
+// attach loads the programs with load and attaches them.
+func attach(load func(*iterObjects) (*ebpf.Collection, error)) (*Reader, error) {
 	r := &Reader{}
 	var err error
-	if r.coll, err = loadLean(&r.objs); err == nil {
-		r.lean = true
-	} else {
-		// What the lean loader could not do (a BTF it cannot read, a
-		// program it does not link), cilium/ebpf does, at its cost.
+	if r.coll, err = load(&r.objs); err != nil {
 		r.objs.Close()
-		r.objs = iterObjects{}
-		if err := loadCilium(&r.objs); err != nil {
-			return nil, fmt.Errorf("%w: loading the iterators: %w", ErrNotSupported, err)
-		}
+		return nil, fmt.Errorf("%w: loading the iterators: %w", ErrNotSupported, err)
 	}
 	if r.tcp, err = link.AttachIter(link.IterOptions{Program: r.objs.Listeners}); err != nil {
 		r.Close()
@@ -95,32 +100,37 @@ func Open() (*Reader, error) {
 
 // loadCilium loads the iterators with cilium/ebpf alone: owners, or where
 // the kernel lacks bpf_sock_from_file() (before 5.11), owners_compat.
-func loadCilium(objs *iterObjects) error {
-	spec, err := loadIter()
-	if err != nil {
-		return err
+// Like loadLean it returns the collection holding the variables' map.
+func loadCilium(objs *iterObjects) (*ebpf.Collection, error) {
+	var errs error
+	for _, owners := range []string{iterProgOwners, iterProgOwnersCompat} {
+		spec, err := loadIter()
+		if err != nil {
+			return nil, err
+		}
+		for name := range spec.Programs {
+			if name != iterProgListeners && name != iterProgQueues && name != owners {
+				delete(spec.Programs, name)
+			}
+		}
+		coll, err := ebpf.NewCollection(spec)
+		if err != nil {
+			errs = errors.Join(errs, err)
+			continue
+		}
+		if err := coll.Assign(&objs.iterVariables); err != nil {
+			coll.Close()
+			return nil, err
+		}
+		objs.Listeners, objs.Queues = coll.Programs[iterProgListeners], coll.Programs[iterProgQueues]
+		if owners == iterProgOwners {
+			objs.Owners = coll.Programs[owners]
+		} else {
+			objs.OwnersCompat = coll.Programs[owners]
+		}
+		return coll, nil
 	}
-	var o struct {
-		iterVariables
-		Listeners *ebpf.Program `ebpf:"listeners"`
-		Queues    *ebpf.Program `ebpf:"queues"`
-		Owners    *ebpf.Program `ebpf:"owners"`
-	}
-	if err := spec.LoadAndAssign(&o, nil); err == nil {
-		objs.iterVariables, objs.Listeners, objs.Queues, objs.Owners = o.iterVariables, o.Listeners, o.Queues, o.Owners
-		return nil
-	}
-	var c struct {
-		iterVariables
-		Listeners *ebpf.Program `ebpf:"listeners"`
-		Queues    *ebpf.Program `ebpf:"queues"`
-		Owners    *ebpf.Program `ebpf:"owners_compat"`
-	}
-	if err := spec.LoadAndAssign(&c, nil); err != nil {
-		return err
-	}
-	objs.iterVariables, objs.Listeners, objs.Queues, objs.OwnersCompat = c.iterVariables, c.Listeners, c.Queues, c.Owners
-	return nil
+	return nil, errs
 }
 
 // Close releases the programs and links.

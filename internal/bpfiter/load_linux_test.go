@@ -19,6 +19,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/backlog-dev/backlog/internal/lab/labtest"
+	"github.com/backlog-dev/backlog/internal/netns"
 	"github.com/backlog-dev/backlog/internal/testutil"
 )
 
@@ -236,5 +238,50 @@ func TestOwnersCompat(t *testing.T) {
 	gotFDs, gotEpolls := mine(oc)
 	if !maps.Equal(gotFDs, wantFDs) || gotEpolls != wantEpolls {
 		t.Errorf("owners_compat found %v and %d epoll instances, owners %v and %d", gotFDs, gotEpolls, wantFDs, wantEpolls)
+	}
+}
+
+// TestCiliumPath: the fallback that leaves loading to cilium/ebpf reads
+// the same listeners and owners as the lean loader.
+func TestCiliumPath(t *testing.T) {
+	lean := open(t)
+	full, err := attach(loadCilium)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	if (lean.objs.Owners == nil) != (full.objs.Owners == nil) {
+		t.Errorf("owners program: lean %v, cilium/ebpf %v", lean.objs.Owners != nil, full.objs.Owners != nil)
+	}
+	ns := labtest.Namespace(t, "bl-bpfiter-cilium")
+	for range 20 {
+		labtest.Listen(t, ns, "127.0.0.1:0", 8)
+	}
+	var a, b []Listener
+	err = netns.Do(ns.Path, func() error {
+		var err error
+		if a, err = lean.Listeners(0); err != nil {
+			return err
+		}
+		b, err = full.Listeners(0)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != 20 || !slices.Equal(a, b) {
+		t.Errorf("lean read %d listeners, cilium/ebpf's %d; want the same 20", len(a), len(b))
+	}
+	oa, err := lean.Owners()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob, err := full.Owners()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ha, hb := oa.Held[os.Getpid()], ob.Held[os.Getpid()]
+	if ha == nil || hb == nil || !maps.Equal(ha.FDs, hb.FDs) {
+		t.Errorf("this process's listening descriptors: lean %v, cilium/ebpf %v", ha, hb)
 	}
 }
