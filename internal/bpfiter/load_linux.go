@@ -21,7 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// loadLean loads the iterators the way loadIterObjects does, without
+// loadLean loads the iterators as cilium/ebpf's LoadAndAssign would, without
 // cilium/ebpf decoding the whole kernel BTF (see kbtf.go): cilium/ebpf
 // makes the global variables' map, kernelTypes gives the CO-RE relocations
 // their targets and the attach points their ids, and BPF_PROG_LOAD is

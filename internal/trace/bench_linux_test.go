@@ -4,9 +4,13 @@ package trace
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/backlog-dev/backlog/internal/lab"
@@ -158,4 +162,90 @@ func loopbackListener(backlog int) (fd int, ino uint64, sa unix.Sockaddr, err er
 		return -1, 0, nil, err
 	}
 	return fd, st.Ino, sa, nil
+}
+
+// BenchmarkProgramTime is what the tracer's programs cost per connection
+// of the loop, by the kernel's own account of their run time
+// (BPF_ENABLE_STATS), beside the bare loop's CPU per connection
+// (bpf-fraction). Unlike BenchmarkConnectAcceptRatio it does not rest on
+// two noisy timings, so it says more in an emulated guest; it leaves out
+// the trampolines' own entry and exit. The statistics switch is
+// kernel-wide (the kernel.bpf_stats_enabled sysctl's), so this runs only
+// where trampolines load (the guests of scripts/kernels.sh), never on a
+// host that refuses them.
+//
+//	scripts/kernels.sh --bench ProgramTime --run XXX 6.12
+func BenchmarkProgramTime(b *testing.B) {
+	testutil.RequireRoot(b)
+	ns, err := lab.NewNamespace("btrace-progtime")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ns.Close()
+	var bare []float64
+	for range 5 {
+		connectAccept(b, ns)
+		bare = append(bare, lastCPU)
+	}
+	slices.Sort(bare)
+	tr, err := New(Options{}) // its programs run from here on
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	if tr.AcceptHook() != "fexit" {
+		b.Skipf("trampolines refused here (accept hook %s): the stats switch is left alone", tr.AcceptHook())
+	}
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stats.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { tr.Run(ctx, nil); close(done) }()
+	defer func() { cancel(); <-done }()
+	before := programTimes(b, tr)
+	connectAccept(b, ns)
+	after := programTimes(b, tr)
+	var total float64
+	var per []string
+	for name, t := range after {
+		ns := float64(t-before[name]) / float64(b.N)
+		total += ns
+		if ns >= 1 {
+			per = append(per, fmt.Sprintf("%s %.0f", name, ns))
+		}
+	}
+	slices.Sort(per)
+	b.ReportMetric(total, "bpf-ns/conn")
+	b.ReportMetric(total/bare[len(bare)/2], "bpf-fraction")
+	b.Logf("bare loop %.0f ns of CPU a connection (median of 5); programs, ns a connection: %s", bare[len(bare)/2], strings.Join(per, ", "))
+}
+
+// programTimes is each attached program's run time so far, by name.
+func programTimes(b *testing.B, t *Tracer) map[string]time.Duration {
+	out := make(map[string]time.Duration)
+	for _, l := range t.links {
+		info, err := l.Info()
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := ebpf.NewProgramFromID(info.Program)
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, err := p.Stats()
+		pi, _ := p.Info()
+		p.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		name := fmt.Sprint(info.Program)
+		if pi != nil {
+			name = pi.Name
+		}
+		out[name] += st.Runtime
+	}
+	return out
 }
