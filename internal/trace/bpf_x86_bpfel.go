@@ -199,7 +199,6 @@ const (
 	bpfVarNrAccept4                  = "nr_accept4"
 	bpfVarNrConnect                  = "nr_connect"
 	bpfVarNrListen                   = "nr_listen"
-	bpfVarStampAtCreate              = "stamp_at_create"
 	bpfVarSynqFullAtBacklog          = "synq_full_at_backlog"
 	bpfVarUnixAtSyscalls             = "unix_at_syscalls"
 	bpfVarUnusedEvent                = "unused_event"
@@ -313,7 +312,6 @@ type bpfVariableSpecs struct {
 	NrAccept4         *ebpf.VariableSpec `ebpf:"nr_accept4"`
 	NrConnect         *ebpf.VariableSpec `ebpf:"nr_connect"`
 	NrListen          *ebpf.VariableSpec `ebpf:"nr_listen"`
-	StampAtCreate     *ebpf.VariableSpec `ebpf:"stamp_at_create"`
 	SynqFullAtBacklog *ebpf.VariableSpec `ebpf:"synq_full_at_backlog"`
 	UnixAtSyscalls    *ebpf.VariableSpec `ebpf:"unix_at_syscalls"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
@@ -392,7 +390,6 @@ type bpfVariables struct {
 	NrAccept4         *ebpf.Variable `ebpf:"nr_accept4"`
 	NrConnect         *ebpf.Variable `ebpf:"nr_connect"`
 	NrListen          *ebpf.Variable `ebpf:"nr_listen"`
-	StampAtCreate     *ebpf.Variable `ebpf:"stamp_at_create"`
 	SynqFullAtBacklog *ebpf.Variable `ebpf:"synq_full_at_backlog"`
 	UnixAtSyscalls    *ebpf.Variable `ebpf:"unix_at_syscalls"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`

@@ -94,16 +94,14 @@ type Tracer struct {
 	missing       []MissingStage
 	warnings      []string
 
-	maps  tracerMaps
-	links []link.Link
-	// stateLink is the index in links of inet_sock_set_state's.
-	stateLink int
-	reader    *ringbuf.Reader
-	ureader   *ringbuf.Reader // UNIX connects refused
-	offset    atomic.Int64    // wall clock - CLOCK_MONOTONIC, ns
-	names     map[uint64]string
-	owners    map[uint64][]snapshot.Process // socket inode → owners, for listeners older than the trace
-	ownerMu   sync.Mutex
+	maps    tracerMaps
+	links   []link.Link
+	reader  *ringbuf.Reader
+	ureader *ringbuf.Reader // UNIX connects refused
+	offset  atomic.Int64    // wall clock - CLOCK_MONOTONIC, ns
+	names   map[uint64]string
+	owners  map[uint64][]snapshot.Process // socket inode → owners, for listeners older than the trace
+	ownerMu sync.Mutex
 	// checked is when owners[inode] was last found alive: owners are
 	// resolved when reported, not trusted from listen() time (a server
 	// that daemonizes listens in a pid that exits right after).
@@ -149,14 +147,10 @@ type hook struct {
 // The hooks every trace needs, attached in this order: listeners first,
 // so that no SYN meets an unknown listener.
 var coreHooks = []hook{
-	stateHook,
+	{name: "inet_sock_set_state", btf: "tp_btf_inet_sock_set_state", raw: "raw_tp_inet_sock_set_state"},
 	{name: "net_dev_queue", btf: "tp_btf_net_dev_queue", raw: "raw_tp_net_dev_queue"},
 	{name: "consume_skb", btf: "tp_btf_consume_skb", raw: "raw_tp_consume_skb"},
 }
-
-// inet_sock_set_state follows listeners opening and closing, and children
-// entering an accept queue where no fexit program stamps them.
-var stateHook = hook{name: "inet_sock_set_state", btf: "tp_btf_inet_sock_set_state", raw: "raw_tp_inet_sock_set_state"}
 
 // sys_exit finishes accept-queue waits and UNIX connects; sys_enter starts
 // the latter.
@@ -398,38 +392,9 @@ func (t *Tracer) loadAndAttach(spec *ebpf.CollectionSpec) error {
 			t.warnings = append(t.warnings, fmt.Sprintf("UNIX connects refused with EAGAIN are not visible: %v", err))
 		}
 	}
-	// With the ack stage on fexit, those programs stamp each child as it
-	// is made, and inet_sock_set_state, loaded again, leaves it alone.
-	stamp := !t.opts.NoAcceptWait
-	if stamp {
-		if err := spec.Variables["stamp_at_create"].Set(true); err != nil {
-			return fmt.Errorf("trace: setting stamp_at_create: %w (rebuild the eBPF object with go generate)", err)
-		}
-	}
 	t.attachAck(spec, btf)
-	if stamp && t.ackHook == "fexit" {
-		if err := t.reattach(spec, t.stateLink, stateHook, btf); err != nil {
-			// The old program still stamps children; both stamping
-			// is only work done twice.
-			t.warnings = append(t.warnings, fmt.Sprintf("children stamped twice for accept waits: %v", err))
-		}
-	}
-	spec.Variables["stamp_at_create"].Set(false)
 	t.attachMember(spec)
 	return nil
-}
-
-// reattach loads hook h again (with the variables spec has now) and puts
-// it in the place of link i, attaching the new before closing the old.
-func (t *Tracer) reattach(spec *ebpf.CollectionSpec, i int, h hook, btf bool) error {
-	n := len(t.links)
-	if err := t.attachHook(spec, h, btf); err != nil {
-		return err
-	}
-	old := t.links[i]
-	t.links[i] = t.links[n]
-	t.links = t.links[:n]
-	return old.Close()
 }
 
 // attachCore creates the maps and attaches the hooks every trace needs.
@@ -441,9 +406,6 @@ func (t *Tracer) attachCore(spec *ebpf.CollectionSpec, btf bool) error {
 	t.maps = objs.tracerMaps
 	hooks := coreHooks
 	for _, h := range hooks {
-		if h == stateHook {
-			t.stateLink = len(t.links)
-		}
 		if err := t.attachHook(spec, h, btf); err != nil {
 			t.closeLinks()
 			t.closeMaps()

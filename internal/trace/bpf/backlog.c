@@ -79,10 +79,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 volatile const bool filter_ports = false;
 volatile const bool filter_netns = false;
 volatile const bool accept_wait = true; // stamp children for the accept-wait histogram
-// Children are stamped where they are made, in the fexit programs on
-// tcp_v4/v6_syn_recv_sock() (set where those load), rather than by a
-// look-up by address in inet_sock_set_state for every connection.
-volatile const bool stamp_at_create = false;
 volatile const bool accept_at_exit = true; // finish accept waits at sys_exit (no fexit)
 volatile const u64 nr_accept = 43;   // __NR_accept, x86_64
 volatile const u64 nr_accept4 = 288; // __NR_accept4, x86_64
@@ -873,20 +869,6 @@ static __always_inline int ack_enter(const struct sock *sk, struct sk_buff *skb)
 	return 0;
 }
 
-// stamp_child: listener sk made child, which enters its accept queue
-// right after (inet_csk_complete_hashdance(), or tcp_try_fastopen() for a
-// Fast Open child, which may be accepted before its handshake ends): its
-// accept wait starts. Only children of listeners the trace follows.
-static __always_inline void stamp_child(const struct sock *sk, const struct sock *child)
-{
-	u64 key = (u64)sk;
-	if (!bpf_map_lookup_elem(&socks, &key))
-		return;
-	struct born b = {.ts_ns = bpf_ktime_get_ns()};
-	key = (u64)child;
-	bpf_map_update_elem(&born, &key, &b, BPF_ANY);
-}
-
 static __always_inline int ack_exit(const struct sock *sk, struct sk_buff *skb, const struct sock *child)
 {
 	u32 zero = 0;
@@ -895,11 +877,8 @@ static __always_inline int ack_exit(const struct sock *sk, struct sk_buff *skb, 
 		return 0;
 	bool entered_full = a->skb == (u64)skb && a->full;
 	a->skb = 0;
-	if (child) {
-		if (stamp_at_create)
-			stamp_child(sk, child);
+	if (child)
 		return 0;
-	}
 	struct seg s = {};
 	if (parse_tcp(HDRS_BTF(skb), &s))
 		return 0;
@@ -1208,7 +1187,7 @@ static __always_inline void remove_listener(const struct sock *sk, struct skid *
 #define LISTEN(o, n) ((o) == TCP_CLOSE && (n) == TCP_LISTEN)
 #define UNLISTEN(o, n) ((o) == TCP_LISTEN && (n) == TCP_CLOSE)
 #define QUEUED(o, n) ((o) == TCP_SYN_RECV && (n) == TCP_ESTABLISHED)
-#define FOLLOWED(o, n) (LISTEN(o, n) || UNLISTEN(o, n) || (QUEUED(o, n) && accept_wait && !stamp_at_create))
+#define FOLLOWED(o, n) (LISTEN(o, n) || UNLISTEN(o, n) || (QUEUED(o, n) && accept_wait))
 
 static __always_inline int on_state(const struct sock *sk, int oldstate, int newstate, struct skid id)
 {
