@@ -31,6 +31,24 @@ type recorder struct {
 	stop   func()
 }
 
+// drain waits until the reader has taken every event already in the ring
+// buffer and handed it over: the ring is empty and no event arrived for
+// 100 ms, for at most 10 s. A fixed pause was not enough on a loaded
+// machine, where the reader fell more than 300 ms behind (an event
+// counted by the kernel was then missing from the window).
+func (r *recorder) drain() {
+	count := func() int { r.mu.Lock(); defer r.mu.Unlock(); return len(r.events) }
+	deadline := time.Now().Add(10 * time.Second)
+	for n := count(); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		m := count()
+		if r.reader.AvailableBytes() == 0 && m == n {
+			return
+		}
+		n = m
+	}
+}
+
 func startTracer(t *testing.T, opts Options) *recorder {
 	t.Helper()
 	testutil.RequireRoot(t)
@@ -69,7 +87,7 @@ func startTracer(t *testing.T, opts Options) *recorder {
 // window returns the events of namespace ino recorded in [from, to] on
 // CLOCK_MONOTONIC, after giving the reader time to drain the ring buffer.
 func (r *recorder) window(ino uint64, from, to time.Duration) []Event {
-	time.Sleep(300 * time.Millisecond)
+	r.drain()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []Event
