@@ -168,7 +168,7 @@ func DecodeOwners(b []byte) (Owners, error) {
 	if err := d.add(b); err != nil {
 		return Owners{}, err
 	}
-	return d.finish()
+	return d.finish(), nil
 }
 
 // ownersDecoder decodes iter/task_file's records as they are read.
@@ -229,7 +229,7 @@ func (d *ownersDecoder) add(b []byte) error {
 
 // finish returns what was decoded: processes holding only epoll
 // instances hold no socket and are left out.
-func (d *ownersDecoder) finish() (Owners, error) {
+func (d *ownersDecoder) finish() Owners {
 	if d.held == nil {
 		d.held, d.seen = make(map[int]*Held), make(map[int]struct{})
 	}
@@ -238,5 +238,5 @@ func (d *ownersDecoder) finish() (Owners, error) {
 			delete(d.held, pid)
 		}
 	}
-	return Owners{Held: d.held, Seen: d.seen}, nil
+	return Owners{Held: d.held, Seen: d.seen}
 }

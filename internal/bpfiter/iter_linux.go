@@ -261,7 +261,7 @@ func (r *Reader) Owners() (Owners, error) {
 	if err := readRecords(r.task, make([]byte, readSize), ownerSize, d.add); err != nil {
 		return Owners{}, fmt.Errorf("reading iter/task_file: %w", err)
 	}
-	return d.finish()
+	return d.finish(), nil
 }
 
 // readSize is the buffer an iterator is read through: a read returns at

@@ -7,10 +7,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -166,20 +164,8 @@ func kernelBTFBytes() (raw []byte, done func(), err error) {
 	if raw, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_PRIVATE); err == nil {
 		return raw, func() { unix.Munmap(raw) }, nil
 	}
-	raw = make([]byte, 0, st.Size()+1)
-	for {
-		n, err := f.Read(raw[len(raw):cap(raw)])
-		raw = raw[:len(raw)+n]
-		if err == io.EOF || n == 0 {
-			return raw, func() {}, nil
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		if len(raw) == cap(raw) {
-			raw = slices.Grow(raw, 1<<20)
-		}
-	}
+	raw, err = os.ReadFile(btfPath)
+	return raw, func() {}, err
 }
 
 // loadProgram relocates ps against kernel, points its map loads at maps

@@ -234,7 +234,7 @@ func TestOwnersCompat(t *testing.T) {
 	if err := readRecords(it, make([]byte, readSize), ownerSize, d.add); err != nil {
 		t.Fatal(err)
 	}
-	oc, _ := d.finish()
+	oc := d.finish()
 	gotFDs, gotEpolls := mine(oc)
 	if !maps.Equal(gotFDs, wantFDs) || gotEpolls != wantEpolls {
 		t.Errorf("owners_compat found %v and %d epoll instances, owners %v and %d", gotFDs, gotEpolls, wantFDs, wantEpolls)
