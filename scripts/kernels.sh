@@ -6,13 +6,17 @@
 # failure, a lab prediction that does not hold, a trace that disagrees with
 # the kernel's counters, or a kernel oops on the console.
 #
-#   scripts/kernels.sh [--run PATTERN] [--bench PATTERN] [--script FILE] [VERSION...]
+#   scripts/kernels.sh [--run PATTERN] [--bench PATTERN] [--icount] [--script FILE] [VERSION...]
 #
 # VERSION picks kernels (5.10, 6.1, 6.12; default all). --run runs only the
 # tests matching a go test -run pattern; --script runs a shell script of
 # one's own in the guest instead of the tests (for investigating a kernel).
 # --bench also runs the benchmarks matching PATTERN (5,000 iterations, 3 runs:
 # the guest is emulated, so compare ratios within one run, not times).
+# --icount makes the guest's clock count instructions (qemu -icount
+# shift=0: one instruction, one nanosecond): its CPU times are then what
+# the code executes, not what the host's load made of it — the way to
+# compare two variants' cost in the guest. Slower; for benchmarks.
 #
 # Needs root (apt, qemu's initramfs of setuid-free files is fine as any user,
 # but apt-get install is not). Kernel packages are fetched with apt through
@@ -26,13 +30,17 @@ repo=$PWD
 
 # suite:version pairs, in the order they run.
 all=(bullseye:5.10 bookworm:6.1 trixie:6.12)
-run=all script= bench=
+run=all script= bench= icount= cpu=max
 want=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--run) run=$2; shift 2 ;;
 	--script) script=$(realpath "$2"); run=script; shift 2 ;;
 	--bench) bench=$2; shift 2 ;;
+	# Without CX16: qemu's cmpxchg16b under -icount double-faulted guests
+	# in SLUB's allocation fast path here (EFLAGS garbage); the kernel
+	# then takes its other path, the same for every variant compared.
+	--icount) icount="-icount shift=0,align=off,sleep=on"; cpu=max,-cx16; shift ;;
 	-*) echo "kernels.sh: unknown flag $1" >&2; exit 2 ;;
 	*) want+=("$1"); shift ;;
 	esac
@@ -231,7 +239,7 @@ run_kernel() {
 	# programs were attached. Two vCPUs all the same: the tests need
 	# another CPU to run softirqs and the acceptor beside the clients.
 	timeout --foreground -k 10 "$vm_timeout" qemu-system-x86_64 \
-		-accel tcg,thread=single -cpu max -smp 2 -m 2048 \
+		-accel tcg,thread=single $icount -cpu $cpu -smp 2 -m 2048 \
 		-kernel "$kdir/vmlinuz" -initrd "$img" \
 		-append "console=ttyS0 panic=-1 oops=panic loglevel=4 backlog.run=$run${bench:+ backlog.bench=$bench}" \
 		-nographic -no-reboot -nodefaults -serial stdio -monitor none \

@@ -111,6 +111,7 @@ type bpfSeenDrops struct {
 
 type bpfSynack struct {
 	_      structs.HostLayout
+	SynSkb uint64
 	AckSeq uint32
 	Sport  uint16
 	Dport  uint16
@@ -120,6 +121,7 @@ type bpfSynack struct {
 	Pad    uint8
 	Saddr  [16]uint8
 	Daddr  [16]uint8
+	_      [4]byte
 }
 
 type bpfUnixEvent struct {

@@ -141,6 +141,10 @@ const struct event *unused_event __attribute__((unused));
 // softirq on one CPU, so a SYN-ACK for it is recorded here before the SYN
 // reaches consume_skb.
 struct synack {
+	// The SYN fentry on tcp_conn_request() saw this CPU handle when the
+	// SYN-ACK left (0: unknown). Checked with the ports and sequence, it
+	// spares the SYN's consume_skb a full parse and listener look-up.
+	u64 syn_skb;
 	u32 ack_seq; // host order
 	u16 sport;   // listener side, host order
 	u16 dport;   // peer side, host order
@@ -673,8 +677,37 @@ static __always_inline void on_syn_member(struct sk_buff *skb, const struct lkey
 // on_consume runs for skbs that belong to no socket. Sockets' own skbs are
 // skipped before (cheaply, in the tp_btf variant): a received SYN is never
 // charged to a socket on the listener path.
+// syn_answered says whether the SYN in skb is the one the SYN-ACK in sa
+// answered, from the skb pointer tcp_conn_request() handled when that
+// SYN-ACK left and the TCP header alone.
+static __always_inline bool syn_answered(struct sk_buff *skb, struct hdrs h, const struct synack *sa)
+{
+	if (!sa->valid || sa->cookie || sa->syn_skb != (u64)skb || !h.head || h.th == (u16)~0U)
+		return false;
+	u8 tcp[14];
+	if (bpf_probe_read_kernel(tcp, sizeof(tcp), h.head + h.th))
+		return false;
+	u16 sport = ((u16)tcp[0] << 8) | tcp[1];
+	u16 dport = ((u16)tcp[2] << 8) | tcp[3];
+	u32 seq = ((u32)tcp[4] << 24) | ((u32)tcp[5] << 16) | ((u32)tcp[6] << 8) | tcp[7];
+	return (tcp[13] & (TCPF_SYN | TCPF_ACK | TCPF_RST | TCPF_FIN)) == TCPF_SYN && sa->sport == dport &&
+	       sa->dport == sport && sa->ack_seq == seq + 1;
+}
+
 static __always_inline int on_consume(struct sk_buff *skb, struct hdrs h)
 {
+	u32 zero = 0;
+	struct synack *sa = bpf_map_lookup_elem(&last_synack, &zero);
+	if (!sa)
+		return 0;
+	if (syn_answered(skb, h, sa)) {
+		// Queued: nothing was dropped (the usual case, short).
+		sa->valid = 0;
+		struct conn_request *cr = bpf_map_lookup_elem(&conn_request, &zero);
+		if (cr && cr->skb == (u64)skb)
+			cr->skb = 0;
+		return 0;
+	}
 	struct seg s = {};
 	if (parse_tcp(h, &s) || (s.flags & (TCPF_SYN | TCPF_ACK | TCPF_RST | TCPF_FIN)) != TCPF_SYN)
 		return 0;
@@ -687,10 +720,6 @@ static __always_inline int on_consume(struct sk_buff *skb, struct hdrs h)
 
 	// Did this SYN get a SYN-ACK? Then it was queued, or answered with a
 	// cookie; nothing was dropped.
-	u32 zero = 0;
-	struct synack *sa = bpf_map_lookup_elem(&last_synack, &zero);
-	if (!sa)
-		return 0;
 	bool answered = sa->valid && sa->family == s.family && sa->sport == s.dport && sa->dport == s.sport &&
 			sa->ack_seq == s.seq + 1 && same16(sa->saddr, s.daddr) && same16(sa->daddr, s.saddr);
 	bool cookie = sa->cookie;
@@ -758,6 +787,8 @@ static __always_inline int on_xmit(struct sk_buff *skb, struct hdrs h, bool cook
 	u32 zero = 0;
 	struct synack *sa = bpf_map_lookup_elem(&last_synack, &zero);
 	if (sa) {
+		struct conn_request *cr = bpf_map_lookup_elem(&conn_request, &zero);
+		sa->syn_skb = cr ? cr->skb : 0;
 		sa->valid = 1;
 		sa->cookie = cookie;
 		sa->family = s.family;
@@ -1193,13 +1224,14 @@ static __always_inline int on_state(const struct sock *sk, int oldstate, int new
 {
 	if (id.proto != IPPROTO_TCP)
 		return 0; // MPTCP's own listener shadows its TCP one
-	struct lkey k;
 	if (LISTEN(oldstate, newstate)) {
 		add_listener(sk, &id, true);
 	} else if (UNLISTEN(oldstate, newstate)) {
 		remove_listener(sk, &id);
-	} else if (find_listener(id.netns, id.family, id.addr, id.port, &k)) {
-		// A child entering the accept queue (tcp_child_process()).
+	} else if (wanted(id.netns, id.port)) {
+		// A child entering the accept queue (tcp_child_process()). It has
+		// its listener's namespace and port, so its listener is followed
+		// when those are wanted; the accept looks the listener up itself.
 		struct born b = {.ts_ns = bpf_ktime_get_ns()};
 		u64 key = (u64)sk;
 		bpf_map_update_elem(&born, &key, &b, BPF_ANY);
@@ -1248,13 +1280,11 @@ static __always_inline u32 slot(u64 ns)
 
 // on_accept runs when listener sk handed child to an accept: the wait
 // since the child entered the accept queue goes to sk's histogram.
-static __always_inline int on_accept(u64 sk, u64 child)
+static __always_inline int on_accept(u64 sk, u64 born_ns)
 {
-	struct born *b = bpf_map_lookup_elem(&born, &child);
-	if (!b)
+	if (!born_ns)
 		return 0;
-	u64 wait = bpf_ktime_get_ns() - b->ts_ns;
-	bpf_map_delete_elem(&born, &child);
+	u64 wait = bpf_ktime_get_ns() - born_ns;
 	struct member *m = bpf_map_lookup_elem(&socks, &sk);
 	if (!m)
 		return 0;
@@ -1279,6 +1309,18 @@ static __always_inline int on_accept(u64 sk, u64 child)
 	return 0;
 }
 
+// The time child entered the accept queue, as on_state() stamped it (0:
+// not stamped), and the stamp removed.
+static __always_inline u64 born_at(u64 child)
+{
+	struct born *b = bpf_map_lookup_elem(&born, &child);
+	if (!b)
+		return 0;
+	u64 ts = b->ts_ns;
+	bpf_map_delete_elem(&born, &child);
+	return ts;
+}
+
 // The struct sock * behind descriptor fd of a descriptor table.
 static __always_inline u64 fd_sock(struct file **fds, long fd)
 {
@@ -1298,7 +1340,7 @@ int BPF_PROG(fexit_inet_csk_accept, struct sock *sk, int flags, int *err, bool k
 {
 	if (!ret)
 		return 0;
-	return on_accept((u64)sk, (u64)ret);
+	return on_accept((u64)sk, born_at((u64)ret));
 }
 
 SEC("fexit/inet_csk_accept")
@@ -1306,7 +1348,7 @@ int BPF_PROG(fexit_inet_csk_accept_arg, struct sock *sk, struct proto_accept_arg
 {
 	if (!ret)
 		return 0;
-	return on_accept((u64)sk, (u64)ret);
+	return on_accept((u64)sk, born_at((u64)ret));
 }
 
 // Where fexit is refused: accept(2)/accept4(2) returned descriptor ret for
@@ -1316,7 +1358,7 @@ static __always_inline int on_accept_exit(struct file **fds, long lfd, long ret)
 	u64 child = fd_sock(fds, ret);
 	if (!child)
 		return 0;
-	return on_accept(fd_sock(fds, lfd), child);
+	return on_accept(fd_sock(fds, lfd), born_at(child));
 }
 
 // --- UNIX connects refused ---------------------------------------------------
