@@ -19,11 +19,6 @@ type bpfAckEntry struct {
 	Full uint64
 }
 
-type bpfBorn struct {
-	_    structs.HostLayout
-	TsNs uint64
-}
-
 type bpfConnRequest struct {
 	_   structs.HostLayout
 	Skb uint64
@@ -149,7 +144,6 @@ type bpfWkey struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfMapAckEntry                   = "ack_entry"
-	bpfMapBorn                       = "born"
 	bpfMapConnRequest                = "conn_request"
 	bpfMapConnecting                 = "connecting"
 	bpfMapCounters                   = "counters"
@@ -193,7 +187,6 @@ const (
 	bpfProgTpBtfSysEnter             = "tp_btf_sys_enter"
 	bpfProgTpBtfSysExit              = "tp_btf_sys_exit"
 	bpfVarAcceptAtExit               = "accept_at_exit"
-	bpfVarAcceptWait                 = "accept_wait"
 	bpfVarFilterNetns                = "filter_netns"
 	bpfVarFilterPorts                = "filter_ports"
 	bpfVarListenAtEnter              = "listen_at_enter"
@@ -284,7 +277,6 @@ type bpfProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
 	AckEntry    *ebpf.MapSpec `ebpf:"ack_entry"`
-	Born        *ebpf.MapSpec `ebpf:"born"`
 	ConnRequest *ebpf.MapSpec `ebpf:"conn_request"`
 	Connecting  *ebpf.MapSpec `ebpf:"connecting"`
 	Counters    *ebpf.MapSpec `ebpf:"counters"`
@@ -306,7 +298,6 @@ type bpfMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
 	AcceptAtExit      *ebpf.VariableSpec `ebpf:"accept_at_exit"`
-	AcceptWait        *ebpf.VariableSpec `ebpf:"accept_wait"`
 	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPorts       *ebpf.VariableSpec `ebpf:"filter_ports"`
 	ListenAtEnter     *ebpf.VariableSpec `ebpf:"listen_at_enter"`
@@ -341,7 +332,6 @@ func (o *bpfObjects) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
 	AckEntry    *ebpf.Map `ebpf:"ack_entry"`
-	Born        *ebpf.Map `ebpf:"born"`
 	ConnRequest *ebpf.Map `ebpf:"conn_request"`
 	Connecting  *ebpf.Map `ebpf:"connecting"`
 	Counters    *ebpf.Map `ebpf:"counters"`
@@ -361,7 +351,6 @@ type bpfMaps struct {
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.AckEntry,
-		m.Born,
 		m.ConnRequest,
 		m.Connecting,
 		m.Counters,
@@ -384,7 +373,6 @@ func (m *bpfMaps) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
 	AcceptAtExit      *ebpf.Variable `ebpf:"accept_at_exit"`
-	AcceptWait        *ebpf.Variable `ebpf:"accept_wait"`
 	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPorts       *ebpf.Variable `ebpf:"filter_ports"`
 	ListenAtEnter     *ebpf.Variable `ebpf:"listen_at_enter"`

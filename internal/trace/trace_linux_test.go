@@ -278,8 +278,19 @@ func TestSynfloodEventsMatchCounters(t *testing.T) {
 
 // TestAcceptWait: a server that accepts one connection every 10 ms. The
 // tracer's median wait falls in the slot of the waits the server measured
-// itself, or next to it.
+// itself, or next to it; also when the clients' data reached the queued
+// children 100 ms after their handshakes (the wait counts from the
+// handshake, not from the child's last packet).
 func TestAcceptWait(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		data bool
+	}{{"handshake", false}, {"data-before-accept", true}} {
+		t.Run(tc.name, func(t *testing.T) { testAcceptWait(t, tc.data) })
+	}
+}
+
+func testAcceptWait(t *testing.T, data bool) {
 	testutil.RequireRoot(t)
 	ns, err := lab.NewNamespace("btrace")
 	if err != nil {
@@ -296,6 +307,7 @@ func TestAcceptWait(t *testing.T) {
 
 	const n = 40
 	completed := map[uint16]time.Time{} // client port → handshake done
+	var clients []*lab.Clients
 	for range n {
 		c, err := ns.Dial(netip.AddrPortFrom(l.Addr, l.Port), 1)
 		if err != nil {
@@ -304,6 +316,15 @@ func TestAcceptWait(t *testing.T) {
 		defer c.Close()
 		// On loopback the handshake completes within connect(2).
 		completed[c.LocalPorts()[0]] = time.Now()
+		clients = append(clients, c)
+	}
+	if data {
+		time.Sleep(100 * time.Millisecond)
+		for _, c := range clients {
+			if c.Send([]byte("GET / HTTP/1.0\r\n\r\n")) != 1 {
+				t.Fatal("a client could not send")
+			}
+		}
 	}
 	var waits []time.Duration
 	tick := time.NewTicker(10 * time.Millisecond)

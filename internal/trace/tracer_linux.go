@@ -119,7 +119,6 @@ type tracerMaps struct {
 	Counters    *ebpf.Map `ebpf:"counters"`
 	WantPorts   *ebpf.Map `ebpf:"want_ports"`
 	WantNetns   *ebpf.Map `ebpf:"want_netns"`
-	Born        *ebpf.Map `ebpf:"born"`
 	LastSynack  *ebpf.Map `ebpf:"last_synack"`
 	Connecting  *ebpf.Map `ebpf:"connecting"`
 	UnixEvents  *ebpf.Map `ebpf:"unix_events"`
@@ -131,7 +130,7 @@ type tracerMaps struct {
 }
 
 func (m *tracerMaps) all() []*ebpf.Map {
-	return []*ebpf.Map{m.Events, m.Listeners, m.Waits, m.Counters, m.WantPorts, m.WantNetns, m.Born, m.LastSynack, m.Connecting, m.UnixEvents,
+	return []*ebpf.Map{m.Events, m.Listeners, m.Waits, m.Counters, m.WantPorts, m.WantNetns, m.LastSynack, m.Connecting, m.UnixEvents,
 		m.Socks, m.ConnRequest, m.ListenArgs, m.SeenDrops, m.AckEntry}
 }
 
@@ -332,7 +331,6 @@ func (t *Tracer) configure(spec *ebpf.CollectionSpec) error {
 	return errors.Join(
 		set("filter_ports", len(t.opts.Ports) > 0),
 		set("filter_netns", t.opts.OnlyNamespaces),
-		set("accept_wait", !t.opts.NoAcceptWait),
 		set("nr_accept", uint64(unix.SYS_ACCEPT)),
 		set("nr_accept4", uint64(unix.SYS_ACCEPT4)),
 		set("nr_connect", uint64(unix.SYS_CONNECT)),
@@ -542,7 +540,7 @@ func (t *Tracer) loadProgram(spec *ebpf.CollectionSpec, name string) (*ebpf.Prog
 	cs.Programs = map[string]*ebpf.ProgramSpec{name: ps}
 	repl := map[string]*ebpf.Map{
 		"events": t.maps.Events, "listeners": t.maps.Listeners, "waits": t.maps.Waits, "counters": t.maps.Counters,
-		"want_ports": t.maps.WantPorts, "want_netns": t.maps.WantNetns, "born": t.maps.Born, "last_synack": t.maps.LastSynack,
+		"want_ports": t.maps.WantPorts, "want_netns": t.maps.WantNetns, "last_synack": t.maps.LastSynack,
 		"connecting": t.maps.Connecting, "unix_events": t.maps.UnixEvents, "socks": t.maps.Socks, "conn_request": t.maps.ConnRequest,
 		"listen_args": t.maps.ListenArgs, "seen_drops": t.maps.SeenDrops, "ack_entry": t.maps.AckEntry,
 	}

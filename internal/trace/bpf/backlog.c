@@ -78,7 +78,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 // Set by the loader before loading.
 volatile const bool filter_ports = false;
 volatile const bool filter_netns = false;
-volatile const bool accept_wait = true; // stamp children for the accept-wait histogram
 volatile const bool accept_at_exit = true; // finish accept waits at sys_exit (no fexit)
 volatile const u64 nr_accept = 43;   // __NR_accept, x86_64
 volatile const u64 nr_accept4 = 288; // __NR_accept4, x86_64
@@ -154,10 +153,6 @@ struct synack {
 	u8 pad;
 	u8 saddr[16];
 	u8 daddr[16];
-};
-
-struct born {
-	u64 ts_ns;
 };
 
 // Accept waits are kept per listening socket: its address and inode.
@@ -261,14 +256,6 @@ struct {
 	__type(key, u32);
 	__type(value, struct synack);
 } last_synack SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU); // per-CPU free lists: no global lock
-	__uint(max_entries, 65536);
-	__type(key, u64);
-	__type(value, struct born);
-} born SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -1217,25 +1204,16 @@ static __always_inline void remove_listener(const struct sock *sk, struct skid *
 // The state changes the trace follows; all others return at once.
 #define LISTEN(o, n) ((o) == TCP_CLOSE && (n) == TCP_LISTEN)
 #define UNLISTEN(o, n) ((o) == TCP_LISTEN && (n) == TCP_CLOSE)
-#define QUEUED(o, n) ((o) == TCP_SYN_RECV && (n) == TCP_ESTABLISHED)
-#define FOLLOWED(o, n) (LISTEN(o, n) || UNLISTEN(o, n) || (QUEUED(o, n) && accept_wait))
+#define FOLLOWED(o, n) (LISTEN(o, n) || UNLISTEN(o, n))
 
 static __always_inline int on_state(const struct sock *sk, int oldstate, int newstate, struct skid id)
 {
 	if (id.proto != IPPROTO_TCP)
 		return 0; // MPTCP's own listener shadows its TCP one
-	if (LISTEN(oldstate, newstate)) {
+	if (LISTEN(oldstate, newstate))
 		add_listener(sk, &id, true);
-	} else if (UNLISTEN(oldstate, newstate)) {
+	else if (UNLISTEN(oldstate, newstate))
 		remove_listener(sk, &id);
-	} else if (wanted(id.netns, id.port)) {
-		// A child entering the accept queue (tcp_child_process()). It has
-		// its listener's namespace and port, so its listener is followed
-		// when those are wanted; the accept looks the listener up itself.
-		struct born b = {.ts_ns = bpf_ktime_get_ns()};
-		u64 key = (u64)sk;
-		bpf_map_update_elem(&born, &key, &b, BPF_ANY);
-	}
 	return 0;
 }
 
@@ -1280,14 +1258,27 @@ static __always_inline u32 slot(u64 ns)
 
 // on_accept runs when listener sk handed child to an accept: the wait
 // since the child entered the accept queue goes to sk's histogram.
-static __always_inline int on_accept(u64 sk, u64 born_ns)
+//
+// No stamp is needed: the handshake's completion set the child's
+// rcvq_space.time. tcp_rcv_state_process() calls tcp_init_transfer() ->
+// tcp_init_buffer_space() for a child in SYN_RECV (tcp_fastopen_create_child()
+// for a fast open child, at the SYN), which refreshes tcp_mstamp (µs of
+// ktime_get_ns(), tcp_clock_us()) and copies it there, as
+// tcp_check_req() has just queued the child. Only tcp_rcv_space_adjust()
+// writes it again, when the socket is read (recvmsg, splice, sockmap):
+// not before its accept, unless a sockmap reads it first.
+static __always_inline int on_accept(u64 sk, u64 child)
 {
-	if (!born_ns)
-		return 0;
-	u64 wait = bpf_ktime_get_ns() - born_ns;
 	struct member *m = bpf_map_lookup_elem(&socks, &sk);
-	if (!m)
+	if (!m || !child)
 		return 0;
+	u64 queued_us = BPF_CORE_READ((struct tcp_sock *)child, rcvq_space.time);
+	// The middle of that microsecond: the wait is off by ±0.5 µs, not
+	// always long.
+	u64 queued = queued_us * 1000 + 500, now = bpf_ktime_get_ns();
+	if (!queued_us)
+		return 0; // accepted before that ran (another CPU between the two, or the child's lock held)
+	u64 wait = now > queued ? now - queued : 0;
 	struct wkey k = {.k = m->k, .ino = m->ino};
 	struct hist *h = bpf_map_lookup_elem(&waits, &k);
 	if (!h) {
@@ -1309,18 +1300,6 @@ static __always_inline int on_accept(u64 sk, u64 born_ns)
 	return 0;
 }
 
-// The time child entered the accept queue, as on_state() stamped it (0:
-// not stamped), and the stamp removed.
-static __always_inline u64 born_at(u64 child)
-{
-	struct born *b = bpf_map_lookup_elem(&born, &child);
-	if (!b)
-		return 0;
-	u64 ts = b->ts_ns;
-	bpf_map_delete_elem(&born, &child);
-	return ts;
-}
-
 // The struct sock * behind descriptor fd of a descriptor table.
 static __always_inline u64 fd_sock(struct file **fds, long fd)
 {
@@ -1340,7 +1319,7 @@ int BPF_PROG(fexit_inet_csk_accept, struct sock *sk, int flags, int *err, bool k
 {
 	if (!ret)
 		return 0;
-	return on_accept((u64)sk, born_at((u64)ret));
+	return on_accept((u64)sk, (u64)ret);
 }
 
 SEC("fexit/inet_csk_accept")
@@ -1348,17 +1327,17 @@ int BPF_PROG(fexit_inet_csk_accept_arg, struct sock *sk, struct proto_accept_arg
 {
 	if (!ret)
 		return 0;
-	return on_accept((u64)sk, born_at((u64)ret));
+	return on_accept((u64)sk, (u64)ret);
 }
 
 // Where fexit is refused: accept(2)/accept4(2) returned descriptor ret for
 // the listening descriptor lfd. io_uring accepts pass no system call exit.
 static __always_inline int on_accept_exit(struct file **fds, long lfd, long ret)
 {
-	u64 child = fd_sock(fds, ret);
-	if (!child)
-		return 0;
-	return on_accept(fd_sock(fds, lfd), born_at(child));
+	u64 sk = fd_sock(fds, lfd);
+	if (!bpf_map_lookup_elem(&socks, &sk))
+		return 0; // not a listener the trace follows (a UNIX one, say)
+	return on_accept(sk, fd_sock(fds, ret));
 }
 
 // --- UNIX connects refused ---------------------------------------------------
