@@ -331,6 +331,20 @@ struct hdrs {
 	((struct hdrs){.head = BPF_CORE_READ(skb, head), .proto = BPF_CORE_READ(skb, protocol),         \
 		       .nh = BPF_CORE_READ(skb, network_header), .th = BPF_CORE_READ(skb, transport_header)})
 
+// read_tcp reads a TCP header's ports, sequence numbers and flags.
+static __always_inline int read_tcp(const unsigned char *th, struct seg *s)
+{
+	u8 tcp[14];
+	if (bpf_probe_read_kernel(tcp, sizeof(tcp), th))
+		return -1;
+	s->sport = ((u16)tcp[0] << 8) | tcp[1];
+	s->dport = ((u16)tcp[2] << 8) | tcp[3];
+	s->seq = ((u32)tcp[4] << 24) | ((u32)tcp[5] << 16) | ((u32)tcp[6] << 8) | tcp[7];
+	s->ack_seq = ((u32)tcp[8] << 24) | ((u32)tcp[9] << 16) | ((u32)tcp[10] << 8) | tcp[11];
+	s->flags = tcp[13];
+	return 0;
+}
+
 static __always_inline int parse_tcp(struct hdrs h, struct seg *s)
 {
 	u16 proto = bpf_ntohs(h.proto);
@@ -364,15 +378,7 @@ static __always_inline int parse_tcp(struct hdrs h, struct seg *s)
 		__builtin_memcpy(s->saddr, &ip6[8], 16);
 		__builtin_memcpy(s->daddr, &ip6[24], 16);
 	}
-	u8 tcp[14];
-	if (bpf_probe_read_kernel(tcp, sizeof(tcp), head + th))
-		return -1;
-	s->sport = ((u16)tcp[0] << 8) | tcp[1];
-	s->dport = ((u16)tcp[2] << 8) | tcp[3];
-	s->seq = ((u32)tcp[4] << 24) | ((u32)tcp[5] << 16) | ((u32)tcp[6] << 8) | tcp[7];
-	s->ack_seq = ((u32)tcp[8] << 24) | ((u32)tcp[9] << 16) | ((u32)tcp[10] << 8) | tcp[11];
-	s->flags = tcp[13];
-	return 0;
+	return read_tcp(head + th, s);
 }
 
 static __always_inline bool same16(const u8 *a, const u8 *b)
@@ -661,9 +667,6 @@ static __always_inline void on_syn_member(struct sk_buff *skb, const struct lkey
 	emit(stage, k, (struct sock *)found, NULL, s);
 }
 
-// on_consume runs for skbs that belong to no socket. Sockets' own skbs are
-// skipped before (cheaply, in the tp_btf variant): a received SYN is never
-// charged to a socket on the listener path.
 // syn_answered says whether the SYN in skb is the one the SYN-ACK in sa
 // answered, from the skb pointer tcp_conn_request() handled when that
 // SYN-ACK left and the TCP header alone.
@@ -671,16 +674,16 @@ static __always_inline bool syn_answered(struct sk_buff *skb, struct hdrs h, con
 {
 	if (!sa->valid || sa->cookie || sa->syn_skb != (u64)skb || !h.head || h.th == (u16)~0U)
 		return false;
-	u8 tcp[14];
-	if (bpf_probe_read_kernel(tcp, sizeof(tcp), h.head + h.th))
+	struct seg s;
+	if (read_tcp(h.head + h.th, &s))
 		return false;
-	u16 sport = ((u16)tcp[0] << 8) | tcp[1];
-	u16 dport = ((u16)tcp[2] << 8) | tcp[3];
-	u32 seq = ((u32)tcp[4] << 24) | ((u32)tcp[5] << 16) | ((u32)tcp[6] << 8) | tcp[7];
-	return (tcp[13] & (TCPF_SYN | TCPF_ACK | TCPF_RST | TCPF_FIN)) == TCPF_SYN && sa->sport == dport &&
-	       sa->dport == sport && sa->ack_seq == seq + 1;
+	return (s.flags & (TCPF_SYN | TCPF_ACK | TCPF_RST | TCPF_FIN)) == TCPF_SYN && sa->sport == s.dport &&
+	       sa->dport == s.sport && sa->ack_seq == s.seq + 1;
 }
 
+// on_consume runs for skbs that belong to no socket. Sockets' own skbs are
+// skipped before (cheaply, in the tp_btf variant): a received SYN is never
+// charged to a socket on the listener path.
 static __always_inline int on_consume(struct sk_buff *skb, struct hdrs h)
 {
 	u32 zero = 0;
@@ -1259,25 +1262,24 @@ static __always_inline u32 slot(u64 ns)
 // on_accept runs when listener sk handed child to an accept: the wait
 // since the child entered the accept queue goes to sk's histogram.
 //
-// No stamp is needed: the handshake's completion set the child's
-// rcvq_space.time. tcp_rcv_state_process() calls tcp_init_transfer() ->
-// tcp_init_buffer_space() for a child in SYN_RECV (tcp_fastopen_create_child()
-// for a fast open child, at the SYN), which refreshes tcp_mstamp (µs of
-// ktime_get_ns(), tcp_clock_us()) and copies it there, as
-// tcp_check_req() has just queued the child. Only tcp_rcv_space_adjust()
-// writes it again, when the socket is read (recvmsg, splice, sockmap):
-// not before its accept, unless a sockmap reads it first.
+// That start is a time the kernel keeps in the child itself: for a child
+// in SYN_RECV, tcp_rcv_state_process() -> tcp_init_transfer() ->
+// tcp_init_buffer_space() refreshes tcp_mstamp (tcp_clock_us(): the
+// microsecond of ktime_get_ns()) and copies it to rcvq_space.time, just
+// after tcp_check_req() queued the child; tcp_fastopen_create_child() does
+// the same at the SYN for a fast open child, queued then. Only
+// tcp_rcv_space_adjust() writes it again, when the socket is read: not
+// before its accept, unless a sockmap reads the child first.
 static __always_inline int on_accept(u64 sk, u64 child)
 {
 	struct member *m = bpf_map_lookup_elem(&socks, &sk);
 	if (!m || !child)
 		return 0;
 	u64 queued_us = BPF_CORE_READ((struct tcp_sock *)child, rcvq_space.time);
-	// The middle of that microsecond: the wait is off by ±0.5 µs, not
-	// always long.
-	u64 queued = queued_us * 1000 + 500, now = bpf_ktime_get_ns();
 	if (!queued_us)
-		return 0; // accepted before that ran (another CPU between the two, or the child's lock held)
+		return 0; // accepted before that ran (on another CPU, or with the child's lock held)
+	// From the middle of that microsecond: off by ±0.5 µs, not always long.
+	u64 queued = queued_us * 1000 + 500, now = bpf_ktime_get_ns();
 	u64 wait = now > queued ? now - queued : 0;
 	struct wkey k = {.k = m->k, .ino = m->ino};
 	struct hist *h = bpf_map_lookup_elem(&waits, &k);
