@@ -16,7 +16,8 @@
 # --icount makes the guest's clock count instructions (qemu -icount
 # shift=0: one instruction, one nanosecond): its CPU times are then what
 # the code executes, not what the host's load made of it — the way to
-# compare two variants' cost in the guest. Slower; for benchmarks.
+# compare two variants' cost in the guest. Slower; for benchmarks. Only
+# 6.12 boots so here: 5.10 and 6.1 stay silent after the boot loader.
 #
 # Needs root (apt, qemu's initramfs of setuid-free files is fine as any user,
 # but apt-get install is not). Kernel packages are fetched with apt through
