@@ -1,0 +1,5 @@
+//go:build !linux
+
+package hugeheap
+
+func madviseHuge(start, n uintptr) error { return nil }
