@@ -32,7 +32,7 @@ func report(stderr io.Writer, snap *snapshot.Snapshot) {
 }
 
 func runLs(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	// One collection and out: its heap in huge pages, a few faults instead
+	// ls reads once and exits: its heap in huge pages, a few faults instead
 	// of thousands. Without them it is only slower, so an error is ignored.
 	_ = hugeheap.Advise()
 	fs := newFlagSet("ls", stdout)
