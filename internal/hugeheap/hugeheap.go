@@ -35,8 +35,16 @@ const arenaBytes = 64 << 20
 // Reserve is how much heap Advise makes the runtime map before advising.
 const Reserve = 32 << 20
 
-// hugeOrder is the buddy order of a 2 MiB huge page of 4 KiB pages.
-const hugeOrder = 9
+// hugeOrder is the buddy order of a 2 MiB huge page of 4 KiB pages
+// (x86-64); hugePage its size.
+const (
+	hugeOrder = 9
+	hugePage  = 4096 << hugeOrder
+)
+
+// minFree is how many free huge pages the buddy allocator must hold for
+// Advise to advise: twice what the reserve could take.
+const minFree = 2 * Reserve / hugePage
 
 // ErrNoHugePages: the kernel has too few free huge pages at hand, and
 // faults in an advised heap could wait for compaction; nothing was advised.
@@ -58,7 +66,7 @@ func Advise() error {
 	if err != nil {
 		return err
 	}
-	if free < 2*Reserve>>21 {
+	if free < minFree {
 		return ErrNoHugePages
 	}
 	block := make([]byte, Reserve)
@@ -69,8 +77,10 @@ func Advise() error {
 	// the mapped parts and reports ENOMEM for the rest, which is expected.
 	err = madviseHuge(start, end-start)
 	runtime.KeepAlive(block)
-	block = nil
-	runtime.GC() // the heap is small yet: well under a millisecond
+	// 3-10 ms here, a fresh process's first collection. ls collects its
+	// growing heap several times anyway: in turn, 15 rounds at 10,000
+	// listeners, it took 113 ms with this collection and 111 without.
+	runtime.GC()
 	return err
 }
 
